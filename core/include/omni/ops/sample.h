@@ -1,0 +1,15 @@
+/* omni/ops/sample.h - see kernels/README.md for the dimension glossary. */
+#ifndef OMNI_OPS_SAMPLE_H
+#define OMNI_OPS_SAMPLE_H
+
+#include "omni/status.h"
+#include "omni/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif
