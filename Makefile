@@ -57,7 +57,7 @@ CORE_SRCS := $(wildcard core/*.c core/ops/*.c core/ipc/*.c) $(wildcard kernels/c
 CORE_CU := $(if $(filter 1,$(CUDA)),$(wildcard core/*.cu kernels/cuda/*.cu))
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/obj/%.o) $(CORE_CU:%.cu=$(BUILD)/obj/%.cu.o) \
   $(PROTO_GEN:$(BUILD)/gen/%.c=$(BUILD)/obj/gen/%.o)
-CORE_LIBS := $(call pkglibs,yaml-0.1 libzmq libprotobuf-c) -ldl -lm $(CUDA_LIBS)
+CORE_LIBS := $(call pkglibs,yaml-0.1 libzmq libprotobuf-c libcjson libpng libjpeg) -ldl -lm -lrt $(CUDA_LIBS)
 LIB_SO := $(BUILD)/lib/libomni.so
 LIB_A := $(BUILD)/lib/libomni.a
 
@@ -171,7 +171,7 @@ build/fuzz/%: tests/fuzz/%.c $(FUZZ_CORE)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Icore/include -Icore -Ikernels -D_GNU_SOURCE \
 	  -DOMNI_PLUGIN_DIR='"$(PREFIX)/lib/omni/plugins"' $(PKG_CFLAGS) -o $@ $^ \
-	  $(call pkglibs,yaml-0.1) -ldl -lm -pthread
+	  $(call pkglibs,yaml-0.1 libcjson libpng libjpeg) -ldl -lm -lrt -pthread
 
 # ---- dependencies -------------------------------------------------------------------
 APT_PKGS := libyaml-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler check libsubunit-dev \

@@ -8,6 +8,8 @@
 #ifndef OMNI_STATUS_H
 #define OMNI_STATUS_H
 
+#define OMNI_VERSION "0.1.0"
+
 #include <stdarg.h>
 #include <stddef.h>
 

@@ -9,6 +9,12 @@
 extern "C" {
 #endif
 
+/* Embedding gather: out[i, :] = table[ids[i], :] (converted to f32).
+ *   table: (V, D) f32/f16/bf16; ids: any shape, i32 (or i64); out: (ids..., D) f32.
+ *   An id outside [0, V) is OMNI_ERANGE naming the id, its index and V. */
+OMNI_API int omni_op_embedding(struct omni_tensor *out, const struct omni_tensor *table,
+                               const struct omni_tensor *ids, struct omni_error *err);
+
 #ifdef __cplusplus
 }
 #endif
