@@ -43,7 +43,7 @@ ifeq ($(CUDA),1)
 CPPFLAGS_ALL += -DOMNI_HAVE_CUDA -I$(CUDA_HOME)/include
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart
 endif
-WARN := -Wall -Wextra -Werror -Wno-unused-parameter
+WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 CFLAGS_ALL := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden -pthread $(WARN) $(SANFLAGS) $(CFLAGS)
 NVFLAGS := -std=c++17 $(OPT) -g -lineinfo $(CUDA_ARCH) --Werror all-warnings \
   -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wextra,-Wno-unused-parameter $(if $(SANFLAGS),-Xcompiler -fsanitize=address$(,)-fsanitize=undefined)
