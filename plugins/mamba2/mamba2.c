@@ -1,0 +1,971 @@
+/* plugins/mamba2/mamba2.c - the Mamba-2 language-model stack as a stage.
+ *
+ * Computes (spec/mamba2.md §1-§4):
+ *   r = embedding(ids) or embeds                          r: (B,T,D) f32
+ *   for layer i: r += m_{i-1} (none for i = 0); n = RMSNorm(r) (eps 1e-5)
+ *                m_i = Mixer_i(n)                         (§1 prefill, §3 step)
+ *   hidden = RMSNorm(r + m_last; norm_f)                  last position or all
+ * The mixer: zxbcdt = in_proj(n) (+ attached adapter terms); split z | xBC |
+ * dt; xBC -> causal conv1d + SiLU (history from conv_state); x, B, C views;
+ * SSD scan from ssm_state; y = gated RMSNorm(y, z) (gate first); out_proj.
+ *
+ * All math goes through omni_op_*; this file only owns weights, states,
+ * scratch and tensor views. Residual, activations and states are f32; the
+ * stage dtype selects the storage of in_proj, out_proj and the embedding.
+ *
+ * Per request: conv_state (B, L, Cd, K) and ssm_state (B, L, H, P, N) f32,
+ * plus scratch sized for B*T rows, grown only when a call needs more rows,
+ * so a decode step allocates nothing.
+ *
+ * forward(): a prefill of T >= 1 tokens. At ctx->position == 0 both states
+ * are zeroed first; at position > 0 the call continues from the states
+ * (chunked prefill), which gives the same result as one long prefill.
+ * step(): one token per row (T == 1).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "omni/plugin.h"
+
+#define M2_MAX_ADAPTERS 16
+#define M2_KEY_MAX 512
+
+enum { PORT_IDS = 0, PORT_EMBEDS = 1 };      /* inputs */
+enum { PORT_HIDDEN = 0 };                     /* outputs */
+
+struct m2_layer {
+    struct omni_tensor norm_w;   /* (D) f32 */
+    struct omni_tensor in_proj;  /* (F, D) stage dtype */
+    struct omni_tensor conv_w;   /* (Cd, K) f32 */
+    struct omni_tensor conv_b;   /* (Cd) f32 */
+    struct omni_tensor dt_bias;  /* (H) f32 */
+    struct omni_tensor A;        /* (H) f32, -exp(A_log) */
+    struct omni_tensor Dskip;    /* (H) f32 */
+    struct omni_tensor gnorm_w;  /* (E) f32 */
+    struct omni_tensor out_proj; /* (D, E) stage dtype */
+};
+
+/* Hyper-parameters; -1 = not given in params (inferred from the weights). */
+struct m2_dims {
+    int64_t d_model, n_layer, d_inner, nheads, headdim, d_state, ngroups, d_conv, expand, vocab;
+};
+
+struct m2_stage {
+    struct omni_stage base;
+    struct m2_dims given; /* from params */
+    struct m2_dims dim;   /* effective, after load */
+    int64_t d_in_proj, conv_dim;
+    int64_t chunk;
+    double eps;
+    int all_positions;
+    int wdtype;
+    int loaded;
+    char *name;
+    char *prefix; /* the weights prefix, for messages */
+    struct omni_tensor embedding; /* (V, D) stage dtype; .buf NULL when absent */
+    struct omni_tensor norm_f;    /* (D) f32 */
+    struct m2_layer *layers;
+    struct omni_stage *adapters[M2_MAX_ADAPTERS];
+    int n_adapters;
+};
+
+/* Scratch buffers: one per activation, capacity in rows. */
+enum { SC_RESID, SC_NORMED, SC_ZXBCDT, SC_XBC, SC_Y, SC_YN, SC_MIX, SC_COUNT };
+
+struct m2_state {
+    int64_t batch; /* 0 until known */
+    struct omni_tensor conv; /* (B, L, Cd, K) f32 */
+    struct omni_tensor ssm;  /* (B, L, H, P, N) f32 */
+    int dirty;               /* states hold something other than zeros */
+    int64_t cap_rows;
+    struct omni_buffer *scratch[SC_COUNT];
+    int64_t out_cap;         /* elements of out */
+    struct omni_buffer *out; /* the hidden output (returned by reference) */
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static char *m2_strdup(const char *s)
+{
+    size_t n = strlen(s ? s : "") + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s ? s : "", n);
+    return d;
+}
+
+/* A borrowed strided view (no reference taken: never release it). */
+static void m2_view(struct omni_tensor *v, const struct omni_tensor *base, int64_t elem_off,
+                    int ndim, const int64_t *shape, const int64_t *strides)
+{
+    memset(v, 0, sizeof *v);
+    v->dtype = base->dtype;
+    v->ndim = ndim;
+    for (int i = 0; i < ndim; i++) {
+        v->shape[i] = shape[i];
+        v->strides[i] = strides[i];
+    }
+    v->offset = base->offset + elem_off * (int64_t)omni_dtype_size(base->dtype);
+    v->device = base->device;
+    v->buf = base->buf;
+}
+
+/* A borrowed contiguous f32 view of the first rows of a scratch buffer. */
+static void m2_buf_view(struct omni_tensor *v, struct omni_buffer *buf, struct omni_device dev,
+                        int ndim, const int64_t *shape)
+{
+    memset(v, 0, sizeof *v);
+    v->dtype = OMNI_DTYPE_F32;
+    v->ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        v->shape[i] = shape[i];
+    omni_tensor_set_contiguous(v);
+    v->device = dev;
+    v->buf = buf;
+}
+
+static const char *m2_shape(const int64_t *shape, int ndim, char *buf, size_t n)
+{
+    return omni_shape_str(ndim, shape, buf, n);
+}
+
+/* ---- create / destroy ------------------------------------------------------ */
+
+static const char *const m2_int_params[] = {"d_model", "n_layer", "d_state", "headdim",
+                                            "expand",  "ngroups", "d_conv",  "vocab"};
+
+static int64_t *m2_dim_slot(struct m2_dims *d, const char *key)
+{
+    if (!strcmp(key, "d_model")) return &d->d_model;
+    if (!strcmp(key, "n_layer")) return &d->n_layer;
+    if (!strcmp(key, "d_state")) return &d->d_state;
+    if (!strcmp(key, "headdim")) return &d->headdim;
+    if (!strcmp(key, "expand")) return &d->expand;
+    if (!strcmp(key, "ngroups")) return &d->ngroups;
+    if (!strcmp(key, "d_conv")) return &d->d_conv;
+    if (!strcmp(key, "vocab")) return &d->vocab;
+    return NULL;
+}
+
+static void m2_destroy(struct omni_stage *st);
+
+static int m2_create(const struct omni_stage_config *cfg, struct omni_stage **out,
+                     struct omni_error *err)
+{
+    struct m2_stage *s = calloc(1, sizeof *s);
+    int rc = OMNI_OK;
+    if (!s)
+        return omni_error_set(err, OMNI_ENOMEM, "mamba2: out of memory");
+    s->name = m2_strdup(cfg->name ? cfg->name : "mamba2");
+    if (!s->name) {
+        rc = omni_error_set(err, OMNI_ENOMEM, "mamba2: out of memory");
+        goto fail;
+    }
+    s->given = (struct m2_dims){-1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+    s->d_in_proj = s->conv_dim = -1;
+    for (size_t i = 0; i < OMNI_ARRAY_LEN(m2_int_params); i++) {
+        int64_t v;
+        if (!omni_params_has(cfg->params, m2_int_params[i]))
+            continue;
+        rc = omni_params_int(cfg->params, m2_int_params[i], -1, &v, err);
+        if (rc)
+            goto fail;
+        if (v <= 0) {
+            rc = omni_error_set(err, OMNI_EINVAL, "stage '%s': param %s must be > 0, got %lld",
+                                s->name, m2_int_params[i], (long long)v);
+            goto fail;
+        }
+        *m2_dim_slot(&s->given, m2_int_params[i]) = v;
+    }
+    if ((rc = omni_params_int(cfg->params, "chunk_size", 256, &s->chunk, err)))
+        goto fail;
+    if (s->chunk < 0) {
+        rc = omni_error_set(err, OMNI_EINVAL,
+                            "stage '%s': param chunk_size must be >= 0 (0 = sequential scan), got %lld",
+                            s->name, (long long)s->chunk);
+        goto fail;
+    }
+    if ((rc = omni_params_float(cfg->params, "eps", 1e-5, &s->eps, err)))
+        goto fail;
+    if (!(s->eps > 0)) {
+        rc = omni_error_set(err, OMNI_EINVAL, "stage '%s': param eps must be > 0, got %g", s->name,
+                            s->eps);
+        goto fail;
+    }
+    if ((rc = omni_params_bool(cfg->params, "all_positions", 0, &s->all_positions, err)))
+        goto fail;
+    s->wdtype = cfg->dtype == OMNI_DTYPE_INVALID ? OMNI_DTYPE_F32 : cfg->dtype;
+    if (s->wdtype != OMNI_DTYPE_F32 && s->wdtype != OMNI_DTYPE_F16 &&
+        s->wdtype != OMNI_DTYPE_BF16) {
+        rc = omni_error_set(err, OMNI_EDTYPE,
+                            "stage '%s': dtype %s is not supported (f32, f16 or bf16)", s->name,
+                            omni_dtype_name(s->wdtype));
+        goto fail;
+    }
+    *out = &s->base;
+    return OMNI_OK;
+fail:
+    m2_destroy(&s->base);
+    return rc;
+}
+
+static void m2_release_weights(struct m2_stage *s)
+{
+    if (s->layers) {
+        for (int64_t i = 0; i < s->dim.n_layer; i++) {
+            struct m2_layer *l = &s->layers[i];
+            omni_tensor_release(&l->norm_w);
+            omni_tensor_release(&l->in_proj);
+            omni_tensor_release(&l->conv_w);
+            omni_tensor_release(&l->conv_b);
+            omni_tensor_release(&l->dt_bias);
+            omni_tensor_release(&l->A);
+            omni_tensor_release(&l->Dskip);
+            omni_tensor_release(&l->gnorm_w);
+            omni_tensor_release(&l->out_proj);
+        }
+        free(s->layers);
+        s->layers = NULL;
+    }
+    omni_tensor_release(&s->embedding);
+    omni_tensor_release(&s->norm_f);
+    s->loaded = 0;
+}
+
+static void m2_destroy(struct omni_stage *st)
+{
+    struct m2_stage *s = (struct m2_stage *)st;
+    if (!s)
+        return;
+    m2_release_weights(s);
+    free(s->prefix);
+    free(s->name);
+    free(s);
+}
+
+/* ---- load ---------------------------------------------------------------------------- */
+
+static int m2_info(struct m2_stage *s, const struct omni_weights_ref *w, const char *key,
+                   int ndim, struct omni_weight_info *info, struct omni_error *err)
+{
+    char buf[64];
+    int rc = omni_weights_info(w->file, w->prefix, key, info, err);
+    if (rc)
+        return omni_error_prefix(err, "stage '%s': ", s->name);
+    if (info->ndim != ndim)
+        return omni_error_set(err, OMNI_ESHAPE,
+                              "stage '%s': weight '%s%s' in %s has shape %s, expected %d dims",
+                              s->name, s->prefix, key, omni_weights_path(w->file),
+                              m2_shape(info->shape, info->ndim, buf, sizeof buf), ndim);
+    return OMNI_OK;
+}
+
+/* A param given in YAML must agree with the value the weights imply. */
+static int m2_cross_check(struct m2_stage *s, const char *param, int64_t given, int64_t inferred,
+                          const char *key, const struct omni_weight_info *info,
+                          struct omni_error *err)
+{
+    char buf[64];
+    if (given < 0 || given == inferred)
+        return OMNI_OK;
+    if (!info)
+        return omni_error_set(err, OMNI_ESHAPE,
+                              "stage '%s': param %s=%lld disagrees with the weights (%s gives %lld)",
+                              s->name, param, (long long)given, key, (long long)inferred);
+    return omni_error_set(err, OMNI_ESHAPE,
+                          "stage '%s': param %s=%lld disagrees with weight '%s%s' (shape %s gives "
+                          "%s=%lld)",
+                          s->name, param, (long long)given, s->prefix, key,
+                          m2_shape(info->shape, info->ndim, buf, sizeof buf), param,
+                          (long long)inferred);
+}
+
+static int m2_load_w(struct m2_stage *s, const struct omni_weights_ref *w, const char *key,
+                     int dtype, int ndim, const int64_t *shape, struct omni_tensor *out,
+                     struct omni_error *err)
+{
+    int rc = omni_stage_load_weight(&s->base, w, key, dtype, ndim, shape, out, err);
+    if (rc)
+        return rc;
+    return OMNI_OK;
+}
+
+static int m2_layer_key(char *buf, size_t n, int64_t layer, const char *rest)
+{
+    int k = snprintf(buf, n, "layers.%lld.%s", (long long)layer, rest);
+    return k > 0 && (size_t)k < n;
+}
+
+/* A = -exp(A_log), computed once at load on the host, then moved to the stage's device. */
+static int m2_load_A(struct m2_stage *s, const struct omni_weights_ref *w, const char *key,
+                     int64_t H, struct omni_tensor *out, struct omni_error *err)
+{
+    struct omni_tensor host = {0};
+    int64_t shape[1] = {H};
+    int rc = omni_weights_load(w->file, w->prefix, key, OMNI_DTYPE_F32, 1, shape, &host, err);
+    if (rc)
+        return omni_error_prefix(err, "stage '%s': ", s->name);
+    float *a = omni_tensor_data(&host);
+    for (int64_t h = 0; h < H; h++)
+        a[h] = -expf(a[h]);
+    if (s->base.device.type == OMNI_DEVICE_CPU) {
+        *out = host;
+        return OMNI_OK;
+    }
+    rc = omni_tensor_copy_to(out, &host, s->base.device, err);
+    omni_tensor_release(&host);
+    return rc;
+}
+
+static int m2_load(struct omni_stage *st, const struct omni_weights_ref *w, struct omni_error *err)
+{
+    struct m2_stage *s = (struct m2_stage *)st;
+    struct omni_weight_info in_i, out_i, alog_i, conv_i, emb_i;
+    char key[M2_KEY_MAX];
+    int rc;
+    const char *prefix = w && w->prefix ? w->prefix : "";
+
+    if (!w || !w->file)
+        return omni_error_set(err, OMNI_EINVAL,
+                              "stage '%s': mamba2 needs weights (set weights: and prefix:)",
+                              s->name);
+    m2_release_weights(s);
+    free(s->prefix);
+    s->prefix = m2_strdup(prefix);
+    if (!s->prefix)
+        return omni_error_set(err, OMNI_ENOMEM, "mamba2: out of memory");
+
+    /* n_layer: count consecutive layers.N. blocks */
+    int64_t nl = 0;
+    for (;;) {
+        m2_layer_key(key, sizeof key, nl, "mixer.in_proj.weight");
+        if (!omni_weights_has(w->file, prefix, key))
+            break;
+        nl++;
+    }
+    if (nl == 0)
+        return omni_error_set(err, OMNI_ENOTFOUND,
+                              "stage '%s': no '%slayers.0.mixer.in_proj.weight' in %s (is the "
+                              "prefix '%s' right?)",
+                              s->name, prefix, omni_weights_path(w->file), prefix);
+
+    struct m2_dims d = {0};
+    d.n_layer = nl;
+    if ((rc = m2_info(s, w, "layers.0.mixer.in_proj.weight", 2, &in_i, err)) ||
+        (rc = m2_info(s, w, "layers.0.mixer.out_proj.weight", 2, &out_i, err)) ||
+        (rc = m2_info(s, w, "layers.0.mixer.A_log", 1, &alog_i, err)) ||
+        (rc = m2_info(s, w, "layers.0.mixer.conv1d.weight", 3, &conv_i, err)))
+        return rc;
+    const int64_t F = in_i.shape[0];
+    d.d_model = in_i.shape[1];
+    d.d_inner = out_i.shape[1];
+    d.nheads = alog_i.shape[0];
+    d.ngroups = s->given.ngroups > 0 ? s->given.ngroups : 1;
+    d.d_conv = conv_i.shape[2];
+    if (d.nheads <= 0 || d.d_inner % d.nheads)
+        return omni_error_set(err, OMNI_ESHAPE,
+                              "stage '%s': d_inner %lld (from '%slayers.0.mixer.out_proj.weight') "
+                              "is not a multiple of nheads %lld (from '%slayers.0.mixer.A_log')",
+                              s->name, (long long)d.d_inner, prefix, (long long)d.nheads, prefix);
+    d.headdim = d.d_inner / d.nheads;
+    const int64_t gn2 = F - 2 * d.d_inner - d.nheads;
+    if (gn2 <= 0 || gn2 % (2 * d.ngroups))
+        return omni_error_set(err, OMNI_ESHAPE,
+                              "stage '%s': in_proj rows %lld ('%slayers.0.mixer.in_proj.weight') "
+                              "do not split as 2*d_inner(%lld) + 2*ngroups(%lld)*d_state + "
+                              "nheads(%lld)",
+                              s->name, (long long)F, prefix, (long long)d.d_inner,
+                              (long long)d.ngroups, (long long)d.nheads);
+    d.d_state = gn2 / (2 * d.ngroups);
+    d.expand = d.d_inner % d.d_model ? -1 : d.d_inner / d.d_model;
+    d.vocab = -1;
+    if (omni_weights_has(w->file, prefix, "embedding.weight")) {
+        if ((rc = m2_info(s, w, "embedding.weight", 2, &emb_i, err)))
+            return rc;
+        d.vocab = emb_i.shape[0];
+    }
+    if (d.nheads % d.ngroups)
+        return omni_error_set(err, OMNI_ESHAPE,
+                              "stage '%s': nheads %lld is not a multiple of ngroups %lld",
+                              s->name, (long long)d.nheads, (long long)d.ngroups);
+
+    if ((rc = m2_cross_check(s, "n_layer", s->given.n_layer, d.n_layer, "the layers.N. key count",
+                             NULL, err)) ||
+        (rc = m2_cross_check(s, "d_model", s->given.d_model, d.d_model,
+                             "layers.0.mixer.in_proj.weight", &in_i, err)) ||
+        (rc = m2_cross_check(s, "headdim", s->given.headdim, d.headdim,
+                             "layers.0.mixer.A_log", &alog_i, err)) ||
+        (rc = m2_cross_check(s, "d_state", s->given.d_state, d.d_state,
+                             "layers.0.mixer.in_proj.weight", &in_i, err)) ||
+        (rc = m2_cross_check(s, "expand", s->given.expand, d.expand,
+                             "layers.0.mixer.out_proj.weight", &out_i, err)) ||
+        (rc = m2_cross_check(s, "d_conv", s->given.d_conv, d.d_conv,
+                             "layers.0.mixer.conv1d.weight", &conv_i, err)))
+        return rc;
+    if (s->given.vocab > 0) {
+        if (d.vocab < 0)
+            return omni_error_set(err, OMNI_ENOTFOUND,
+                                  "stage '%s': param vocab=%lld given but '%sembedding.weight' is "
+                                  "not in %s",
+                                  s->name, (long long)s->given.vocab, prefix,
+                                  omni_weights_path(w->file));
+        if ((rc = m2_cross_check(s, "vocab", s->given.vocab, d.vocab, "embedding.weight", &emb_i,
+                                 err)))
+            return rc;
+    }
+
+    const int64_t D = d.d_model, E = d.d_inner, H = d.nheads, G = d.ngroups, N = d.d_state;
+    const int64_t K = d.d_conv, Cd = E + 2 * G * N;
+    s->dim = d;
+    s->d_in_proj = F;
+    s->conv_dim = Cd;
+
+    s->layers = calloc((size_t)nl, sizeof *s->layers);
+    if (!s->layers)
+        return omni_error_set(err, OMNI_ENOMEM, "mamba2: out of memory");
+
+    for (int64_t i = 0; i < nl; i++) {
+        struct m2_layer *l = &s->layers[i];
+        const int64_t sh_D[1] = {D}, sh_E[1] = {E}, sh_H[1] = {H}, sh_Cd[1] = {Cd};
+        const int64_t sh_in[2] = {F, D}, sh_out[2] = {D, E}, sh_conv[3] = {Cd, 1, K};
+        const int64_t sh_conv2[2] = {Cd, K};
+#define M2_LOAD(rest, dt, nd, shp, dst)                                                 \
+    do {                                                                                \
+        m2_layer_key(key, sizeof key, i, rest);                                         \
+        if ((rc = m2_load_w(s, w, key, dt, nd, shp, dst, err)))                         \
+            goto fail;                                                                  \
+    } while (0)
+        M2_LOAD("norm.weight", OMNI_DTYPE_F32, 1, sh_D, &l->norm_w);
+        M2_LOAD("mixer.in_proj.weight", s->wdtype, 2, sh_in, &l->in_proj);
+        M2_LOAD("mixer.conv1d.weight", OMNI_DTYPE_F32, 3, sh_conv, &l->conv_w);
+        M2_LOAD("mixer.conv1d.bias", OMNI_DTYPE_F32, 1, sh_Cd, &l->conv_b);
+        M2_LOAD("mixer.dt_bias", OMNI_DTYPE_F32, 1, sh_H, &l->dt_bias);
+        M2_LOAD("mixer.D", OMNI_DTYPE_F32, 1, sh_H, &l->Dskip);
+        M2_LOAD("mixer.norm.weight", OMNI_DTYPE_F32, 1, sh_E, &l->gnorm_w);
+        M2_LOAD("mixer.out_proj.weight", s->wdtype, 2, sh_out, &l->out_proj);
+#undef M2_LOAD
+        m2_layer_key(key, sizeof key, i, "mixer.A_log");
+        if ((rc = m2_load_A(s, w, key, H, &l->A, err)))
+            goto fail;
+        if ((rc = omni_tensor_reshape(&l->conv_w, 2, sh_conv2, err)))
+            goto fail;
+    }
+    {
+        const int64_t sh_D[1] = {D};
+        if ((rc = m2_load_w(s, w, "norm_f.weight", OMNI_DTYPE_F32, 1, sh_D, &s->norm_f, err)))
+            goto fail;
+        if (d.vocab > 0) {
+            const int64_t sh_emb[2] = {d.vocab, D};
+            if ((rc = m2_load_w(s, w, "embedding.weight", s->wdtype, 2, sh_emb, &s->embedding,
+                                err)))
+                goto fail;
+        }
+    }
+    s->loaded = 1;
+    OMNI_LOG(OMNI_LOG_INFO,
+             "stage '%s': mamba2 d_model=%lld n_layer=%lld d_inner=%lld nheads=%lld headdim=%lld "
+             "d_state=%lld ngroups=%lld d_conv=%lld vocab=%lld weights %s",
+             s->name, (long long)D, (long long)nl, (long long)E, (long long)H,
+             (long long)d.headdim, (long long)N, (long long)G, (long long)K, (long long)d.vocab,
+             omni_dtype_name(s->wdtype));
+    return OMNI_OK;
+fail:
+    m2_release_weights(s);
+    return rc;
+}
+
+/* ---- attach ----------------------------------------------------------------------------- */
+
+static const char *m2_adapter_task(struct omni_stage *a)
+{
+    const char *t = a->plugin->adapter->task(a);
+    return t ? t : "";
+}
+
+static int m2_attach(struct omni_stage *st, const char *target, struct omni_stage *adapter,
+                     struct omni_error *err)
+{
+    struct m2_stage *s = (struct m2_stage *)st;
+    if (!target || strcmp(target, "in_proj") != 0)
+        return omni_error_set(err, OMNI_ENOTFOUND,
+                              "stage '%s': no linear named '%s' to attach to (mamba2 offers: "
+                              "in_proj)",
+                              s->name, target ? target : "(null)");
+    if (!adapter) {
+        s->n_adapters = 0;
+        return OMNI_OK;
+    }
+    if (!adapter->plugin || !adapter->plugin->adapter || !adapter->plugin->adapter->apply ||
+        !adapter->plugin->adapter->task)
+        return omni_error_set(err, OMNI_EINVAL,
+                              "stage '%s': stage '%s' (type %s) is not an adapter; it cannot be "
+                              "attached to %s.in_proj",
+                              s->name, adapter->name ? adapter->name : "?",
+                              adapter->plugin ? adapter->plugin->name : "?", s->name);
+    for (int i = 0; i < s->n_adapters; i++)
+        if (s->adapters[i] == adapter)
+            return OMNI_OK;
+    if (s->n_adapters >= M2_MAX_ADAPTERS)
+        return omni_error_set(err, OMNI_ERANGE,
+                              "stage '%s': too many adapters on in_proj (at most %d)", s->name,
+                              M2_MAX_ADAPTERS);
+    s->adapters[s->n_adapters++] = adapter;
+    return OMNI_OK;
+}
+
+/* Pick the adapters for this call's task: those whose task equals ctx->task,
+ * plus those serving every task (""). */
+static int m2_active_adapters(struct m2_stage *s, const struct omni_run_ctx *ctx,
+                              struct omni_stage **act, int *n_act, struct omni_error *err)
+{
+    const char *task = ctx && ctx->task ? ctx->task : "";
+    int n = 0, n_specific = 0;
+    for (int i = 0; i < s->n_adapters; i++) {
+        const char *t = m2_adapter_task(s->adapters[i]);
+        if (t[0] == '\0' || (task[0] && !strcmp(t, task)))
+            act[n++] = s->adapters[i];
+        if (t[0])
+            n_specific++;
+    }
+    *n_act = n;
+    if (n_specific == 0)
+        return OMNI_OK;
+    if (task[0] == '\0') {
+        OMNI_LOG(OMNI_LOG_INFO,
+                 "stage '%s': no task given; %d task adapter(s) on in_proj left out (base weights)",
+                 s->name, n_specific);
+        return OMNI_OK;
+    }
+    if (n == 0) {
+        char list[256] = "";
+        size_t used = 0;
+        for (int i = 0; i < s->n_adapters; i++) {
+            int k = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                             m2_adapter_task(s->adapters[i]));
+            if (k < 0 || (size_t)k >= sizeof list - used)
+                break;
+            used += (size_t)k;
+        }
+        return omni_error_set(err, OMNI_ENOTFOUND, "no adapter for task '%s' on %s.in_proj (attached: %s)",
+                              task, s->name, list);
+    }
+    return OMNI_OK;
+}
+
+/* ---- state ------------------------------------------------------------------------------ */
+
+static void m2_state_release(struct m2_state *x)
+{
+    omni_tensor_release(&x->conv);
+    omni_tensor_release(&x->ssm);
+    for (int i = 0; i < SC_COUNT; i++) {
+        if (x->scratch[i])
+            omni_buffer_unref(x->scratch[i]);
+        x->scratch[i] = NULL;
+    }
+    if (x->out)
+        omni_buffer_unref(x->out);
+    x->out = NULL;
+    x->cap_rows = 0;
+    x->out_cap = 0;
+    x->batch = 0;
+}
+
+static void m2_state_free(struct omni_stage *st, void *state)
+{
+    struct m2_state *x = state;
+    if (!x)
+        return;
+    m2_state_release(x);
+    free(x);
+}
+
+static int m2_state_alloc(struct m2_stage *s, struct m2_state *x, int64_t B,
+                          struct omni_error *err)
+{
+    const struct m2_dims *d = &s->dim;
+    const int64_t sh_conv[4] = {B, d->n_layer, s->conv_dim, d->d_conv};
+    const int64_t sh_ssm[5] = {B, d->n_layer, d->nheads, d->headdim, d->d_state};
+    int rc = omni_tensor_alloc(&x->conv, OMNI_DTYPE_F32, 4, sh_conv, s->base.device, err);
+    if (!rc)
+        rc = omni_tensor_alloc(&x->ssm, OMNI_DTYPE_F32, 5, sh_ssm, s->base.device, err);
+    if (rc) {
+        omni_tensor_release(&x->conv);
+        omni_tensor_release(&x->ssm);
+        return omni_error_prefix(err, "stage '%s': request state for batch %lld: ", s->name,
+                                 (long long)B);
+    }
+    x->batch = B;
+    x->dirty = 0;
+    return OMNI_OK;
+}
+
+static int m2_state_new(struct omni_stage *st, const struct omni_run_ctx *ctx, void **state,
+                        struct omni_error *err)
+{
+    struct m2_stage *s = (struct m2_stage *)st;
+    struct m2_state *x = calloc(1, sizeof *x);
+    if (!x)
+        return omni_error_set(err, OMNI_ENOMEM, "mamba2: out of memory");
+    if (s->loaded && ctx && ctx->batch > 0) {
+        int rc = m2_state_alloc(s, x, ctx->batch, err);
+        if (rc) {
+            free(x);
+            return rc;
+        }
+    }
+    *state = x;
+    return OMNI_OK;
+}
+
+/* Zero both states (a prefill from scratch). New buffers are zero-filled,
+ * so off the host the buffers are replaced instead of written. */
+static int m2_state_zero(struct m2_stage *s, struct m2_state *x, struct omni_error *err)
+{
+    if (!x->dirty)
+        return OMNI_OK;
+    if (x->conv.device.type == OMNI_DEVICE_CPU) {
+        memset(omni_tensor_data(&x->conv), 0, omni_tensor_nbytes(&x->conv));
+        memset(omni_tensor_data(&x->ssm), 0, omni_tensor_nbytes(&x->ssm));
+        x->dirty = 0;
+        return OMNI_OK;
+    }
+    int64_t B = x->batch;
+    omni_tensor_release(&x->conv);
+    omni_tensor_release(&x->ssm);
+    return m2_state_alloc(s, x, B, err);
+}
+
+/* Make sure scratch holds `rows` rows and the output `out_elems` elements. */
+static int m2_scratch(struct m2_stage *s, struct m2_state *x, int64_t rows, int64_t out_elems,
+                      struct omni_error *err)
+{
+    const struct m2_dims *d = &s->dim;
+    if (rows > x->cap_rows) {
+        const int64_t width[SC_COUNT] = {
+            [SC_RESID] = d->d_model, [SC_NORMED] = d->d_model, [SC_ZXBCDT] = s->d_in_proj,
+            [SC_XBC] = s->conv_dim,  [SC_Y] = d->d_inner,      [SC_YN] = d->d_inner,
+            [SC_MIX] = d->d_model,
+        };
+        for (int i = 0; i < SC_COUNT; i++) {
+            if (x->scratch[i])
+                omni_buffer_unref(x->scratch[i]);
+            x->scratch[i] = omni_buffer_new(s->base.device,
+                                            (size_t)(rows * width[i]) * sizeof(float), err);
+            if (!x->scratch[i]) {
+                x->cap_rows = 0;
+                return omni_error_prefix(err, "stage '%s': scratch for %lld rows: ", s->name,
+                                         (long long)rows);
+            }
+        }
+        x->cap_rows = rows;
+    }
+    if (out_elems > x->out_cap) {
+        if (x->out)
+            omni_buffer_unref(x->out);
+        x->out = omni_buffer_new(s->base.device, (size_t)out_elems * sizeof(float), err);
+        if (!x->out) {
+            x->out_cap = 0;
+            return omni_error_prefix(err, "stage '%s': output buffer: ", s->name);
+        }
+        x->out_cap = out_elems;
+    }
+    return OMNI_OK;
+}
+
+/* ---- the forward pass ----------------------------------------------------------------------- */
+
+/* Input checks; returns B and T. */
+static int m2_inputs(struct m2_stage *s, const struct omni_io *io, int is_step, int64_t *B,
+                     int64_t *T, const struct omni_tensor **src, int *is_ids,
+                     struct omni_error *err)
+{
+    const struct omni_tensor *ids = io->n_in > PORT_IDS ? &io->in[PORT_IDS] : NULL;
+    const struct omni_tensor *emb = io->n_in > PORT_EMBEDS ? &io->in[PORT_EMBEDS] : NULL;
+    int have_ids = ids && ids->buf, have_emb = emb && emb->buf;
+    int rc;
+    if (have_ids == have_emb)
+        return omni_error_set(err, OMNI_EINVAL,
+                              "stage '%s': exactly one of the inputs 'ids' and 'embeds' must be "
+                              "given per call (%s)",
+                              s->name, have_ids ? "both were given" : "neither was given");
+    if (have_ids) {
+        const int64_t dims[2] = {-1, -1};
+        if ((rc = omni_check_tensor(&s->base, "ids", ids, OMNI_DTYPE_BIT(OMNI_DTYPE_I32), 2, dims,
+                                    err)))
+            return rc;
+        if (!s->embedding.buf)
+            return omni_error_set(err, OMNI_ENOTFOUND,
+                                  "stage '%s': token ids arrived on 'ids' but no embedding table "
+                                  "was loaded ('%sembedding.weight' is not in the weights); feed "
+                                  "'embeds' instead",
+                                  s->name, s->prefix ? s->prefix : "");
+        *B = ids->shape[0];
+        *T = ids->shape[1];
+        *src = ids;
+        *is_ids = 1;
+    } else {
+        const int64_t dims[3] = {-1, -1, s->dim.d_model};
+        if ((rc = omni_check_tensor(&s->base, "embeds", emb, OMNI_DTYPE_BIT(OMNI_DTYPE_F32), 3,
+                                    dims, err)))
+            return rc;
+        *B = emb->shape[0];
+        *T = emb->shape[1];
+        *src = emb;
+        *is_ids = 0;
+    }
+    if (*B <= 0 || *T <= 0)
+        return omni_error_set(err, OMNI_ESHAPE,
+                              "stage '%s': input '%s' is empty (B=%lld, T=%lld)", s->name,
+                              have_ids ? "ids" : "embeds", (long long)*B, (long long)*T);
+    if (is_step && *T != 1)
+        return omni_error_set(err, OMNI_ESHAPE,
+                              "stage '%s': step takes one token per row (T must be 1), got '%s' "
+                              "with T=%lld; use forward for a prefill",
+                              s->name, have_ids ? "ids" : "embeds", (long long)*T);
+    return OMNI_OK;
+}
+
+static int m2_run(struct omni_stage *st, void *state, struct omni_io *io, int is_step,
+                  struct omni_error *err)
+{
+    struct m2_stage *s = (struct m2_stage *)st;
+    struct m2_state *x = state;
+    struct omni_stage *act[M2_MAX_ADAPTERS];
+    int n_act = 0, is_ids = 0, rc;
+    int64_t B = 0, T = 0;
+    const struct omni_tensor *src = NULL;
+
+    if (!s->loaded)
+        return omni_error_set(err, OMNI_ESTATE, "stage '%s': weights are not loaded", s->name);
+    if (!x)
+        return omni_error_set(err, OMNI_ESTATE, "stage '%s': mamba2 needs a request state",
+                              s->name);
+    if (io->n_out < 1)
+        return omni_error_set(err, OMNI_EINVAL, "stage '%s': output 'hidden' is missing",
+                              s->name);
+    if ((rc = m2_inputs(s, io, is_step, &B, &T, &src, &is_ids, err)))
+        return rc;
+    if ((rc = m2_active_adapters(s, io->ctx, act, &n_act, err)))
+        return rc;
+    if (x->batch == 0) {
+        if ((rc = m2_state_alloc(s, x, B, err)))
+            return rc;
+    } else if (x->batch != B) {
+        return omni_error_set(err, OMNI_ESHAPE,
+                              "stage '%s': the request state holds batch %lld but the input has "
+                              "B=%lld",
+                              s->name, (long long)x->batch, (long long)B);
+    }
+    if (!is_step && (!io->ctx || io->ctx->position <= 0)) {
+        if ((rc = m2_state_zero(s, x, err)))
+            return rc;
+    }
+
+    const struct m2_dims *d = &s->dim;
+    const int64_t D = d->d_model, E = d->d_inner, H = d->nheads, P = d->headdim;
+    const int64_t G = d->ngroups, N = d->d_state, K = d->d_conv, L = d->n_layer;
+    const int64_t F = s->d_in_proj, Cd = s->conv_dim, M = B * T;
+    const int all = s->all_positions;
+    const int64_t out_rows = all ? M : B;
+    if ((rc = m2_scratch(s, x, M, out_rows * D, err)))
+        return rc;
+
+    const struct omni_device dev = s->base.device;
+    struct omni_tensor resid, normed, zx, xbc, y, yn, mix, hid;
+    {
+        const int64_t sh_MD[2] = {M, D}, sh_MF[2] = {M, F}, sh_MC[2] = {M, Cd};
+        const int64_t sh_ME[2] = {M, E};
+        m2_buf_view(&resid, x->scratch[SC_RESID], dev, 2, sh_MD);
+        m2_buf_view(&normed, x->scratch[SC_NORMED], dev, 2, sh_MD);
+        m2_buf_view(&zx, x->scratch[SC_ZXBCDT], dev, 2, sh_MF);
+        m2_buf_view(&xbc, x->scratch[SC_XBC], dev, 2, sh_MC);
+        m2_buf_view(&y, x->scratch[SC_Y], dev, 2, sh_ME);
+        m2_buf_view(&yn, x->scratch[SC_YN], dev, 2, sh_ME);
+        m2_buf_view(&mix, x->scratch[SC_MIX], dev, 2, sh_MD);
+    }
+
+    /* r = embedding(ids) or embeds */
+    if (is_ids) {
+        struct omni_tensor r3;
+        const int64_t sh[3] = {B, T, D};
+        m2_buf_view(&r3, x->scratch[SC_RESID], dev, 3, sh);
+        if ((rc = omni_op_embedding(&r3, &s->embedding, src, err)))
+            goto fail;
+    } else if ((rc = omni_op_copy(&resid, src, err))) {
+        goto fail;
+    }
+
+    /* Views into zxbcdt (M, F) = [z | xBC | dt], and into xbc (M, Cd) = [x | B | C]. */
+    struct omni_tensor z, xBC, dt, xs, Bm, Cm;
+    {
+        const int64_t sh_z[2] = {M, E}, st_z[2] = {F, 1};
+        m2_view(&z, &zx, 0, 2, sh_z, st_z);
+    }
+    if (is_step) {
+        const int64_t sh_x[2] = {B, Cd}, st_x[2] = {F, 1};
+        const int64_t sh_dt[2] = {B, H}, st_dt[2] = {F, 1};
+        const int64_t sh_h[3] = {B, H, P}, st_h[3] = {Cd, P, 1};
+        const int64_t sh_g[3] = {B, G, N}, st_g[3] = {Cd, N, 1};
+        m2_view(&xBC, &zx, E, 2, sh_x, st_x);
+        m2_view(&dt, &zx, E + Cd, 2, sh_dt, st_dt);
+        m2_view(&xs, &xbc, 0, 3, sh_h, st_h);
+        m2_view(&Bm, &xbc, E, 3, sh_g, st_g);
+        m2_view(&Cm, &xbc, E + G * N, 3, sh_g, st_g);
+    } else {
+        const int64_t sh_x[3] = {B, T, Cd}, st_x[3] = {T * F, F, 1};
+        const int64_t sh_dt[3] = {B, T, H}, st_dt[3] = {T * F, F, 1};
+        const int64_t sh_h[4] = {B, T, H, P}, st_h[4] = {T * Cd, Cd, P, 1};
+        const int64_t sh_g[4] = {B, T, G, N}, st_g[4] = {T * Cd, Cd, N, 1};
+        m2_view(&xBC, &zx, E, 3, sh_x, st_x);
+        m2_view(&dt, &zx, E + Cd, 3, sh_dt, st_dt);
+        m2_view(&xs, &xbc, 0, 4, sh_h, st_h);
+        m2_view(&Bm, &xbc, E, 4, sh_g, st_g);
+        m2_view(&Cm, &xbc, E + G * N, 4, sh_g, st_g);
+    }
+    struct omni_tensor xbc_o, y_o; /* op-shaped outputs over the same buffers */
+    if (is_step) {
+        const int64_t sh_c[2] = {B, Cd}, sh_y[3] = {B, H, P};
+        m2_buf_view(&xbc_o, x->scratch[SC_XBC], dev, 2, sh_c);
+        m2_buf_view(&y_o, x->scratch[SC_Y], dev, 3, sh_y);
+    } else {
+        const int64_t sh_c[3] = {B, T, Cd}, sh_y[4] = {B, T, H, P};
+        m2_buf_view(&xbc_o, x->scratch[SC_XBC], dev, 3, sh_c);
+        m2_buf_view(&y_o, x->scratch[SC_Y], dev, 4, sh_y);
+    }
+
+    x->dirty = 1;
+    for (int64_t l = 0; l < L; l++) {
+        struct m2_layer *w = &s->layers[l];
+        struct omni_tensor cs, ss;
+        const int64_t sh_cs[3] = {B, Cd, K}, st_cs[3] = {L * Cd * K, K, 1};
+        const int64_t sh_ss[4] = {B, H, P, N}, st_ss[4] = {L * H * P * N, P * N, N, 1};
+        m2_view(&cs, &x->conv, l * Cd * K, 3, sh_cs, st_cs);
+        m2_view(&ss, &x->ssm, l * H * P * N, 4, sh_ss, st_ss);
+
+        if ((rc = omni_op_add_rmsnorm(&normed, &resid, l ? &mix : NULL, &w->norm_w,
+                                      (float)s->eps, err)))
+            goto fail;
+        if ((rc = omni_op_matmul(&zx, &normed, &w->in_proj, NULL, 1.0f, 0.0f, err)))
+            goto fail;
+        for (int a = 0; a < n_act; a++) {
+            struct omni_stage *ad = act[a];
+            if ((rc = ad->plugin->adapter->apply(ad, "in_proj", (int)l, &normed, &zx, err))) {
+                omni_error_prefix(err, "stage '%s' layer %lld: adapter '%s': ", s->name,
+                                  (long long)l, ad->name ? ad->name : "?");
+                goto fail;
+            }
+        }
+        if (is_step) {
+            if ((rc = omni_op_conv1d_step(&xbc_o, &xBC, &w->conv_w, &w->conv_b, &cs, 1, err)))
+                goto fail;
+            if ((rc = omni_op_ssd_step(&y_o, &xs, &dt, &w->A, &Bm, &Cm, &w->Dskip, &w->dt_bias,
+                                       &ss, err)))
+                goto fail;
+        } else {
+            if ((rc = omni_op_conv1d_causal(&xbc_o, &xBC, &w->conv_w, &w->conv_b, &cs, 1, err)))
+                goto fail;
+            if ((rc = omni_op_ssd_scan(&y_o, &xs, &dt, &w->A, &Bm, &Cm, &w->Dskip, &w->dt_bias,
+                                       &ss, s->chunk, err)))
+                goto fail;
+        }
+        if ((rc = omni_op_gated_rmsnorm(&yn, &y, &z, &w->gnorm_w, (float)s->eps, E / G, err)))
+            goto fail;
+        if ((rc = omni_op_matmul(&mix, &yn, &w->out_proj, NULL, 1.0f, 0.0f, err)))
+            goto fail;
+    }
+
+    /* norm_f over r + m_last; the output keeps the last position unless all_positions. */
+    if (all || T == 1) {
+        const int64_t sh[3] = {B, T, D}, sh2[2] = {M, D};
+        struct omni_tensor o2;
+        m2_buf_view(&o2, x->out, dev, 2, sh2);
+        if ((rc = omni_op_add_rmsnorm(&o2, &resid, &mix, &s->norm_f, (float)s->eps, err)))
+            goto fail;
+        if ((rc = omni_tensor_view(&hid, x->out, 0, OMNI_DTYPE_F32, 3, sh, err)))
+            goto fail;
+    } else {
+        const int64_t sh[3] = {B, 1, D}, sh_row[2] = {1, D}, st_row[2] = {D, 1};
+        if ((rc = omni_op_add_rmsnorm(&normed, &resid, &mix, &s->norm_f, (float)s->eps, err)))
+            goto fail;
+        if ((rc = omni_tensor_view(&hid, x->out, 0, OMNI_DTYPE_F32, 3, sh, err)))
+            goto fail;
+        for (int64_t b = 0; b < B; b++) {
+            struct omni_tensor src_row, dst_row;
+            m2_view(&src_row, &normed, (b * T + T - 1) * D, 2, sh_row, st_row);
+            m2_view(&dst_row, &hid, b * D, 2, sh_row, st_row);
+            if ((rc = omni_op_copy(&dst_row, &src_row, err))) {
+                omni_tensor_release(&hid);
+                goto fail;
+            }
+        }
+    }
+    omni_tensor_release(&io->out[PORT_HIDDEN]);
+    io->out[PORT_HIDDEN] = hid;
+    io->advance = T;
+    return OMNI_OK;
+fail:
+    return rc;
+}
+
+static int m2_forward(struct omni_stage *st, void *state, struct omni_io *io,
+                      struct omni_error *err)
+{
+    return m2_run(st, state, io, 0, err);
+}
+
+static int m2_step(struct omni_stage *st, void *state, struct omni_io *io, struct omni_error *err)
+{
+    return m2_run(st, state, io, 1, err);
+}
+
+/* ---- descriptor ------------------------------------------------------------------------------- */
+
+static const struct omni_port_desc m2_ports[] = {
+    {"ids", OMNI_PORT_IN, OMNI_DTYPE_BIT(OMNI_DTYPE_I32), "B,T", OMNI_PORT_OPTIONAL,
+     "token ids (needs embedding.weight); exactly one of ids/embeds per call"},
+    {"embeds", OMNI_PORT_IN, OMNI_DTYPE_BIT(OMNI_DTYPE_F32), "B,T,D", OMNI_PORT_OPTIONAL,
+     "input embeddings (e.g. from another stage); exactly one of ids/embeds per call"},
+    {"hidden", OMNI_PORT_OUT, OMNI_DTYPE_BIT(OMNI_DTYPE_F32), "B,S,D", 0,
+     "final hidden state after norm_f: the last position (S=1) or, with all_positions, every "
+     "position (S=T)"},
+};
+
+static const struct omni_stage_ops m2_ops = {
+    .size = sizeof(struct omni_stage_ops),
+    .create = m2_create,
+    .destroy = m2_destroy,
+    .forward = m2_forward,
+    .load = m2_load,
+    .state_new = m2_state_new,
+    .state_free = m2_state_free,
+    .step = m2_step,
+    .attach = m2_attach,
+};
+
+static const struct omni_plugin_desc m2_desc = {
+    OMNI_PLUGIN_HEADER,
+    .name = "mamba2",
+    .version = "0.1.0",
+    .description = "Mamba-2 stack: embedding, N x (add, RMSNorm, Mamba-2 mixer), norm_f",
+    .ops = &m2_ops,
+    .ports = m2_ports,
+    .n_ports = OMNI_ARRAY_LEN(m2_ports),
+    .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
+    .adapter = NULL,
+    .params_doc = "d_model: model width (optional; inferred from the weights and checked)\n"
+                  "n_layer: number of layers (optional; counted from layers.N. keys)\n"
+                  "d_state: SSM state size (optional, inferred)\n"
+                  "headdim: head dim (optional, inferred as d_inner/nheads)\n"
+                  "expand: d_inner/d_model (optional, checked)\n"
+                  "ngroups: B/C groups (default 1; cannot be inferred from shapes)\n"
+                  "d_conv: conv width (optional, inferred)\n"
+                  "vocab: embedding rows (optional, checked)\n"
+                  "chunk_size: SSD chunk size (default 256; 0 = sequential scan)\n"
+                  "eps: RMSNorm epsilon (default 1e-5)\n"
+                  "all_positions: output every position instead of the last (default false)\n",
+};
+
+OMNI_PLUGIN_DEFINE(m2_desc)
