@@ -117,9 +117,8 @@ static int lora_create(const struct omni_stage_config *cfg, struct omni_stage **
     s->name = lora_strdup(cfg->name ? cfg->name : "lora");
     if (!omni_params_has(cfg->params, "task")) {
         rc = omni_error_set(err, OMNI_EINVAL,
-                            "stage '%s': lora needs param 'task' (the request task it serves, "
-                            "e.g. mmu or t2i)",
-                            s->name ? s->name : "lora");
+                            "lora needs param 'task' (the request task it serves, "
+                            "e.g. mmu or t2i)");
         goto fail;
     }
     s->task = lora_strdup(omni_params_str(cfg->params, "task", ""));
@@ -139,14 +138,14 @@ static int lora_create(const struct omni_stage_config *cfg, struct omni_stage **
     if ((rc = omni_params_int(cfg->params, "n_layer", -1, &s->n_layer_given, err)))
         goto fail;
     if (omni_params_has(cfg->params, "n_layer") && s->n_layer_given <= 0) {
-        rc = omni_error_set(err, OMNI_EINVAL, "stage '%s': param n_layer must be > 0, got %lld",
-                            s->name, (long long)s->n_layer_given);
+        rc = omni_error_set(err, OMNI_EINVAL, "param n_layer must be > 0, got %lld",
+                            (long long)s->n_layer_given);
         goto fail;
     }
     if (cfg->dtype != OMNI_DTYPE_INVALID && cfg->dtype != OMNI_DTYPE_F32) {
         rc = omni_error_set(err, OMNI_EDTYPE,
-                            "stage '%s': lora keeps its factors in f32; dtype %s is not supported",
-                            s->name, omni_dtype_name(cfg->dtype));
+                            "lora keeps its factors in f32; dtype %s is not supported",
+                            omni_dtype_name(cfg->dtype));
         goto fail;
     }
     *out = &s->base;
@@ -167,7 +166,7 @@ static int lora_load(struct omni_stage *st, const struct omni_weights_ref *w,
 
     if (!w || !w->file)
         return omni_error_set(err, OMNI_EINVAL,
-                              "stage '%s': lora needs weights (set weights: and prefix:)", s->name);
+                              "lora needs weights (set weights: and prefix:)");
     lora_release(s);
 
     int64_t nl = 0;
@@ -176,30 +175,30 @@ static int lora_load(struct omni_stage *st, const struct omni_weights_ref *w,
     } else {
         for (; nl < LORA_MAX_LAYERS; nl++) {
             if (!lora_key(ka, sizeof ka, s->key_a, nl, s->task))
-                return omni_error_set(err, OMNI_EINVAL, "stage '%s': key_a is too long", s->name);
+                return omni_error_set(err, OMNI_EINVAL, "key_a is too long");
             if (!omni_weights_has(w->file, prefix, ka))
                 break;
         }
         if (nl == 0) {
             lora_key(ka, sizeof ka, s->key_a, 0, s->task);
             return omni_error_set(err, OMNI_ENOTFOUND,
-                                  "stage '%s': no LoRA factor '%s%s' for task '%s' in %s (check "
+                                  "no LoRA factor '%s%s' for task '%s' in %s (check "
                                   "prefix/key_a)",
-                                  s->name, prefix, ka, s->task, omni_weights_path(w->file));
+                                  prefix, ka, s->task, omni_weights_path(w->file));
         }
     }
     if (!lora_key(ka, sizeof ka, s->key_a, 0, s->task) ||
         !lora_key(kb, sizeof kb, s->key_b, 0, s->task))
-        return omni_error_set(err, OMNI_EINVAL, "stage '%s': key_a/key_b too long", s->name);
+        return omni_error_set(err, OMNI_EINVAL, "key_a/key_b too long");
     if ((rc = omni_weights_info(w->file, prefix, ka, &ia, err)) ||
         (rc = omni_weights_info(w->file, prefix, kb, &ib, err)))
-        return omni_error_prefix(err, "stage '%s': ", s->name);
+        return rc;
     if (ia.ndim != 2 || ib.ndim != 2 || ib.shape[1] != ia.shape[0]) {
         char buf2[64];
         return omni_error_set(err, OMNI_ESHAPE,
-                              "stage '%s': LoRA factors '%s%s' %s and '%s%s' %s do not form "
+                              "LoRA factors '%s%s' %s and '%s%s' %s do not form "
                               "A (r, K) and B (N, r)",
-                              s->name, prefix, ka, omni_shape_str(ia.ndim, ia.shape, buf, sizeof buf),
+                              prefix, ka, omni_shape_str(ia.ndim, ia.shape, buf, sizeof buf),
                               prefix, kb, omni_shape_str(ib.ndim, ib.shape, buf2, sizeof buf2));
     }
     s->rank = ia.shape[0];
@@ -221,7 +220,7 @@ static int lora_load(struct omni_stage *st, const struct omni_weights_ref *w,
     for (int64_t i = 0; i < nl; i++) {
         if (!lora_key(ka, sizeof ka, s->key_a, i, s->task) ||
             !lora_key(kb, sizeof kb, s->key_b, i, s->task)) {
-            rc = omni_error_set(err, OMNI_EINVAL, "stage '%s': key_a/key_b too long", s->name);
+            rc = omni_error_set(err, OMNI_EINVAL, "key_a/key_b too long");
             goto fail;
         }
         if ((rc = omni_stage_load_weight(&s->base, w, ka, OMNI_DTYPE_F32, 2, sh_a, &s->A[i], err)) ||

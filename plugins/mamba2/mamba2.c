@@ -173,8 +173,8 @@ static int m2_create(const struct omni_stage_config *cfg, struct omni_stage **ou
         if (rc)
             goto fail;
         if (v <= 0) {
-            rc = omni_error_set(err, OMNI_EINVAL, "stage '%s': param %s must be > 0, got %lld",
-                                s->name, m2_int_params[i], (long long)v);
+            rc = omni_error_set(err, OMNI_EINVAL, "param %s must be > 0, got %lld",
+                                m2_int_params[i], (long long)v);
             goto fail;
         }
         *m2_dim_slot(&s->given, m2_int_params[i]) = v;
@@ -183,15 +183,14 @@ static int m2_create(const struct omni_stage_config *cfg, struct omni_stage **ou
         goto fail;
     if (s->chunk < 0) {
         rc = omni_error_set(err, OMNI_EINVAL,
-                            "stage '%s': param chunk_size must be >= 0 (0 = sequential scan), got %lld",
-                            s->name, (long long)s->chunk);
+                            "param chunk_size must be >= 0 (0 = sequential scan), got %lld",
+                            (long long)s->chunk);
         goto fail;
     }
     if ((rc = omni_params_float(cfg->params, "eps", 1e-5, &s->eps, err)))
         goto fail;
     if (!(s->eps > 0)) {
-        rc = omni_error_set(err, OMNI_EINVAL, "stage '%s': param eps must be > 0, got %g", s->name,
-                            s->eps);
+        rc = omni_error_set(err, OMNI_EINVAL, "param eps must be > 0, got %g", s->eps);
         goto fail;
     }
     if ((rc = omni_params_bool(cfg->params, "all_positions", 0, &s->all_positions, err)))
@@ -200,8 +199,7 @@ static int m2_create(const struct omni_stage_config *cfg, struct omni_stage **ou
     if (s->wdtype != OMNI_DTYPE_F32 && s->wdtype != OMNI_DTYPE_F16 &&
         s->wdtype != OMNI_DTYPE_BF16) {
         rc = omni_error_set(err, OMNI_EDTYPE,
-                            "stage '%s': dtype %s is not supported (f32, f16 or bf16)", s->name,
-                            omni_dtype_name(s->wdtype));
+                            "dtype %s is not supported (f32, f16 or bf16)", omni_dtype_name(s->wdtype));
         goto fail;
     }
     *out = &s->base;
@@ -253,11 +251,11 @@ static int m2_info(struct m2_stage *s, const struct omni_weights_ref *w, const c
     char buf[64];
     int rc = omni_weights_info(w->file, w->prefix, key, info, err);
     if (rc)
-        return omni_error_prefix(err, "stage '%s': ", s->name);
+        return rc;
     if (info->ndim != ndim)
         return omni_error_set(err, OMNI_ESHAPE,
-                              "stage '%s': weight '%s%s' in %s has shape %s, expected %d dims",
-                              s->name, s->prefix, key, omni_weights_path(w->file),
+                              "weight '%s%s' in %s has shape %s, expected %d dims",
+                              s->prefix, key, omni_weights_path(w->file),
                               m2_shape(info->shape, info->ndim, buf, sizeof buf), ndim);
     return OMNI_OK;
 }
@@ -272,12 +270,12 @@ static int m2_cross_check(struct m2_stage *s, const char *param, int64_t given, 
         return OMNI_OK;
     if (!info)
         return omni_error_set(err, OMNI_ESHAPE,
-                              "stage '%s': param %s=%lld disagrees with the weights (%s gives %lld)",
-                              s->name, param, (long long)given, key, (long long)inferred);
+                              "param %s=%lld disagrees with the weights (%s gives %lld)",
+                              param, (long long)given, key, (long long)inferred);
     return omni_error_set(err, OMNI_ESHAPE,
-                          "stage '%s': param %s=%lld disagrees with weight '%s%s' (shape %s gives "
+                          "param %s=%lld disagrees with weight '%s%s' (shape %s gives "
                           "%s=%lld)",
-                          s->name, param, (long long)given, s->prefix, key,
+                          param, (long long)given, s->prefix, key,
                           m2_shape(info->shape, info->ndim, buf, sizeof buf), param,
                           (long long)inferred);
 }
@@ -306,7 +304,7 @@ static int m2_load_A(struct m2_stage *s, const struct omni_weights_ref *w, const
     int64_t shape[1] = {H};
     int rc = omni_weights_load(w->file, w->prefix, key, OMNI_DTYPE_F32, 1, shape, &host, err);
     if (rc)
-        return omni_error_prefix(err, "stage '%s': ", s->name);
+        return rc;
     float *a = omni_tensor_data(&host);
     for (int64_t h = 0; h < H; h++)
         a[h] = -expf(a[h]);
@@ -329,8 +327,7 @@ static int m2_load(struct omni_stage *st, const struct omni_weights_ref *w, stru
 
     if (!w || !w->file)
         return omni_error_set(err, OMNI_EINVAL,
-                              "stage '%s': mamba2 needs weights (set weights: and prefix:)",
-                              s->name);
+                              "mamba2 needs weights (set weights: and prefix:)");
     m2_release_weights(s);
     free(s->prefix);
     s->prefix = m2_strdup(prefix);
@@ -347,9 +344,9 @@ static int m2_load(struct omni_stage *st, const struct omni_weights_ref *w, stru
     }
     if (nl == 0)
         return omni_error_set(err, OMNI_ENOTFOUND,
-                              "stage '%s': no '%slayers.0.mixer.in_proj.weight' in %s (is the "
+                              "no '%slayers.0.mixer.in_proj.weight' in %s (is the "
                               "prefix '%s' right?)",
-                              s->name, prefix, omni_weights_path(w->file), prefix);
+                              prefix, omni_weights_path(w->file), prefix);
 
     struct m2_dims d = {0};
     d.n_layer = nl;
@@ -366,17 +363,17 @@ static int m2_load(struct omni_stage *st, const struct omni_weights_ref *w, stru
     d.d_conv = conv_i.shape[2];
     if (d.nheads <= 0 || d.d_inner % d.nheads)
         return omni_error_set(err, OMNI_ESHAPE,
-                              "stage '%s': d_inner %lld (from '%slayers.0.mixer.out_proj.weight') "
+                              "d_inner %lld (from '%slayers.0.mixer.out_proj.weight') "
                               "is not a multiple of nheads %lld (from '%slayers.0.mixer.A_log')",
-                              s->name, (long long)d.d_inner, prefix, (long long)d.nheads, prefix);
+                              (long long)d.d_inner, prefix, (long long)d.nheads, prefix);
     d.headdim = d.d_inner / d.nheads;
     const int64_t gn2 = F - 2 * d.d_inner - d.nheads;
     if (gn2 <= 0 || gn2 % (2 * d.ngroups))
         return omni_error_set(err, OMNI_ESHAPE,
-                              "stage '%s': in_proj rows %lld ('%slayers.0.mixer.in_proj.weight') "
+                              "in_proj rows %lld ('%slayers.0.mixer.in_proj.weight') "
                               "do not split as 2*d_inner(%lld) + 2*ngroups(%lld)*d_state + "
                               "nheads(%lld)",
-                              s->name, (long long)F, prefix, (long long)d.d_inner,
+                              (long long)F, prefix, (long long)d.d_inner,
                               (long long)d.ngroups, (long long)d.nheads);
     d.d_state = gn2 / (2 * d.ngroups);
     d.expand = d.d_inner % d.d_model ? -1 : d.d_inner / d.d_model;
@@ -388,8 +385,8 @@ static int m2_load(struct omni_stage *st, const struct omni_weights_ref *w, stru
     }
     if (d.nheads % d.ngroups)
         return omni_error_set(err, OMNI_ESHAPE,
-                              "stage '%s': nheads %lld is not a multiple of ngroups %lld",
-                              s->name, (long long)d.nheads, (long long)d.ngroups);
+                              "nheads %lld is not a multiple of ngroups %lld",
+                              (long long)d.nheads, (long long)d.ngroups);
 
     if ((rc = m2_cross_check(s, "n_layer", s->given.n_layer, d.n_layer, "the layers.N. key count",
                              NULL, err)) ||
@@ -407,9 +404,9 @@ static int m2_load(struct omni_stage *st, const struct omni_weights_ref *w, stru
     if (s->given.vocab > 0) {
         if (d.vocab < 0)
             return omni_error_set(err, OMNI_ENOTFOUND,
-                                  "stage '%s': param vocab=%lld given but '%sembedding.weight' is "
+                                  "param vocab=%lld given but '%sembedding.weight' is "
                                   "not in %s",
-                                  s->name, (long long)s->given.vocab, prefix,
+                                  (long long)s->given.vocab, prefix,
                                   omni_weights_path(w->file));
         if ((rc = m2_cross_check(s, "vocab", s->given.vocab, d.vocab, "embedding.weight", &emb_i,
                                  err)))
@@ -465,9 +462,9 @@ static int m2_load(struct omni_stage *st, const struct omni_weights_ref *w, stru
     }
     s->loaded = 1;
     OMNI_LOG(OMNI_LOG_INFO,
-             "stage '%s': mamba2 d_model=%lld n_layer=%lld d_inner=%lld nheads=%lld headdim=%lld "
+             "mamba2 d_model=%lld n_layer=%lld d_inner=%lld nheads=%lld headdim=%lld "
              "d_state=%lld ngroups=%lld d_conv=%lld vocab=%lld weights %s",
-             s->name, (long long)D, (long long)nl, (long long)E, (long long)H,
+             (long long)D, (long long)nl, (long long)E, (long long)H,
              (long long)d.headdim, (long long)N, (long long)G, (long long)K, (long long)d.vocab,
              omni_dtype_name(s->wdtype));
     return OMNI_OK;

@@ -73,8 +73,7 @@ static int th_create(const struct omni_stage_config *cfg, struct omni_stage **ou
     if (s->wdtype != OMNI_DTYPE_F32 && s->wdtype != OMNI_DTYPE_F16 &&
         s->wdtype != OMNI_DTYPE_BF16) {
         rc = omni_error_set(err, OMNI_EDTYPE,
-                            "stage '%s': dtype %s is not supported (f32, f16 or bf16)", s->name,
-                            omni_dtype_name(s->wdtype));
+                            "dtype %s is not supported (f32, f16 or bf16)", omni_dtype_name(s->wdtype));
         goto fail;
     }
     *out = &s->base;
@@ -93,30 +92,28 @@ static int th_load(struct omni_stage *st, const struct omni_weights_ref *w, stru
     int rc;
     if (!w || !w->file)
         return omni_error_set(err, OMNI_EINVAL,
-                              "stage '%s': text_head needs weights (set weights: and prefix:)",
-                              s->name);
+                              "text_head needs weights (set weights: and prefix:)");
     const char *key = s->weight_key;
     if (!omni_weights_has(w->file, prefix, key)) {
         if (!s->fallback_key[0] || !omni_weights_has(w->file, prefix, s->fallback_key))
             return omni_error_set(err, OMNI_ENOTFOUND,
-                                  "stage '%s': neither weight '%s%s' nor fallback '%s%s' is in %s",
-                                  s->name, prefix, s->weight_key, prefix, s->fallback_key,
+                                  "neither weight '%s%s' nor fallback '%s%s' is in %s",
+                                  prefix, s->weight_key, prefix, s->fallback_key,
                                   omni_weights_path(w->file));
         key = s->fallback_key;
-        OMNI_LOG(OMNI_LOG_INFO, "stage '%s': '%s%s' absent, using tied '%s%s'", s->name, prefix,
+        OMNI_LOG(OMNI_LOG_INFO, "'%s%s' absent, using tied '%s%s'", prefix,
                  s->weight_key, prefix, key);
     }
     if ((rc = omni_weights_info(w->file, prefix, key, &info, err)))
-        return omni_error_prefix(err, "stage '%s': ", s->name);
+        return rc;
     if (info.ndim != 2)
         return omni_error_set(err, OMNI_ESHAPE,
-                              "stage '%s': weight '%s%s' has shape %s, expected (V, D)", s->name,
-                              prefix, key, omni_shape_str(info.ndim, info.shape, buf, sizeof buf));
+                              "weight '%s%s' has shape %s, expected (V, D)", prefix, key, omni_shape_str(info.ndim, info.shape, buf, sizeof buf));
     if (s->vocab_given > 0 && info.shape[0] != s->vocab_given)
         return omni_error_set(err, OMNI_ESHAPE,
-                              "stage '%s': param vocab=%lld disagrees with weight '%s%s' (shape %s "
+                              "param vocab=%lld disagrees with weight '%s%s' (shape %s "
                               "gives vocab=%lld)",
-                              s->name, (long long)s->vocab_given, prefix, key,
+                              (long long)s->vocab_given, prefix, key,
                               omni_shape_str(info.ndim, info.shape, buf, sizeof buf),
                               (long long)info.shape[0]);
     omni_tensor_release(&s->W);
