@@ -37,6 +37,13 @@ OMNI_API const char *omni_weights_path(const struct omni_weights *w);
 /* Number of tensors and the i-th key (file order; insertion order for .pth). */
 OMNI_API size_t omni_weights_count(const struct omni_weights *w);
 OMNI_API const char *omni_weights_key(const struct omni_weights *w, size_t i);
+/* The i-th tensor's dtype as stored, in omni's spelling ("f16", "bf16", ...),
+ * including dtypes omni cannot load ("i16", "i8", "bool", "u16", "u32", "u64",
+ * "f8_e4m3", "f8_e5m2", "c64", "c128"); NULL when i is out of range. Such
+ * tensors are listed, but omni_weights_get/load return OMNI_EUNSUPPORTED and
+ * omni_weights_info fills info (dtype OMNI_DTYPE_INVALID) and returns
+ * OMNI_EUNSUPPORTED. */
+OMNI_API const char *omni_weights_dtype_str(const struct omni_weights *w, size_t i);
 
 /* Metadata of one tensor without touching its data: dtype (enum omni_dtype),
  * ndim, shape. Keys are looked up as prefix + key (prefix may be NULL or "").
