@@ -1,0 +1,43 @@
+/* core/ops/gelu.c - omni_op_gelu / omni_op_gelu_tanh: checks, then dispatch
+ * to kernels/cpu/gelu.c (no CUDA twin yet). x and y are contiguous f32 of the
+ * same shape; y may alias x. */
+#include "omni/ops.h"
+#include "gelu.h"
+#include "ops/op_check.h"
+
+static int check(const char *op, struct omni_tensor *y, const struct omni_tensor *x,
+                 struct omni_error *err)
+{
+    int rc;
+    if ((rc = omni__check_present(err, op, "x", x)) ||
+        (rc = omni__check_dtype(err, op, "x", x, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_contiguous(err, op, "x", x)) ||
+        (rc = omni__check_present(err, op, "y", y)) ||
+        (rc = omni__check_dtype(err, op, "y", y, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_same_shape(err, op, "y", y, "x", x)) ||
+        (rc = omni__check_contiguous(err, op, "y", y)) ||
+        (rc = omni__check_same_device(err, op, "y", y, "x", x)) ||
+        (rc = omni__check_writable(err, op, "y", y)))
+        return rc;
+    if (omni_tensor_numel(x) == 0)
+        return OMNI_OK;
+    return omni__cpu_only(err, op, x);
+}
+
+int omni_op_gelu(struct omni_tensor *y, const struct omni_tensor *x, struct omni_error *err)
+{
+    int rc = check("omni_op_gelu", y, x, err);
+    if (rc || omni_tensor_numel(x) == 0)
+        return rc;
+    omni_gelu_cpu(omni_tensor_data(y), omni_tensor_data(x), omni_tensor_numel(x));
+    return OMNI_OK;
+}
+
+int omni_op_gelu_tanh(struct omni_tensor *y, const struct omni_tensor *x, struct omni_error *err)
+{
+    int rc = check("omni_op_gelu_tanh", y, x, err);
+    if (rc || omni_tensor_numel(x) == 0)
+        return rc;
+    omni_gelu_tanh_cpu(omni_tensor_data(y), omni_tensor_data(x), omni_tensor_numel(x));
+    return OMNI_OK;
+}

@@ -1,0 +1,53 @@
+/* core/ops/layernorm.c - omni_op_layernorm: checks, then dispatch to
+ * kernels/cpu/layernorm.c (no CUDA twin yet). */
+#include "omni/ops.h"
+#include "layernorm.h"
+#include "ops/op_check.h"
+
+#define OP "omni_op_layernorm"
+
+static int check_param(struct omni_error *err, const char *arg, const struct omni_tensor *t,
+                       const struct omni_tensor *x, int64_t D)
+{
+    int rc;
+    if (!t)
+        return OMNI_OK;
+    if ((rc = omni__check_present(err, OP, arg, t)) ||
+        (rc = omni__check_dtype(err, OP, arg, t, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_shape(err, OP, arg, t, 1, &D, "D from x")) ||
+        (rc = omni__check_contiguous(err, OP, arg, t)) ||
+        (rc = omni__check_same_device(err, OP, arg, t, "x", x)))
+        return rc;
+    return OMNI_OK;
+}
+
+int omni_op_layernorm(struct omni_tensor *out, const struct omni_tensor *x,
+                      const struct omni_tensor *w, const struct omni_tensor *b, float eps,
+                      struct omni_error *err)
+{
+    int rc;
+    int64_t M, D, ldx, Mo, Do, ldo;
+    if ((rc = omni__check_present(err, OP, "x", x)) ||
+        (rc = omni__check_dtype(err, OP, "x", x, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_present(err, OP, "out", out)) ||
+        (rc = omni__check_dtype(err, OP, "out", out, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_same_shape(err, OP, "out", out, "x", x)) ||
+        (rc = omni__check_same_device(err, OP, "out", out, "x", x)) ||
+        (rc = omni__check_writable(err, OP, "out", out)))
+        return rc;
+    if (x->ndim < 1)
+        return omni_error_set(err, OMNI_ESHAPE, "%s: x is a scalar, expected (..., D)", OP);
+    if ((rc = omni__rows(err, OP, "x", x, 0, &M, &D, &ldx)) ||
+        (rc = omni__rows(err, OP, "out", out, 1, &Mo, &Do, &ldo)) ||
+        (rc = check_param(err, "w", w, x, D)) || (rc = check_param(err, "b", b, x, D)))
+        return rc;
+    if (!(eps >= 0.0f))
+        return omni_error_set(err, OMNI_EINVAL, "%s: eps %g must be >= 0", OP, (double)eps);
+    if (M == 0 || D == 0)
+        return OMNI_OK;
+    if ((rc = omni__cpu_only(err, OP, x)))
+        return rc;
+    omni_layernorm_cpu(omni_tensor_data(out), ldo, omni_tensor_data(x), ldx,
+                       w ? omni_tensor_data(w) : NULL, b ? omni_tensor_data(b) : NULL, M, D, eps);
+    return OMNI_OK;
+}
