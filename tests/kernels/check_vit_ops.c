@@ -4,6 +4,7 @@
  * Expected values come from tests/fixtures/gen_vision.py (PyTorch, float64
  * maths on the same f32 inputs) or are worked by hand in the test. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
