@@ -1,0 +1,846 @@
+/* The executor: loads a checked pipeline (stages, weights, adapters) and runs
+ * requests through its phases: prefill once, the generation loop per token
+ * (stop rules, feed edges, token collection, streaming), then the after phase. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pipeline_impl.h"
+
+struct omni_pipeline {
+    struct omni__pipeline_spec *spec;
+    struct omni__stage_inst *stages;
+    struct omni_weights **files;
+    int n_files;
+    struct omni__stage_inst *extra; /* adapters attached at run time */
+    int n_extra;
+};
+
+struct dump_entry {
+    char *name;
+    struct omni_tensor t; /* host copy */
+};
+
+struct omni_request {
+    struct omni_pipeline *p;
+    struct omni_tensor *inputs; /* per spec input */
+    char *task;
+    uint64_t seed;
+    int64_t max_tokens; /* < 0: the pipeline's */
+    struct omni__ynode *options; /* map: stage -> map of options */
+    struct omni_params *option_views;
+    omni_stream_fn stream_fn;
+    void *stream_user;
+    omni_progress_fn progress_fn;
+    void *progress_user;
+    char *dump_path;
+    struct dump_entry *dump;
+    int n_dump, cap_dump;
+    struct omni_tensor *outputs; /* per spec output */
+    struct omni_tensor tokens;
+    struct omni_run_stats stats;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ---- load ------------------------------------------------------------------------------ */
+
+static int open_weights(struct omni_pipeline *p, const char *path, struct omni_weights **out,
+                        struct omni_error *err)
+{
+    for (int i = 0; i < p->n_files; i++)
+        if (!strcmp(omni_weights_path(p->files[i]), path)) {
+            *out = p->files[i];
+            return OMNI_OK;
+        }
+    struct omni_weights *w;
+    int rc = omni_weights_open(&w, path, err);
+    if (rc)
+        return rc;
+    void *r = realloc(p->files, (size_t)(p->n_files + 1) * sizeof *p->files);
+    if (!r) {
+        omni_weights_close(w);
+        return omni_error_set(err, OMNI_ENOMEM, "out of memory");
+    }
+    p->files = r;
+    p->files[p->n_files++] = w;
+    *out = w;
+    return OMNI_OK;
+}
+
+static int attach_adapter(struct omni_pipeline *p, struct omni__stage_inst *adapter,
+                          const char *attach, const char *where, struct omni_error *err)
+{
+    const char *dot = strchr(attach, '.');
+    char target[128];
+    if (!dot)
+        return omni_error_set(err, OMNI_EINVAL, "%s: attach '%s' must be stage.linear", where, attach);
+    snprintf(target, sizeof target, "%.*s", (int)(dot - attach), attach);
+    int ti = omni__spec_stage_index(p->spec, target);
+    if (ti < 0)
+        return omni_error_set(err, OMNI_ENOTFOUND, "%s: attach target stage '%s' does not exist", where, target);
+    struct omni__stage_inst *t = &p->stages[ti];
+    const struct omni_stage_ops *o = t->plugin->desc->ops;
+    if (!OMNI__HAS_OP(o, attach))
+        return omni_error_set(err, OMNI_EUNSUPPORTED, "%s: stage '%s' accepts no adapters", where, target);
+    struct omni_error local;
+    omni_error_clear(&local);
+    int rc = o->attach(t->stage, dot + 1, adapter->stage, &local);
+    if (rc)
+        omni_error_set(err, rc, "%s: attaching '%s' to %s: %s", where, adapter->name, attach, local.msg);
+    return rc;
+}
+
+int omni_pipeline_validate(const char *yaml_path, const struct omni_pipeline_options *opt,
+                           struct omni_error *err)
+{
+    struct omni__pipeline_spec *spec;
+    int rc = omni__pipeline_parse(yaml_path, opt, &spec, err);
+    if (rc)
+        return rc;
+    rc = omni__pipeline_check(spec, err);
+    omni__pipeline_spec_free(spec);
+    return rc;
+}
+
+int omni_pipeline_load(struct omni_pipeline **out, const char *yaml_path,
+                       const struct omni_pipeline_options *opt, struct omni_error *err)
+{
+    *out = NULL;
+    struct omni__pipeline_spec *spec;
+    int rc = omni__pipeline_parse(yaml_path, opt, &spec, err);
+    if (rc)
+        return rc;
+    if ((rc = omni__pipeline_check(spec, err))) {
+        omni__pipeline_spec_free(spec);
+        return rc;
+    }
+    struct omni_pipeline *p = calloc(1, sizeof *p);
+    if (!p || !(p->stages = calloc((size_t)spec->n_stages, sizeof *p->stages))) {
+        free(p);
+        omni__pipeline_spec_free(spec);
+        return omni_error_set(err, OMNI_ENOMEM, "out of memory");
+    }
+    p->spec = spec;
+    if (spec->n_placements)
+        OMNI_LOG(OMNI_LOG_WARN, "%s: placement: is parsed and checked; its stages run in this process for now",
+                 spec->file);
+    for (int i = 0; i < spec->n_stages; i++) {
+        struct omni__stage_spec *st = &spec->stages[i];
+        char where[600];
+        snprintf(where, sizeof where, "%s:%d:%d", spec->file, st->loc.line, st->loc.col);
+        if (st->device.type == OMNI_DEVICE_CUDA && st->device.index >= omni_cuda_device_count()) {
+            rc = omni_error_set(err, OMNI_EDEVICE, "%s: stage '%s' is placed on cuda:%d but %d CUDA device(s) are usable here (use --device cpu)",
+                                where, st->name, st->device.index, omni_cuda_device_count());
+            goto fail;
+        }
+        OMNI_LOG(OMNI_LOG_INFO, "creating stage '%s' (%s)", st->name, st->type);
+        if ((rc = omni__stage_create(&p->stages[i], st->plugin, st->name, st->params, st->device,
+                                     st->dtype, where, err)))
+            goto fail;
+        struct omni_weights *w = NULL;
+        if (st->weights) {
+            char wwhere[600];
+            snprintf(wwhere, sizeof wwhere, "%s:%d:%d", spec->file, st->weights_loc.line, st->weights_loc.col);
+            struct omni_error local;
+            omni_error_clear(&local);
+            if ((rc = open_weights(p, st->weights, &w, &local))) {
+                omni_error_set(err, rc, "%s: stage '%s': %s", wwhere, st->name, local.msg);
+                goto fail;
+            }
+            OMNI_LOG(OMNI_LOG_INFO, "loading weights of '%s' from %s", st->name, st->weights);
+        }
+        if ((rc = omni__stage_load(&p->stages[i], w, st->prefix, where, err)))
+            goto fail;
+    }
+    for (int i = 0; i < spec->n_stages; i++) {
+        struct omni__stage_spec *st = &spec->stages[i];
+        if (!st->attach)
+            continue;
+        char where[600];
+        snprintf(where, sizeof where, "%s:%d:%d", spec->file, st->loc.line, st->loc.col);
+        if ((rc = attach_adapter(p, &p->stages[i], st->attach, where, err)))
+            goto fail;
+    }
+    *out = p;
+    return OMNI_OK;
+fail:
+    omni_pipeline_free(p);
+    return rc;
+}
+
+void omni_pipeline_free(struct omni_pipeline *p)
+{
+    if (!p)
+        return;
+    /* stages first (they may hold adapters), then adapters, then files */
+    for (int i = 0; p->spec && i < p->spec->n_stages; i++)
+        if (!p->spec->stages[i].attach && p->stages[i].stage)
+            omni__stage_destroy(&p->stages[i]);
+    for (int i = 0; p->spec && i < p->spec->n_stages; i++)
+        if (p->stages[i].stage)
+            omni__stage_destroy(&p->stages[i]);
+    for (int i = 0; i < p->n_extra; i++)
+        omni__stage_destroy(&p->extra[i]);
+    free(p->extra);
+    free(p->stages);
+    for (int i = 0; i < p->n_files; i++)
+        omni_weights_close(p->files[i]);
+    free(p->files);
+    omni__pipeline_spec_free(p->spec);
+    free(p);
+}
+
+const char *omni_pipeline_name(const struct omni_pipeline *p) { return p->spec->name; }
+
+const char *omni_pipeline_input_name(const struct omni_pipeline *p, int i)
+{
+    return i >= 0 && i < p->spec->n_inputs ? p->spec->inputs[i].name : NULL;
+}
+
+const char *omni_pipeline_output_name(const struct omni_pipeline *p, int i)
+{
+    return i >= 0 && i < p->spec->n_outputs ? p->spec->outputs[i].name : NULL;
+}
+
+int omni_pipeline_attach(struct omni_pipeline *p, const char *name, const char *type,
+                         const char *target, const char *weights, const char *prefix,
+                         const char *const *params, int n_params, struct omni_error *err)
+{
+    const struct omni__plugin *plug;
+    int rc = omni__plugin_find(type, (const char *const *)p->spec->plugin_dirs, p->spec->n_plugin_dirs, &plug, err);
+    if (rc)
+        return rc;
+    if (!plug->desc->adapter)
+        return omni_error_set(err, OMNI_EINVAL, "plugin '%s' is not an adapter", type);
+    struct omni__ynode *map = omni__ynode_new_map(NULL, 0, 0);
+    if (!map)
+        return omni_error_set(err, OMNI_ENOMEM, "out of memory");
+    for (int i = 0; i < n_params; i++) {
+        const char *eq = strchr(params[i], '=');
+        char key[128];
+        if (!eq || (size_t)(eq - params[i]) >= sizeof key) {
+            omni__ynode_free(map);
+            return omni_error_set(err, OMNI_EINVAL, "adapter param '%s' must be key=value", params[i]);
+        }
+        snprintf(key, sizeof key, "%.*s", (int)(eq - params[i]), params[i]);
+        if (omni__ymap_set_scalar(map, key, eq + 1, NULL, 0, 0)) {
+            omni__ynode_free(map);
+            return omni_error_set(err, OMNI_ENOMEM, "out of memory");
+        }
+    }
+    void *r = realloc(p->extra, (size_t)(p->n_extra + 1) * sizeof *p->extra);
+    if (!r) {
+        omni__ynode_free(map);
+        return omni_error_set(err, OMNI_ENOMEM, "out of memory");
+    }
+    p->extra = r;
+    struct omni__stage_inst *si = &p->extra[p->n_extra];
+    const char *dot = strchr(target, '.');
+    char tname[128];
+    snprintf(tname, sizeof tname, "%.*s", dot ? (int)(dot - target) : (int)strlen(target), target);
+    int ti = omni__spec_stage_index(p->spec, tname);
+    struct omni_device dev = ti >= 0 ? p->stages[ti].device : OMNI_CPU;
+    int dtype = ti >= 0 ? p->stages[ti].dtype : OMNI_DTYPE_F32;
+    rc = omni__stage_create(si, plug, name, map, dev, dtype, "omni_pipeline_attach", err);
+    omni__ynode_free(map);
+    if (rc)
+        return rc;
+    struct omni_weights *w = NULL;
+    if (weights && (rc = open_weights(p, weights, &w, err))) {
+        omni__stage_destroy(si);
+        return rc;
+    }
+    if ((rc = omni__stage_load(si, w, prefix, "omni_pipeline_attach", err)) ||
+        (rc = attach_adapter(p, si, target, "omni_pipeline_attach", err))) {
+        omni__stage_destroy(si);
+        return rc;
+    }
+    p->n_extra++;
+    return OMNI_OK;
+}
+
+/* ---- requests ------------------------------------------------------------------------ */
+
+struct omni_request *omni_request_new(struct omni_pipeline *p)
+{
+    struct omni_request *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->p = p;
+    r->max_tokens = -1;
+    r->inputs = calloc((size_t)p->spec->n_inputs + 1, sizeof *r->inputs);
+    r->outputs = calloc((size_t)p->spec->n_outputs + 1, sizeof *r->outputs);
+    r->option_views = calloc((size_t)p->spec->n_stages + 1, sizeof *r->option_views);
+    r->options = omni__ynode_new_map(NULL, 0, 0);
+    if (!r->inputs || !r->outputs || !r->option_views || !r->options) {
+        omni_request_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void dump_clear(struct omni_request *r)
+{
+    for (int i = 0; i < r->n_dump; i++) {
+        free(r->dump[i].name);
+        omni_tensor_release(&r->dump[i].t);
+    }
+    free(r->dump);
+    r->dump = NULL;
+    r->n_dump = r->cap_dump = 0;
+}
+
+static void outputs_clear(struct omni_request *r)
+{
+    for (int i = 0; i < r->p->spec->n_outputs; i++)
+        omni_tensor_release(&r->outputs[i]);
+    omni_tensor_release(&r->tokens);
+}
+
+void omni_request_free(struct omni_request *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; r->inputs && i < r->p->spec->n_inputs; i++)
+        omni_tensor_release(&r->inputs[i]);
+    if (r->outputs)
+        outputs_clear(r);
+    free(r->inputs);
+    free(r->outputs);
+    free(r->option_views);
+    omni__ynode_free(r->options);
+    dump_clear(r);
+    free(r->task);
+    free(r->dump_path);
+    free(r);
+}
+
+static int input_index(struct omni_request *r, const char *name, struct omni_error *err)
+{
+    for (int i = 0; i < r->p->spec->n_inputs; i++)
+        if (!strcmp(r->p->spec->inputs[i].name, name))
+            return i;
+    char names[512] = "";
+    size_t used = 0;
+    for (int i = 0; i < r->p->spec->n_inputs; i++)
+        used += (size_t)snprintf(names + used, used < sizeof names ? sizeof names - used : 0, "%s%s",
+                                 i ? ", " : "", r->p->spec->inputs[i].name);
+    return omni_error_set(err, OMNI_ENOTFOUND, "pipeline '%s' has no input '%s' (inputs: %s)",
+                          r->p->spec->name, name, names[0] ? names : "none");
+}
+
+int omni_request_set_input(struct omni_request *r, const char *name, const struct omni_tensor *t,
+                           struct omni_error *err)
+{
+    int i = input_index(r, name, err);
+    if (i < 0)
+        return i;
+    struct omni_tensor copy;
+    int rc = omni_tensor_copy_to(&copy, t, t->device, err);
+    if (rc)
+        return rc;
+    omni_tensor_release(&r->inputs[i]);
+    r->inputs[i] = copy;
+    return OMNI_OK;
+}
+
+int omni_request_set_texts(struct omni_request *r, const char *name, const char *const *texts,
+                           int n, struct omni_error *err)
+{
+    int i = input_index(r, name, err);
+    if (i < 0)
+        return i;
+    if (n < 1)
+        return omni_error_set(err, OMNI_EINVAL, "input '%s': no text given", name);
+    size_t maxlen = 0;
+    for (int k = 0; k < n; k++)
+        if (strlen(texts[k]) > maxlen)
+            maxlen = strlen(texts[k]);
+    struct omni_tensor t;
+    int64_t shape[2] = {n, (int64_t)maxlen + 1};
+    int rc = omni_tensor_alloc(&t, OMNI_DTYPE_U8, 2, shape, OMNI_CPU, err);
+    if (rc)
+        return rc;
+    for (int k = 0; k < n; k++)
+        memcpy((char *)omni_tensor_data(&t) + (size_t)k * (maxlen + 1), texts[k], strlen(texts[k]));
+    omni_tensor_release(&r->inputs[i]);
+    r->inputs[i] = t;
+    return OMNI_OK;
+}
+
+int omni_request_set_text(struct omni_request *r, const char *name, const char *text,
+                          struct omni_error *err)
+{
+    return omni_request_set_texts(r, name, &text, 1, err);
+}
+
+void omni_request_set_task(struct omni_request *r, const char *task)
+{
+    char *t = task ? strdup(task) : NULL;
+    free(r->task);
+    r->task = t;
+}
+
+void omni_request_set_seed(struct omni_request *r, uint64_t seed) { r->seed = seed; }
+void omni_request_set_max_tokens(struct omni_request *r, int64_t n) { r->max_tokens = n; }
+
+int omni_request_set_option(struct omni_request *r, const char *assignment, struct omni_error *err)
+{
+    const char *dot = strchr(assignment, '.');
+    const char *eq = strchr(assignment, '=');
+    if (!dot || !eq || dot > eq || dot == assignment || eq == dot + 1)
+        return omni_error_set(err, OMNI_EINVAL, "option '%s' must be stage.key=value", assignment);
+    char stage[128], key[128];
+    snprintf(stage, sizeof stage, "%.*s", (int)(dot - assignment), assignment);
+    snprintf(key, sizeof key, "%.*s", (int)(eq - dot - 1), dot + 1);
+    int si = omni__spec_stage_index(r->p->spec, stage);
+    if (si < 0)
+        return omni_error_set(err, OMNI_ENOTFOUND, "option '%s': no stage '%s'", assignment, stage);
+    struct omni__ynode *m = omni__ymap_get(r->options, stage);
+    if (!m) {
+        if (omni__ymap_set_scalar(r->options, stage, "", NULL, 0, 0))
+            return omni_error_set(err, OMNI_ENOMEM, "out of memory");
+        int idx = omni__ymap_index(r->options, stage);
+        struct omni__ynode *old = r->options->items[idx];
+        m = omni__ynode_new_map(NULL, 0, 0);
+        if (!m)
+            return omni_error_set(err, OMNI_ENOMEM, "out of memory");
+        r->options->items[idx] = m;
+        omni__ynode_free(old);
+    }
+    if (omni__ymap_set_scalar(m, key, eq + 1, NULL, 0, 0))
+        return omni_error_set(err, OMNI_ENOMEM, "out of memory");
+    r->option_views[si] = omni__params_of(m);
+    return OMNI_OK;
+}
+
+void omni_request_on_stream(struct omni_request *r, omni_stream_fn fn, void *user)
+{
+    r->stream_fn = fn;
+    r->stream_user = user;
+}
+
+void omni_request_on_progress(struct omni_request *r, omni_progress_fn fn, void *user)
+{
+    r->progress_fn = fn;
+    r->progress_user = user;
+}
+
+void omni_request_set_dump(struct omni_request *r, const char *path)
+{
+    char *d = path ? strdup(path) : NULL;
+    free(r->dump_path);
+    r->dump_path = d;
+}
+
+const struct omni_tensor *omni_request_output(const struct omni_request *r, const char *name)
+{
+    for (int i = 0; i < r->p->spec->n_outputs; i++)
+        if (!strcmp(r->p->spec->outputs[i].name, name))
+            return r->outputs[i].buf ? &r->outputs[i] : NULL;
+    return NULL;
+}
+
+const struct omni_tensor *omni_request_tokens(const struct omni_request *r)
+{
+    return r->tokens.buf ? &r->tokens : NULL;
+}
+
+void omni_request_stats(const struct omni_request *r, struct omni_run_stats *st) { *st = r->stats; }
+
+/* ---- running ---------------------------------------------------------------------------- */
+
+struct run {
+    struct omni_pipeline *p;
+    struct omni_request *r;
+    struct omni__pipeline_spec *spec;
+    void **states;
+    int *have_state;
+    struct omni_tensor **outs; /* per stage, per OUT port: latest value */
+    int *n_out;
+    struct omni_tensor *fed; /* captured feed values, per feed edge */
+    int64_t position;
+    int batch;
+    struct omni_tensor tokens; /* [B, cap] i32 */
+    int64_t n_tokens;
+    int64_t prefill_advance; /* largest io->advance of the prefill */
+};
+
+static int dump_add(struct omni_request *r, const char *name, const struct omni_tensor *t,
+                    struct omni_error *err)
+{
+    if (!r->dump_path || !t->buf)
+        return OMNI_OK;
+    if (r->n_dump == r->cap_dump) {
+        int cap = r->cap_dump ? 2 * r->cap_dump : 64;
+        void *n = realloc(r->dump, (size_t)cap * sizeof *r->dump);
+        if (!n)
+            return omni_error_set(err, OMNI_ENOMEM, "out of memory");
+        r->dump = n;
+        r->cap_dump = cap;
+    }
+    struct dump_entry *e = &r->dump[r->n_dump];
+    int rc = omni_tensor_copy_to(&e->t, t, OMNI_CPU, err);
+    if (rc)
+        return rc;
+    if (!(e->name = strdup(name))) {
+        omni_tensor_release(&e->t);
+        return omni_error_set(err, OMNI_ENOMEM, "out of memory");
+    }
+    r->n_dump++;
+    return OMNI_OK;
+}
+
+static const struct omni_port_desc *in_port(struct run *R, int s, int p)
+{
+    return omni__plugin_port(R->spec->stages[s].plugin->desc, OMNI_PORT_IN, p);
+}
+
+/* Put a reference to src into dst, on the device the consumer needs. */
+static int route(struct run *R, int s, int p, const struct omni_tensor *src, struct omni_tensor *dst,
+                 struct omni_error *err)
+{
+    const struct omni_port_desc *pd = in_port(R, s, p);
+    struct omni_device need = (pd->flags & OMNI_PORT_HOST) ? OMNI_CPU : R->p->stages[s].device;
+    if (!src->buf) {
+        memset(dst, 0, sizeof *dst);
+        return OMNI_OK;
+    }
+    if (omni_device_eq(src->device, need)) {
+        omni_tensor_ref(dst, src);
+        return OMNI_OK;
+    }
+    return omni_tensor_copy_to(dst, src, need, err);
+}
+
+static int stream_outputs(struct run *R, int s)
+{
+    struct omni__pipeline_spec *spec = R->spec;
+    if (!R->r->stream_fn)
+        return 0;
+    for (int i = 0; i < spec->n_outputs; i++) {
+        struct omni__endpoint *ep = &spec->outputs[i].ep;
+        if (ep->stage_idx != s)
+            continue;
+        /* streamed when the stage runs in the loop */
+        int in_loop = 0;
+        for (int k = 0; k < spec->n_order[OMNI__PHASE_LOOP]; k++)
+            in_loop |= spec->order[OMNI__PHASE_LOOP][k] == s;
+        if (in_loop && R->outs[s][ep->port_idx].buf)
+            R->r->stream_fn(R->r, spec->outputs[i].name, &R->outs[s][ep->port_idx], R->r->stream_user);
+    }
+    return 0;
+}
+
+static int call_stage(struct run *R, int phase, int s, int64_t step, struct omni_error *err)
+{
+    struct omni__pipeline_spec *spec = R->spec;
+    struct omni__stage_inst *si = &R->p->stages[s];
+    const struct omni_plugin_desc *d = si->plugin->desc;
+    int nin = omni__plugin_port_count(d, OMNI_PORT_IN);
+    int nout = R->n_out[s];
+    struct omni_tensor *in = calloc((size_t)nin + 1, sizeof *in);
+    if (!in)
+        return omni_error_set(err, OMNI_ENOMEM, "out of memory");
+    int rc = OMNI_OK;
+    /* gather inputs */
+    for (int i = 0; !rc && i < spec->n_edges[phase]; i++) {
+        struct omni__edge *e = &spec->edges[phase][i];
+        if (e->to.stage_idx != s)
+            continue;
+        const struct omni_tensor *src = e->from.stage_idx < 0 ? &R->tokens : &R->outs[e->from.stage_idx][e->from.port_idx];
+        if (!src->buf) {
+            rc = omni_error_set(err, OMNI_ESTATE, "%s:%d:%d: %s.%s produced no value for %s.%s", spec->file,
+                                e->loc.line, e->loc.col, e->from.stage, e->from.port, e->to.stage, e->to.port);
+            break;
+        }
+        rc = route(R, s, e->to.port_idx, src, &in[e->to.port_idx], err);
+    }
+    if (phase == OMNI__PHASE_PREFILL)
+        for (int i = 0; !rc && i < spec->n_inputs; i++) {
+            struct omni__binding *b = &spec->inputs[i];
+            if (b->ep.stage_idx != s)
+                continue;
+            if (!R->r->inputs[i].buf) {
+                const struct omni_port_desc *pd = in_port(R, s, b->ep.port_idx);
+                if (!(pd->flags & OMNI_PORT_OPTIONAL))
+                    rc = omni_error_set(err, OMNI_EINVAL, "pipeline '%s' needs input '%s' (for %s.%s)", spec->name,
+                                        b->name, b->ep.stage, b->ep.port);
+                continue;
+            }
+            rc = route(R, s, b->ep.port_idx, &R->r->inputs[i], &in[b->ep.port_idx], err);
+        }
+    if (phase == OMNI__PHASE_LOOP)
+        for (int i = 0; !rc && i < spec->n_feed; i++)
+            if (spec->feed[i].to.stage_idx == s)
+                rc = route(R, s, spec->feed[i].to.port_idx, &R->fed[i], &in[spec->feed[i].to.port_idx], err);
+    struct omni_run_ctx ctx = {
+        .size = sizeof ctx,
+        .task = R->r->task ? R->r->task : spec->task,
+        .position = R->position,
+        .step = step,
+        .seed = R->r->seed,
+        .batch = R->batch,
+        .options = R->r->option_views[s].map ? &R->r->option_views[s] : NULL,
+    };
+    const struct omni_stage_ops *o = d->ops;
+    struct omni_tensor *out = calloc((size_t)nout + 1, sizeof *out);
+    if (!out && !rc)
+        rc = omni_error_set(err, OMNI_ENOMEM, "out of memory");
+    if (!rc && !R->have_state[s] && OMNI__HAS_OP(o, state_new)) {
+        struct omni_error local;
+        omni_error_clear(&local);
+        rc = o->state_new(si->stage, &ctx, &R->states[s], &local);
+        if (rc)
+            omni_error_set(err, rc, "stage '%s' (%s): %s", si->name, d->name, local.msg);
+        else
+            R->have_state[s] = 1;
+    }
+    int64_t advance = 0;
+    if (!rc) {
+        struct omni_io io = {.n_in = (uint32_t)nin, .n_out = (uint32_t)nout, .in = in, .out = out, .ctx = &ctx};
+        struct omni_error local;
+        omni_error_clear(&local);
+        int use_step = phase == OMNI__PHASE_LOOP && OMNI__HAS_OP(o, step);
+        rc = use_step ? o->step(si->stage, R->states[s], &io, &local) : o->forward(si->stage, R->states[s], &io, &local);
+        advance = io.advance;
+        if (rc < 0)
+            omni_error_set(err, rc, "stage '%s' (%s)%s: %s", si->name, d->name,
+                           phase == OMNI__PHASE_LOOP ? " in the generation loop" : "",
+                           local.msg[0] ? local.msg : omni_status_str(rc));
+        else if (rc == OMNI_DONE && local.msg[0])
+            OMNI_LOG(OMNI_LOG_INFO, "stage '%s' ended the loop: %s", si->name, local.msg);
+    }
+    if (rc == OMNI_OK) {
+        for (int k = 0; k < nout; k++) {
+            omni_tensor_release(&R->outs[s][k]);
+            R->outs[s][k] = out[k];
+            memset(&out[k], 0, sizeof out[k]);
+        }
+        if (phase == OMNI__PHASE_PREFILL && advance > R->prefill_advance)
+            R->prefill_advance = advance;
+        if (R->r->dump_path) {
+            for (int k = 0; k < nout && !rc; k++) {
+                char name[300];
+                const struct omni_port_desc *pd = omni__plugin_port(d, OMNI_PORT_OUT, k);
+                if (phase == OMNI__PHASE_LOOP)
+                    snprintf(name, sizeof name, "%s.%s.step%lld", si->name, pd->name, (long long)step);
+                else
+                    snprintf(name, sizeof name, "%s.%s", si->name, pd->name);
+                rc = dump_add(R->r, name, &R->outs[s][k], err);
+            }
+        }
+        stream_outputs(R, s);
+    }
+    for (int k = 0; out && k < nout; k++)
+        omni_tensor_release(&out[k]);
+    for (int k = 0; k < nin; k++)
+        omni_tensor_release(&in[k]);
+    free(out);
+    free(in);
+    return rc;
+}
+
+static int batch_of_inputs(struct omni_request *r)
+{
+    for (int i = 0; i < r->p->spec->n_inputs; i++)
+        if (r->inputs[i].buf && r->inputs[i].ndim > 0)
+            return (int)r->inputs[i].shape[0];
+    return 1;
+}
+
+static int collect_token(struct run *R, struct omni_error *err)
+{
+    struct omni__endpoint *ep = &R->spec->loop_tokens;
+    const struct omni_tensor *t = &R->outs[ep->stage_idx][ep->port_idx];
+    if (!t->buf)
+        return omni_error_set(err, OMNI_ESTATE, "loop.tokens '%s.%s' produced no value", ep->stage, ep->port);
+    struct omni_tensor host;
+    int rc = omni_tensor_convert(&host, t, OMNI_DTYPE_I32, err);
+    if (rc)
+        return rc;
+    int64_t n = omni_tensor_numel(&host);
+    if (!R->tokens.buf) {
+        R->batch = (int)n;
+        int64_t cap = R->r->max_tokens > 0 ? R->r->max_tokens : R->spec->max_tokens;
+        int64_t shape[2] = {n, cap};
+        rc = omni_tensor_alloc(&R->tokens, OMNI_DTYPE_I32, 2, shape, OMNI_CPU, err);
+        if (rc) {
+            omni_tensor_release(&host);
+            return rc;
+        }
+        R->tokens.shape[1] = 0; /* grows as tokens arrive; row stride stays cap */
+    }
+    if (n != R->tokens.shape[0]) {
+        omni_tensor_release(&host);
+        return omni_error_set(err, OMNI_ESHAPE, "loop.tokens changed batch size from %lld to %lld",
+                              (long long)R->tokens.shape[0], (long long)n);
+    }
+    int32_t *dst = omni_tensor_data(&R->tokens);
+    const int32_t *src = omni_tensor_data(&host);
+    for (int64_t b = 0; b < n; b++)
+        dst[b * R->tokens.strides[0] + R->tokens.shape[1]] = src[b];
+    R->tokens.shape[1]++;
+    R->n_tokens = R->tokens.shape[1];
+    omni_tensor_release(&host);
+    return OMNI_OK;
+}
+
+static int should_stop(struct run *R, int64_t max_tokens)
+{
+    if (R->n_tokens >= max_tokens)
+        return 1;
+    if (!R->spec->n_stop_ids)
+        return 0;
+    const int32_t *tok = omni_tensor_data(&R->tokens);
+    for (int64_t b = 0; b < R->tokens.shape[0]; b++) {
+        int32_t last = tok[b * R->tokens.strides[0] + R->tokens.shape[1] - 1];
+        int hit = 0;
+        for (int i = 0; i < R->spec->n_stop_ids; i++)
+            hit |= last == R->spec->stop_ids[i];
+        if (!hit)
+            return 0;
+    }
+    return 1;
+}
+
+int omni_pipeline_run(struct omni_pipeline *p, struct omni_request *r, struct omni_error *err)
+{
+    struct omni__pipeline_spec *spec = p->spec;
+    struct run R = {.p = p, .r = r, .spec = spec};
+    int ns = spec->n_stages, rc = OMNI_OK;
+    outputs_clear(r);
+    dump_clear(r);
+    memset(&r->stats, 0, sizeof r->stats);
+    R.states = calloc((size_t)ns + 1, sizeof *R.states);
+    R.have_state = calloc((size_t)ns + 1, sizeof *R.have_state);
+    R.outs = calloc((size_t)ns + 1, sizeof *R.outs);
+    R.n_out = calloc((size_t)ns + 1, sizeof *R.n_out);
+    R.fed = calloc((size_t)spec->n_feed + 1, sizeof *R.fed);
+    if (!R.states || !R.have_state || !R.outs || !R.n_out || !R.fed) {
+        rc = omni_error_set(err, OMNI_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int s = 0; s < ns; s++) {
+        R.n_out[s] = omni__plugin_port_count(spec->stages[s].plugin->desc, OMNI_PORT_OUT);
+        R.outs[s] = calloc((size_t)R.n_out[s] + 1, sizeof **R.outs);
+        if (!R.outs[s]) {
+            rc = omni_error_set(err, OMNI_ENOMEM, "out of memory");
+            goto out;
+        }
+    }
+    R.batch = batch_of_inputs(r);
+    int64_t max_tokens = r->max_tokens > 0 ? r->max_tokens : spec->max_tokens;
+
+    /* prefill */
+    double t0 = now_ms();
+    for (int k = 0; !rc && k < spec->n_order[OMNI__PHASE_PREFILL]; k++)
+        rc = call_stage(&R, OMNI__PHASE_PREFILL, spec->order[OMNI__PHASE_PREFILL][k], -1, err);
+    R.position = R.prefill_advance;
+    r->stats.prefill_ms = now_ms() - t0;
+    if (rc)
+        goto out;
+
+    /* loop */
+    double t1 = now_ms();
+    if (spec->has_loop) {
+        if ((rc = collect_token(&R, err)))
+            goto out;
+        if (r->progress_fn)
+            r->progress_fn(r, R.n_tokens, max_tokens, r->progress_user);
+        for (int64_t step = 0; !should_stop(&R, max_tokens); step++) {
+            for (int i = 0; i < spec->n_feed; i++) {
+                omni_tensor_release(&R.fed[i]);
+                omni_tensor_ref(&R.fed[i], &R.outs[spec->feed[i].from.stage_idx][spec->feed[i].from.port_idx]);
+            }
+            int done = 0;
+            for (int k = 0; !rc && k < spec->n_order[OMNI__PHASE_LOOP]; k++) {
+                rc = call_stage(&R, OMNI__PHASE_LOOP, spec->order[OMNI__PHASE_LOOP][k], step, err);
+                if (rc == OMNI_DONE) {
+                    done = 1;
+                    rc = OMNI_OK;
+                    break;
+                }
+            }
+            if (rc || done)
+                break;
+            R.position++;
+            r->stats.steps++;
+            if ((rc = collect_token(&R, err)))
+                break;
+            if (r->progress_fn)
+                r->progress_fn(r, R.n_tokens, max_tokens, r->progress_user);
+        }
+        if (rc)
+            goto out;
+    }
+    r->stats.loop_ms = now_ms() - t1;
+
+    /* after */
+    double t2 = now_ms();
+    for (int k = 0; !rc && k < spec->n_order[OMNI__PHASE_AFTER]; k++)
+        rc = call_stage(&R, OMNI__PHASE_AFTER, spec->order[OMNI__PHASE_AFTER][k], -1, err);
+    r->stats.after_ms = now_ms() - t2;
+    if (rc)
+        goto out;
+
+    /* outputs */
+    if (R.tokens.buf) {
+        rc = omni_tensor_copy_to(&r->tokens, &R.tokens, OMNI_CPU, err); /* compact [B, n] */
+        if (rc)
+            goto out;
+    }
+    for (int i = 0; i < spec->n_outputs; i++) {
+        struct omni__endpoint *ep = &spec->outputs[i].ep;
+        const struct omni_tensor *src = ep->stage_idx < 0 ? &r->tokens : &R.outs[ep->stage_idx][ep->port_idx];
+        if (src->buf)
+            omni_tensor_ref(&r->outputs[i], src);
+    }
+    if (r->dump_path) {
+        if (r->tokens.buf && (rc = dump_add(r, "loop.tokens", &r->tokens, err)))
+            goto out;
+        const char **names = calloc((size_t)r->n_dump + 1, sizeof *names);
+        struct omni_tensor *ts = calloc((size_t)r->n_dump + 1, sizeof *ts);
+        if (!names || !ts) {
+            free(names);
+            free(ts);
+            rc = omni_error_set(err, OMNI_ENOMEM, "out of memory");
+            goto out;
+        }
+        for (int i = 0; i < r->n_dump; i++) {
+            names[i] = r->dump[i].name;
+            ts[i] = r->dump[i].t;
+        }
+        rc = omni_safetensors_write(r->dump_path, (size_t)r->n_dump, names, ts, err);
+        free(names);
+        free(ts);
+        dump_clear(r);
+    }
+out:
+    for (int s = 0; R.states && s < ns; s++) {
+        const struct omni_stage_ops *o = spec->stages[s].plugin->desc->ops;
+        if (R.have_state[s] && OMNI__HAS_OP(o, state_free))
+            o->state_free(p->stages[s].stage, R.states[s]);
+    }
+    for (int s = 0; R.outs && s < ns; s++) {
+        for (int k = 0; R.outs[s] && k < R.n_out[s]; k++)
+            omni_tensor_release(&R.outs[s][k]);
+        free(R.outs[s]);
+    }
+    for (int i = 0; R.fed && i < spec->n_feed; i++)
+        omni_tensor_release(&R.fed[i]);
+    omni_tensor_release(&R.tokens);
+    free(R.fed);
+    free(R.outs);
+    free(R.n_out);
+    free(R.states);
+    free(R.have_state);
+    return rc;
+}
