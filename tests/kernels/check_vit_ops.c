@@ -310,6 +310,143 @@ START_TEST(test_attention_rejects_bad_arguments)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- patch embed */
+
+START_TEST(test_patch_embed_matches_torch_conv)
+{
+    long live = omni_buffer_live_count();
+    struct omni_weights *w = open_fixture(FIX "ops.safetensors");
+    struct omni_tensor x, k, b, ref, out, k16;
+    struct omni_error err = {0};
+    load(w, "patch.x", &x);
+    load(w, "patch.w", &k);
+    load(w, "patch.b", &b);
+    load(w, "patch.out", &ref);
+    ck_assert_int_eq(omni_tensor_alloc(&out, OMNI_DTYPE_F32, 3, ref.shape, OMNI_CPU, &err), 0);
+    int rc = omni_op_patch_embed(&out, &x, &k, &b, &err);
+    ck_assert_msg(rc == OMNI_OK, "%s", err.msg);
+    size_t n = (size_t)omni_tensor_numel(&ref);
+    double e = tu_rel_err(fdata(&out), fdata(&ref), n);
+    ck_assert_msg(e < 1e-5, "patch embed rel err %g", e);
+    /* f16 weights: same up to the f16 rounding of w */
+    ck_assert_int_eq(omni_weights_load(w, NULL, "patch.w", OMNI_DTYPE_F16, 0, NULL, &k16, &err), 0);
+    ck_assert_int_eq(omni_op_patch_embed(&out, &x, &k16, &b, &err), OMNI_OK);
+    e = tu_rel_err(fdata(&out), fdata(&ref), n);
+    ck_assert_msg(e < 3e-3, "patch embed (f16 w) rel err %g", e);
+    omni_tensor_release(&x); omni_tensor_release(&k); omni_tensor_release(&b);
+    omni_tensor_release(&ref); omni_tensor_release(&out); omni_tensor_release(&k16);
+    omni_weights_close(w);
+    TU_ASSERT_NO_LEAK(live);
+}
+END_TEST
+
+START_TEST(test_patch_embed_rejects_wrong_shapes)
+{
+    struct omni_tensor x, k, out;
+    struct omni_error err = {0};
+    ck_assert_int_eq(omni_tensor_alloc_host(&x, OMNI_DTYPE_F32, 4, (int64_t)1, (int64_t)3, (int64_t)8, (int64_t)8), 0);
+    ck_assert_int_eq(omni_tensor_alloc_host(&k, OMNI_DTYPE_F32, 4, (int64_t)4, (int64_t)2, (int64_t)4, (int64_t)4), 0);
+    ck_assert_int_eq(omni_tensor_alloc_host(&out, OMNI_DTYPE_F32, 3, (int64_t)1, (int64_t)4, (int64_t)4), 0);
+    ck_assert_int_eq(omni_op_patch_embed(&out, &x, &k, NULL, &err), OMNI_ESHAPE);
+    ck_assert_msg(strstr(err.msg, "[4,2,4,4]") && strstr(err.msg, "[1,3,8,8]"), "message: %s", err.msg);
+    omni_tensor_release(&k);
+    ck_assert_int_eq(omni_tensor_alloc_host(&k, OMNI_DTYPE_F32, 4, (int64_t)4, (int64_t)3, (int64_t)4, (int64_t)4), 0);
+    ck_assert_int_eq(omni_op_patch_embed(&out, &x, &k, NULL, &err), OMNI_OK);
+    omni_tensor_release(&out);
+    ck_assert_int_eq(omni_tensor_alloc_host(&out, OMNI_DTYPE_F32, 3, (int64_t)1, (int64_t)5, (int64_t)4), 0);
+    ck_assert_int_eq(omni_op_patch_embed(&out, &x, &k, NULL, &err), OMNI_ESHAPE);
+    ck_assert_msg(strstr(err.msg, "out") && strstr(err.msg, "[1,4,4]"), "message: %s", err.msg);
+    omni_tensor_release(&x); omni_tensor_release(&k); omni_tensor_release(&out);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- concat */
+
+START_TEST(test_concat_last_two_inputs_into_strided_out)
+{
+    /* a: (2,3,2) = 10*r + c, b: (2,3,1) = -r; out is a view of width 3 inside rows of 5 */
+    struct omni_tensor a, b, big;
+    struct omni_error err = {0};
+    ck_assert_int_eq(omni_tensor_alloc_host(&a, OMNI_DTYPE_F32, 3, (int64_t)2, (int64_t)3, (int64_t)2), 0);
+    ck_assert_int_eq(omni_tensor_alloc_host(&b, OMNI_DTYPE_F32, 3, (int64_t)2, (int64_t)3, (int64_t)1), 0);
+    ck_assert_int_eq(omni_tensor_alloc_host(&big, OMNI_DTYPE_F32, 3, (int64_t)2, (int64_t)3, (int64_t)5), 0);
+    for (int r = 0; r < 6; r++) {
+        fdata(&a)[r * 2] = (float)(10 * r);
+        fdata(&a)[r * 2 + 1] = (float)(10 * r + 1);
+        fdata(&b)[r] = (float)-r;
+    }
+    for (int i = 0; i < 30; i++)
+        fdata(&big)[i] = 99.0f;
+    struct omni_tensor out = cols_view(&big, 1, 3);
+    struct omni_tensor xs[2] = {a, b};
+    ck_assert_int_eq(omni_op_concat_last(&out, xs, 2, &err), OMNI_OK);
+    for (int r = 0; r < 6; r++) {
+        const float *row = fdata(&big) + r * 5;
+        ck_assert(row[0] == 99.0f && row[4] == 99.0f);
+        ck_assert(row[1] == (float)(10 * r) && row[2] == (float)(10 * r + 1) && row[3] == (float)-r);
+    }
+    /* wrong total width */
+    struct omni_tensor out4 = cols_view(&big, 0, 4);
+    ck_assert_int_eq(omni_op_concat_last(&out4, xs, 2, &err), OMNI_ESHAPE);
+    ck_assert_msg(strstr(err.msg, "must be 3"), "message: %s", err.msg);
+    /* leading dims differ */
+    xs[1].shape[1] = 2;
+    ck_assert_int_eq(omni_op_concat_last(&out, xs, 2, &err), OMNI_ESHAPE);
+    ck_assert_msg(strstr(err.msg, "xs[1]"), "message: %s", err.msg);
+    omni_tensor_release(&a); omni_tensor_release(&b); omni_tensor_release(&big);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- resize */
+
+static void check_resize(const char *name)
+{
+    struct omni_weights *w = open_fixture(FIX "ops.safetensors");
+    struct omni_tensor x, ref, out;
+    struct omni_error err = {0};
+    char key[64];
+    snprintf(key, sizeof key, "%s.x", name);
+    load(w, key, &x);
+    snprintf(key, sizeof key, "%s.out", name);
+    load(w, key, &ref);
+    ck_assert_int_eq(omni_tensor_alloc(&out, OMNI_DTYPE_F32, 4, ref.shape, OMNI_CPU, &err), 0);
+    int rc = omni_op_resize_bicubic_aa(&out, &x, &err);
+    ck_assert_msg(rc == OMNI_OK, "%s", err.msg);
+    double d = tu_max_abs_diff(fdata(&out), fdata(&ref), (size_t)omni_tensor_numel(&ref));
+    ck_assert_msg(d < 1e-5, "%s: max abs diff to torch %g", name, d);
+    omni_tensor_release(&x); omni_tensor_release(&ref); omni_tensor_release(&out);
+    omni_weights_close(w);
+}
+
+START_TEST(test_resize_bicubic_aa_6_to_4_matches_torch) { check_resize("rs_6to4"); }
+END_TEST
+
+START_TEST(test_resize_bicubic_aa_37_to_27_matches_torch) { check_resize("rs_37to27"); }
+END_TEST
+
+START_TEST(test_resize_bicubic_aa_up_and_down_matches_torch) { check_resize("rs_mixed"); }
+END_TEST
+
+START_TEST(test_resize_bicubic_aa_width_only_matches_torch) { check_resize("rs_width"); }
+END_TEST
+
+START_TEST(test_resize_bicubic_aa_keeps_constants)
+{
+    /* normalised weights: a constant plane stays constant (to rounding) */
+    struct omni_tensor x, out;
+    struct omni_error err = {0};
+    ck_assert_int_eq(omni_tensor_alloc_host(&x, OMNI_DTYPE_F32, 4, (int64_t)1, (int64_t)1, (int64_t)37, (int64_t)37), 0);
+    ck_assert_int_eq(omni_tensor_alloc_host(&out, OMNI_DTYPE_F32, 4, (int64_t)1, (int64_t)1, (int64_t)27, (int64_t)27), 0);
+    for (int i = 0; i < 37 * 37; i++)
+        fdata(&x)[i] = 3.25f;
+    ck_assert_int_eq(omni_op_resize_bicubic_aa(&out, &x, &err), OMNI_OK);
+    for (int i = 0; i < 27 * 27; i++)
+        ck_assert_msg(fabsf(fdata(&out)[i] - 3.25f) < 3e-6f, "out[%d] = %.9g", i, (double)fdata(&out)[i]);
+    omni_tensor_release(&x);
+    omni_tensor_release(&out);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("vit_ops");
@@ -331,6 +468,16 @@ static Suite *suite(void)
     tcase_add_test(tc, test_attention_explicit_scale_one_head);
     tcase_add_test(tc, test_attention_uniform_and_one_hot);
     tcase_add_test(tc, test_attention_rejects_bad_arguments);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("vit_helpers");
+    tcase_add_test(tc, test_patch_embed_matches_torch_conv);
+    tcase_add_test(tc, test_patch_embed_rejects_wrong_shapes);
+    tcase_add_test(tc, test_concat_last_two_inputs_into_strided_out);
+    tcase_add_test(tc, test_resize_bicubic_aa_6_to_4_matches_torch);
+    tcase_add_test(tc, test_resize_bicubic_aa_37_to_27_matches_torch);
+    tcase_add_test(tc, test_resize_bicubic_aa_up_and_down_matches_torch);
+    tcase_add_test(tc, test_resize_bicubic_aa_width_only_matches_torch);
+    tcase_add_test(tc, test_resize_bicubic_aa_keeps_constants);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -17,5 +17,6 @@
 #include "omni/ops/norm.h"
 #include "omni/ops/sample.h"
 #include "omni/ops/ssm.h"
+#include "omni/ops/vit.h"
 
 #endif

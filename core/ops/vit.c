@@ -1,0 +1,183 @@
+/* core/ops/vit.c - omni_op_patch_embed, omni_op_concat_last and
+ * omni_op_resize_bicubic_aa: checks, then kernels/cpu/vit.c (+ omni_op_linear
+ * for the patch embedding). CPU only for now. */
+#include <stdio.h>
+
+#include "omni/ops.h"
+#include "ops/op_check.h"
+#include "vit.h"
+
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_)                                                                                   \
+            return rc_;                                                                            \
+    } while (0)
+
+static int check_rank(struct omni_error *err, const char *op, const char *arg,
+                      const struct omni_tensor *t, int ndim, const char *dims)
+{
+    if (t->ndim != ndim) {
+        char a[160];
+        return omni_error_set(err, OMNI_ESHAPE, "%s: %s has shape %s, expected rank %d %s", op,
+                              arg, omni_shape_str(t->ndim, t->shape, a, sizeof a), ndim, dims);
+    }
+    return OMNI_OK;
+}
+
+int omni_op_patch_embed(struct omni_tensor *out, const struct omni_tensor *x,
+                        const struct omni_tensor *w, const struct omni_tensor *bias,
+                        struct omni_error *err)
+{
+    static const char op[] = "omni_op_patch_embed";
+    TRY(omni__check_present(err, op, "x", x));
+    TRY(omni__check_present(err, op, "w", w));
+    TRY(omni__check_present(err, op, "out", out));
+    TRY(omni__check_dtype(err, op, "x", x, OMNI_DTYPE_F32));
+    TRY(check_rank(err, op, "x", x, 4, "(B,C,H,W)"));
+    TRY(omni__check_contiguous(err, op, "x", x));
+    TRY(omni__check_float_dtype(err, op, "w", w));
+    TRY(check_rank(err, op, "w", w, 4, "(D,C,p,p)"));
+    TRY(omni__check_contiguous(err, op, "w", w));
+    const int64_t B = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    const int64_t D = w->shape[0], p = w->shape[2];
+    if (w->shape[1] != C || w->shape[3] != p || p < 1) {
+        char a[160], b[160];
+        return omni_error_set(err, OMNI_ESHAPE,
+                              "%s: w has shape %s, expected (D, %lld, p, p) for x %s", op,
+                              omni_shape_str(w->ndim, w->shape, a, sizeof a), (long long)C,
+                              omni_shape_str(x->ndim, x->shape, b, sizeof b));
+    }
+    if (H < p || W < p) {
+        char a[160];
+        return omni_error_set(err, OMNI_ESHAPE, "%s: x %s is smaller than one %lldx%lld patch", op,
+                              omni_shape_str(x->ndim, x->shape, a, sizeof a), (long long)p,
+                              (long long)p);
+    }
+    const int64_t Np = (H / p) * (W / p), K = C * p * p;
+    const int64_t want[3] = {B, Np, D};
+    TRY(omni__check_dtype(err, op, "out", out, OMNI_DTYPE_F32));
+    TRY(omni__check_shape(err, op, "out", out, 3, want, "B, (H/p)*(W/p), D"));
+    TRY(omni__check_contiguous(err, op, "out", out));
+    TRY(omni__check_same_device(err, op, "w", w, "x", x));
+    TRY(omni__check_same_device(err, op, "out", out, "x", x));
+    TRY(omni__cpu_only(err, op, x));
+    if (B == 0)
+        return OMNI_OK;
+
+    struct omni_tensor cols = {0}, w2 = *w;
+    int rc = omni_tensor_alloc(&cols, OMNI_DTYPE_F32, 2, (int64_t[]){B * Np, K}, x->device, err);
+    if (rc) {
+        omni_error_prefix(err, "%s: patch buffer: ", op);
+        return rc;
+    }
+    omni_patch_gather_cpu(omni_tensor_data(&cols), omni_tensor_data(x), B, C, H, W, p);
+    w2.ndim = 2; /* (D, C, p, p) contiguous viewed as (D, C*p*p) */
+    w2.shape[0] = D;
+    w2.shape[1] = K;
+    omni_tensor_set_contiguous(&w2);
+    struct omni_tensor o2 = *out;
+    o2.ndim = 2;
+    o2.shape[0] = B * Np;
+    o2.shape[1] = D;
+    omni_tensor_set_contiguous(&o2);
+    rc = omni_op_linear(&o2, &cols, &w2, bias, err);
+    omni_tensor_release(&cols);
+    if (rc)
+        omni_error_prefix(err, "%s: ", op);
+    return rc;
+}
+
+int omni_op_concat_last(struct omni_tensor *out, const struct omni_tensor *xs, int n,
+                        struct omni_error *err)
+{
+    static const char op[] = "omni_op_concat_last";
+    char arg[32], a[160], b[160];
+    int64_t rows, cols, ldo;
+    TRY(omni__check_present(err, op, "out", out));
+    if (n < 1 || !xs)
+        return omni_error_set(err, OMNI_EINVAL, "%s: needs at least one input (n = %d)", op, n);
+    if (out->ndim < 1)
+        return omni_error_set(err, OMNI_ESHAPE, "%s: out is a scalar", op);
+    TRY(omni__check_writable(err, op, "out", out));
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const struct omni_tensor *x = &xs[i];
+        snprintf(arg, sizeof arg, "xs[%d]", i);
+        TRY(omni__check_present(err, op, arg, x));
+        TRY(omni__check_dtype(err, op, arg, x, out->dtype));
+        TRY(omni__check_same_device(err, op, arg, x, "out", out));
+        int ok = x->ndim == out->ndim;
+        for (int d = 0; ok && d < out->ndim - 1; d++)
+            ok = x->shape[d] == out->shape[d];
+        if (!ok)
+            return omni_error_set(err, OMNI_ESHAPE,
+                                  "%s: %s has shape %s, its leading dims differ from out %s", op,
+                                  arg, omni_shape_str(x->ndim, x->shape, a, sizeof a),
+                                  omni_shape_str(out->ndim, out->shape, b, sizeof b));
+        total += x->shape[x->ndim - 1];
+    }
+    if (total != out->shape[out->ndim - 1])
+        return omni_error_set(err, OMNI_ESHAPE,
+                              "%s: out has shape %s, its last dim must be %lld (the sum of the "
+                              "inputs' last dims)",
+                              op, omni_shape_str(out->ndim, out->shape, a, sizeof a),
+                              (long long)total);
+    TRY(omni__rows(err, op, "out", out, 1, &rows, &cols, &ldo));
+    if (rows == 0 || total == 0)
+        return OMNI_OK;
+    TRY(omni__cpu_only(err, op, out));
+    const int64_t es = (int64_t)omni_dtype_size(out->dtype);
+    int64_t c0 = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t xr, xc, ldx;
+        snprintf(arg, sizeof arg, "xs[%d]", i);
+        TRY(omni__rows(err, op, arg, &xs[i], 0, &xr, &xc, &ldx));
+        if (xc)
+            omni_copy_rows_cpu((char *)omni_tensor_data(out) + c0 * es, ldo * es,
+                               omni_tensor_data(&xs[i]), ldx * es, rows, xc * es);
+        c0 += xc;
+    }
+    return OMNI_OK;
+}
+
+int omni_op_resize_bicubic_aa(struct omni_tensor *out, const struct omni_tensor *x,
+                              struct omni_error *err)
+{
+    static const char op[] = "omni_op_resize_bicubic_aa";
+    TRY(omni__check_present(err, op, "x", x));
+    TRY(omni__check_present(err, op, "out", out));
+    TRY(omni__check_dtype(err, op, "x", x, OMNI_DTYPE_F32));
+    TRY(omni__check_dtype(err, op, "out", out, OMNI_DTYPE_F32));
+    TRY(check_rank(err, op, "x", x, 4, "(B,C,H,W)"));
+    TRY(check_rank(err, op, "out", out, 4, "(B,C,Ho,Wo)"));
+    TRY(omni__check_contiguous(err, op, "x", x));
+    TRY(omni__check_contiguous(err, op, "out", out));
+    TRY(omni__check_writable(err, op, "out", out));
+    TRY(omni__check_same_device(err, op, "out", out, "x", x));
+    if (out->shape[0] != x->shape[0] || out->shape[1] != x->shape[1]) {
+        char a[160], b[160];
+        return omni_error_set(err, OMNI_ESHAPE, "%s: out %s and x %s differ in B or C", op,
+                              omni_shape_str(out->ndim, out->shape, a, sizeof a),
+                              omni_shape_str(x->ndim, x->shape, b, sizeof b));
+    }
+    const int64_t R = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3];
+    const int64_t Ho = out->shape[2], Wo = out->shape[3];
+    if (R == 0 || Ho == 0 || Wo == 0)
+        return OMNI_OK;
+    if (H == 0 || W == 0)
+        return omni_error_set(err, OMNI_ESHAPE, "%s: x is empty but out is not", op);
+    TRY(omni__cpu_only(err, op, x));
+    struct omni_tensor tmp = {0};
+    if (H != Ho && W != Wo) {
+        int rc = omni_tensor_alloc(&tmp, OMNI_DTYPE_F32, 3, (int64_t[]){R, H, Wo}, x->device, err);
+        if (rc) {
+            omni_error_prefix(err, "%s: temporary: ", op);
+            return rc;
+        }
+    }
+    omni_resize_bicubic_aa_cpu(omni_tensor_data(out), tmp.buf ? omni_tensor_data(&tmp) : NULL,
+                               omni_tensor_data(x), R, H, W, Ho, Wo);
+    omni_tensor_release(&tmp);
+    return OMNI_OK;
+}
