@@ -28,6 +28,7 @@ static int str_reserve(struct omni_bpe_str *s, size_t extra)
         return -1;
     s->data = p;
     s->cap = cap;
+    s->data[s->len] = '\0';
     return 0;
 }
 
