@@ -84,7 +84,10 @@ CUDA_TEST_BINS := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(CUDA_TEST_SRCS)))
 TEST_LIBS := $(call pkglibs,check) $(call pkglibs,libpng libjpeg libcjson libutf8proc libpcre2-8) -lm -ldl
 # tests/<dir>/tests.mk may add check_<name>_EXTRA (more sources) or _LIBS.
 -include $(wildcard tests/*/tests.mk)
-EXAMPLE_PLUGIN_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard examples/*/plugin/*.c))))
+# Test plugins (tests/testplugins/<name>.c -> $(BUILD)/testplugins/omni_<name>.so), including
+# deliberately broken ones for the loader tests; example plugins likewise.
+TESTPLUGIN_SRCS := $(wildcard tests/testplugins/*.c) $(wildcard examples/*/omni_*.c)
+TESTPLUGIN_SOS := $(foreach f,$(TESTPLUGIN_SRCS),$(BUILD)/testplugins/$(if $(filter examples/%,$(f)),$(notdir $(f:.c=.so)),omni_$(notdir $(f:.c=.so))))
 
 RPATH_LIB = -Wl,-rpath,'$$ORIGIN/../lib'
 
@@ -94,7 +97,17 @@ all: deps-check lib plugins cli
 lib: $(LIB_SO) $(LIB_A)
 plugins: $(PLUGIN_SOS)
 cli: $(CLI)
-tests: $(TEST_BINS) $(if $(filter 1,$(CUDA)),$(CUDA_TEST_BINS))
+tests: $(TEST_BINS) $(TESTPLUGIN_SOS) $(if $(filter 1,$(CUDA)),$(CUDA_TEST_BINS))
+
+$(BUILD)/testplugins/omni_%.so: tests/testplugins/%.c $(LIB_SO)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  PLUGIN  $@")
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -shared -o $@ $< $(LDFLAGS_ALL) -L$(BUILD)/lib -lomni $(RPATH_LIB)
+
+$(BUILD)/testplugins/omni_%.so: examples/*/omni_%.c $(LIB_SO)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  PLUGIN  $@")
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -shared -o $@ $< $(LDFLAGS_ALL) -L$(BUILD)/lib -lomni $(RPATH_LIB)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

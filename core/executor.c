@@ -209,6 +209,31 @@ const char *omni_pipeline_output_name(const struct omni_pipeline *p, int i)
     return i >= 0 && i < p->spec->n_outputs ? p->spec->outputs[i].name : NULL;
 }
 
+int omni_pipeline_stage_count(const struct omni_pipeline *p) { return p->spec->n_stages; }
+
+const char *omni_pipeline_stage_name(const struct omni_pipeline *p, int i)
+{
+    return i >= 0 && i < p->spec->n_stages ? p->spec->stages[i].name : NULL;
+}
+
+const char *omni_pipeline_stage_type(const struct omni_pipeline *p, int i)
+{
+    return i >= 0 && i < p->spec->n_stages ? p->spec->stages[i].type : NULL;
+}
+
+int omni_pipeline_has_loop(const struct omni_pipeline *p) { return p->spec->has_loop; }
+
+int omni_pipeline_output_streams(const struct omni_pipeline *p, int i)
+{
+    if (i < 0 || i >= p->spec->n_outputs)
+        return 0;
+    int s = p->spec->outputs[i].ep.stage_idx;
+    for (int k = 0; s >= 0 && k < p->spec->n_order[OMNI__PHASE_LOOP]; k++)
+        if (p->spec->order[OMNI__PHASE_LOOP][k] == s)
+            return 1;
+    return 0;
+}
+
 int omni_pipeline_attach(struct omni_pipeline *p, const char *name, const char *type,
                          const char *target, const char *weights, const char *prefix,
                          const char *const *params, int n_params, struct omni_error *err)

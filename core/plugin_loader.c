@@ -344,3 +344,43 @@ const struct omni_port_desc *omni__plugin_port(const struct omni_plugin_desc *d,
     }
     return NULL;
 }
+
+/* ---- public wrappers ------------------------------------------------------------------ */
+
+struct visit_ctx {
+    omni_plugin_visit_fn fn;
+    void *user;
+};
+
+static void visit(const char *path, const struct omni__plugin *p, const struct omni_error *load_err, void *user)
+{
+    struct visit_ctx *v = user;
+    v->fn(path, p ? p->desc : NULL, p ? NULL : load_err, v->user);
+}
+
+int omni_plugins_foreach(omni_plugin_visit_fn fn, void *user)
+{
+    struct visit_ctx v = {fn, user};
+    return omni__plugin_foreach(NULL, 0, visit, &v);
+}
+
+int omni_plugin_find(const char *name, const struct omni_plugin_desc **out, char *path, size_t path_size,
+                     struct omni_error *err)
+{
+    const struct omni__plugin *p;
+    int rc = omni__plugin_find(name, NULL, 0, &p, err);
+    *out = rc ? NULL : p->desc;
+    if (!rc && path)
+        snprintf(path, path_size, "%s", p->path);
+    return rc;
+}
+
+int omni_plugin_open(const char *file, const struct omni_plugin_desc **out, struct omni_error *err)
+{
+    const struct omni__plugin *p;
+    int rc = omni__plugin_open_file(file, &p, err);
+    *out = rc ? NULL : p->desc;
+    return rc;
+}
+
+const char *omni_plugin_search_path(char *buf, size_t size) { return omni__plugin_search_path(buf, size); }

@@ -47,6 +47,14 @@ OMNI_API const char *omni_pipeline_name(const struct omni_pipeline *p);
 /* Names of the declared inputs/outputs (NULL past the end). */
 OMNI_API const char *omni_pipeline_input_name(const struct omni_pipeline *p, int i);
 OMNI_API const char *omni_pipeline_output_name(const struct omni_pipeline *p, int i);
+/* Stages of a loaded pipeline (NULL past the end). */
+OMNI_API int omni_pipeline_stage_count(const struct omni_pipeline *p);
+OMNI_API const char *omni_pipeline_stage_name(const struct omni_pipeline *p, int i);
+OMNI_API const char *omni_pipeline_stage_type(const struct omni_pipeline *p, int i);
+/* Does the pipeline have a generation loop; does output i stream (its stage
+ * runs in the loop)? */
+OMNI_API int omni_pipeline_has_loop(const struct omni_pipeline *p);
+OMNI_API int omni_pipeline_output_streams(const struct omni_pipeline *p, int i);
 /* Attach (or replace, for the same task) an adapter stage at run time, no
  * backbone reload: type is the plugin, target "backbone.in_proj". */
 OMNI_API int omni_pipeline_attach(struct omni_pipeline *p, const char *name, const char *type,

@@ -216,6 +216,21 @@ typedef const struct omni_plugin_desc *(*omni_plugin_entry_fn)(void);
 
 #define OMNI_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Discovery (for tools): every omni_*.so on the search path, first
+ * occurrence of each name; load_err is set when the file was refused. */
+typedef void (*omni_plugin_visit_fn)(const char *path, const struct omni_plugin_desc *d,
+                                     const struct omni_error *load_err, void *user);
+OMNI_API int omni_plugins_foreach(omni_plugin_visit_fn fn, void *user);
+/* Find and load one plugin by name (the search path: OMNI_PLUGIN_PATH, the
+ * folders beside libomni, the install folder). path may be NULL. */
+OMNI_API int omni_plugin_find(const char *name, const struct omni_plugin_desc **out, char *path,
+                              size_t path_size, struct omni_error *err);
+/* Load one plugin file and validate it. */
+OMNI_API int omni_plugin_open(const char *file, const struct omni_plugin_desc **out,
+                              struct omni_error *err);
+/* The search path, ':'-separated. */
+OMNI_API const char *omni_plugin_search_path(char *buf, size_t size);
+
 /* Helpers for stage code. */
 /* Check one input: dtype mask, ndim, and dims (-1 = any); message names the
  * stage, the port and both shapes. */
