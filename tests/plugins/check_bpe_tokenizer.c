@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "../../plugins/bpe_tokenizer/bpe.h"
 #include "../common/testutil.h"
@@ -807,6 +809,51 @@ START_TEST(test_stage_create_again_is_cheap)
 }
 END_TEST
 
+/* ---- the CLI (goes through the plugin) -------------------------------------------- */
+
+/* Run a shell command; its stdout (and stderr with 2>&1 in cmd) into out. */
+static int run_cmd(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    ck_assert_msg(p != NULL, "popen %s", cmd);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(test_cli_tokenize_and_decode)
+{
+    char omni[1024], cmd[4096], out[4096];
+    snprintf(omni, sizeof omni, "%s", tu_build_path("bin/omni"));
+    ck_assert_msg(access(omni, X_OK) == 0, "%s is missing (make cli builds it)", omni);
+    const char *tj = tokenizer_json();
+    snprintf(cmd, sizeof cmd, "'%s' tokenize --tokenizer '%s' 'hello   world'", omni, tj);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof out), 0);
+    ck_assert_str_eq(out, "25521 50275 10186\n");
+    snprintf(cmd, sizeof cmd, "'%s' tokenize --tokenizer '%s' --decode 12092 1533 14931 101 236", omni, tj);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof out), 0);
+    ck_assert_str_eq(out, "Hello world\xF0\x9F\xA6\x99\n");
+    /* stdin, NFC: "cafe" + U+0301 is "caf\xC3\xA9" */
+    snprintf(cmd, sizeof cmd, "printf 'cafe\\314\\201' | OMNI_TOKENIZER='%s' '%s' tokenize -", tj, omni);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof out), 0);
+    ck_assert_str_eq(out, "68 2320 860\n");
+    snprintf(cmd, sizeof cmd, "'%s' tokenize --tokenizer '%s' --omnimamba --tokens "
+             "--template 'USER: {} ASSISTANT:' '<|mmu|>Hi'", omni, tj);
+    /* ids: the spec's prompt vector (omnimamba.md 6.5) and vector 424's lone-space rule; strings: the vocab */
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof out), 0);
+    ck_assert_str_eq(out, "23131 27 209 50283 12764 21893 6905 5656 27\n"
+                          "23131\t\"USER\"\n27\t\":\"\n209\t\"\xC4\xA0\"\n50283\t\"<|mmu|>\"\n"
+                          "12764\t\"Hi\"\n21893\t\"\xC4\xA0" "ASS\"\n6905\t\"IST\"\n5656\t\"ANT\"\n27\t\":\"\n");
+    snprintf(cmd, sizeof cmd, "printf 'ab\\377' | '%s' tokenize --tokenizer '%s' - 2>&1", omni, tj);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "invalid UTF-8 at byte 2"), "%s", out);
+    snprintf(cmd, sizeof cmd, "OMNI_TOKENIZER= '%s' tokenize hi 2>&1", omni);
+    ck_assert_int_eq(run_cmd(cmd, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "OMNI_TOKENIZER"), "%s", out);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("bpe_tokenizer");
@@ -840,6 +887,10 @@ static Suite *suite(void)
     tcase_add_test(st, test_stage_without_input_is_an_error);
     tcase_add_test(st, test_stage_create_again_is_cheap);
     suite_add_tcase(s, st);
+    TCase *cli = tcase_create("cli");
+    tcase_set_timeout(cli, 60);
+    tcase_add_test(cli, test_cli_tokenize_and_decode);
+    suite_add_tcase(s, cli);
     return s;
 }
 
