@@ -37,7 +37,7 @@ PKGS := yaml-0.1 libzmq libprotobuf-c check libpng libjpeg libcjson libutf8proc 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 pkglibs = $(shell pkg-config --libs $(1) 2>/dev/null)
 
-CPPFLAGS_ALL := -Icore/include -Icore -Ikernels -I$(BUILD)/gen -D_GNU_SOURCE \
+CPPFLAGS_ALL := -Icore/include -Icore -Ikernels -Itests/common -I$(BUILD)/gen -D_GNU_SOURCE \
   -DOMNI_PLUGIN_DIR='"$(PREFIX)/lib/omni/plugins"' $(PKG_CFLAGS)
 ifeq ($(CUDA),1)
 CPPFLAGS_ALL += -DOMNI_HAVE_CUDA -I$(CUDA_HOME)/include
@@ -177,7 +177,7 @@ test-cuda: deps-check all tests
 # ---- fuzzing (libFuzzer; clang) --------------------------------------------------
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
-FUZZ_CORE := $(filter-out core/cli/%,$(wildcard core/*.c)) $(wildcard kernels/cpu/*.c core/ops/*.c)
+FUZZ_CORE := $(wildcard core/*.c)
 fuzz: $(FUZZ_BINS)
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_CORE)
 	@mkdir -p $(dir $@)

@@ -77,6 +77,7 @@ static int next_event(struct builder *b, yaml_event_t *ev)
 }
 
 static int build_node(struct builder *b, yaml_event_t *ev, int depth, struct omni__ynode **out);
+static void free_rec(struct omni__ynode *n);
 
 static int build_children(struct builder *b, struct omni__ynode *n, int depth)
 {
@@ -95,7 +96,7 @@ static int build_children(struct builder *b, struct omni__ynode *n, int depth)
             if (rc)
                 return rc;
             if (seq_append(n, item)) {
-                omni__ynode_free(item);
+                free_rec(item);
                 return omni_error_set(b->err, OMNI_ENOMEM, "%s: out of memory", b->name);
             }
             continue;
@@ -135,7 +136,7 @@ static int build_children(struct builder *b, struct omni__ynode *n, int depth)
         }
         if (map_append(n, key, kline, kcol, val)) {
             free(key);
-            omni__ynode_free(val);
+            free_rec(val);
             return omni_error_set(b->err, OMNI_ENOMEM, "%s: out of memory", b->name);
         }
     }
@@ -184,7 +185,7 @@ static int build_node(struct builder *b, yaml_event_t *ev, int depth, struct omn
             return omni_error_set(b->err, OMNI_ENOMEM, "%s: out of memory", b->name);
         rc = build_children(b, n, depth);
         if (rc) {
-            omni__ynode_free(n);
+            free_rec(n);
             return rc;
         }
         break;
