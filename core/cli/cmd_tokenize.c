@@ -302,7 +302,7 @@ int omni_cmd_tokenize(int argc, char **argv)
         fprintf(stderr, "omni tokenize: out of memory\n");
         goto done;
     }
-    snprintf(yaml, ylen, "file: %s\nomnimamba: %s\nskip_special: %s\n%s%s%s", qfile,
+    snprintf(yaml, ylen, "file: %s\nomnimamba: %s\nskip_special: %s\nflush: true\n%s%s%s", qfile,
              omnimamba ? "true" : "false", skip_special ? "true" : "false", qtmpl ? "template: " : "",
              qtmpl ? qtmpl : "", qtmpl ? "\n" : "");
     if (omni_harness_new_full(&h, "bpe_tokenizer", yaml, NULL, NULL, &err))

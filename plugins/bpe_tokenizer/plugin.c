@@ -8,12 +8,14 @@
  * wraps each row and the result is stripped of leading and trailing
  * whitespace (Python's str.strip(), as OmniMamba's script does), then
  * tokenized (bpe.h). Rows of different token counts are an error unless
- * pad_left_id is set. Decoding: in the once/prefill phase (ctx->step < 0) a
- * call decodes its ids completely; in loop iterations (ctx->step >= 0) the
- * request state keeps each row's unfinished UTF-8 character, so a step
- * outputs only the characters completed by its ids and the concatenated step
- * outputs equal the decode of the whole sequence. Output text rows are
- * NUL-padded and always end with at least one NUL.
+ * pad_left_id is set. Decoding streams: the request state keeps each row's
+ * unfinished UTF-8 character from call to call (prefill and loop alike), so
+ * a call outputs only the characters its ids complete and the concatenated
+ * outputs of a request equal the decode of its whole sequence. With
+ * flush: true (param or request option) every call also ends the sequence:
+ * an unfinished character becomes U+FFFD, as in HF's decode (for one-shot
+ * decoding of whole sequences). Output text rows are NUL-padded and always
+ * end with at least one NUL.
  *
  * Tokenizers are loaded in create from params.file and shared (read-only,
  * refcounted) between stages that name the same unchanged file.
@@ -113,6 +115,7 @@ struct tok_stage {
     char *tmpl_pre, *tmpl_post; /* template split at "{}"; NULL = no template */
     int skip_special;
     int token_strings;
+    int flush;
     int has_pad;
     int32_t pad_id;
 };
@@ -124,8 +127,8 @@ struct tok_state {
 
 enum { IN_TEXT = 0, IN_IDS = 1, OUT_IDS = 0, OUT_TEXT = 1 };
 
-static const char *const known_params[] = {"file", "omnimamba", "template", "skip_special",
-                                           "token_strings", "pad_left_id"};
+static const char *const known_params[] = {"file",          "omnimamba", "template",   "skip_special",
+                                           "token_strings", "flush",     "pad_left_id"};
 
 static void tok_destroy(struct omni_stage *st)
 {
@@ -153,7 +156,7 @@ static int tok_create(const struct omni_stage_config *cfg, struct omni_stage **o
         if (j == OMNI_ARRAY_LEN(known_params))
             return omni_error_set(err, OMNI_EINVAL,
                                   "%s: unknown param '%s' (known: file, omnimamba, template, "
-                                  "skip_special, token_strings, pad_left_id)",
+                                  "skip_special, token_strings, flush, pad_left_id)",
                                   omni_params_where(p, k), k);
     }
     const char *file = omni_params_str(p, "file", NULL);
@@ -167,6 +170,7 @@ static int tok_create(const struct omni_stage_config *cfg, struct omni_stage **o
     if ((rc = omni_params_bool(p, "omnimamba", 0, &omnimamba, err)) ||
         (rc = omni_params_bool(p, "skip_special", 0, &s->skip_special, err)) ||
         (rc = omni_params_bool(p, "token_strings", 0, &s->token_strings, err)) ||
+        (rc = omni_params_bool(p, "flush", 0, &s->flush, err)) ||
         (rc = omni_params_int(p, "pad_left_id", -1, &pad, err)))
         goto fail;
     const char *tmpl = omni_params_str(p, "template", NULL);
@@ -383,21 +387,22 @@ static int tok_decode(struct tok_stage *s, struct tok_state *state, const struct
     const int64_t dims[2] = {-1, -1};
     struct omni_tensor h = {0};
     struct omni_bpe_str *rows = NULL;
-    int skip = s->skip_special, strings = s->token_strings;
+    int skip = s->skip_special, strings = s->token_strings, flush = s->flush;
     int64_t B = 0;
     int rc = omni_check_tensor(&s->base, "ids", in, OMNI_DTYPE_BIT(OMNI_DTYPE_I32), 2, dims, err);
     if (rc)
         return rc;
     if (ctx && ctx->options &&
         ((rc = omni_params_bool(ctx->options, "skip_special", skip, &skip, err)) ||
-         (rc = omni_params_bool(ctx->options, "token_strings", strings, &strings, err))))
+         (rc = omni_params_bool(ctx->options, "token_strings", strings, &strings, err)) ||
+         (rc = omni_params_bool(ctx->options, "flush", flush, &flush, err))))
         return omni_error_prefix(err, "stage '%s': request options: ", sn);
     if ((rc = host_contig(in, &h, err)))
         return omni_error_prefix(err, "stage '%s': input 'ids': ", sn);
     B = h.shape[0];
     const int64_t T = h.shape[1];
     const int32_t *ids = omni_tensor_data(&h);
-    const int streaming = ctx && ctx->step >= 0 && state && !strings;
+    const int streaming = state && !strings;
     if (streaming && state->rows != B) {
         if (state->rows) {
             rc = omni_error_set(err, OMNI_ESHAPE,
@@ -448,6 +453,8 @@ static int tok_decode(struct tok_stage *s, struct tok_state *state, const struct
             }
         } else if (streaming) {
             rc = omni_bpe_stream_feed(bpe, &state->st[b], r, (size_t)T, skip, &rows[b], err);
+            if (!rc && flush)
+                rc = omni_bpe_stream_flush(&state->st[b], &rows[b], err);
         } else {
             rc = omni_bpe_decode(bpe, r, (size_t)T, skip, &rows[b], err);
         }
@@ -512,7 +519,7 @@ static const struct omni_port_desc tok_ports[] = {
      "the ids of 'text' (only when 'text' was given)"},
     {"text", OMNI_PORT_OUT, OMNI_DTYPE_BIT(OMNI_DTYPE_U8), "B,M",
      OMNI_PORT_OPTIONAL | OMNI_PORT_HOST | OMNI_PORT_STRING,
-     "the text of 'ids', NUL-padded (only when 'ids' were given; in loops: the characters completed by this step)"},
+     "the text of 'ids', NUL-padded (only when 'ids' were given): the characters these ids complete"},
 };
 
 static const struct omni_stage_ops tok_ops = {
@@ -539,8 +546,9 @@ static const struct omni_plugin_desc tok_desc = {
                   "template: encode template with '{}' for the text, result stripped, e.g. \"USER: {} ASSISTANT:\"\n"
                   "skip_special: decoding drops special tokens (<|endoftext|>, <|padding|>, [PAD]) (default false)\n"
                   "token_strings: decoding outputs the tokens' byte-level strings (\"\xC4\xA0world\") concatenated (default false)\n"
+                  "flush: every decode call ends the sequence: an unfinished UTF-8 character becomes U+FFFD (default false: it waits for the next call)\n"
                   "pad_left_id: left-pad batch rows of different token counts with this id (default: error)\n"
-                  "(skip_special and token_strings may be overridden per request in the request options)\n",
+                  "(skip_special, token_strings and flush may be overridden per request in the request options)\n",
 };
 
 OMNI_PLUGIN_DEFINE(tok_desc)

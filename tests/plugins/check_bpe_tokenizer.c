@@ -693,9 +693,18 @@ START_TEST(test_stage_streams_text_per_step)
     }
     ck_assert_str_eq(acc, text);
     ck_assert_int_gt(empty_steps, 0); /* some ids end inside a character */
-    /* outside a loop a call decodes completely: a cut character is U+FFFD */
+    /* the carry also crosses a prefill call into the loop */
     omni_harness_reset_state(h);
-    const int32_t cut[] = {12092, 14931}; /* "Hello" + the first two bytes of an emoji */
+    const int32_t cut[] = {12092, 14931}, rest[] = {101, 236}; /* "Hello", then 🦙 in two parts */
+    push_ids(h, 1, 2, cut);
+    OK(omni_harness_forward(h, &err));
+    ck_assert_str_eq(text_row(omni_harness_pull(h, "text"), 0), "Hello");
+    push_ids(h, 1, 2, rest);
+    OK(omni_harness_step(h, &err));
+    ck_assert_str_eq(text_row(omni_harness_pull(h, "text"), 0), "\xF0\x9F\xA6\x99");
+    /* flush: true ends the sequence at each call: a cut character is U+FFFD, as in HF */
+    omni_harness_reset_state(h);
+    OK(omni_harness_set_options(h, "flush: true\n", &err));
     push_ids(h, 1, 2, cut);
     OK(omni_harness_forward(h, &err));
     ck_assert_str_eq(text_row(omni_harness_pull(h, "text"), 0), "Hello\xEF\xBF\xBD");
