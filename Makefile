@@ -77,7 +77,7 @@ CLI_LIBS := $(call pkglibs,libpng libjpeg libcjson libutf8proc libpcre2-8) -lm
 # ---- tests --------------------------------------------------------------------
 TEST_COMMON_SRCS := $(wildcard tests/common/*.c)
 TEST_COMMON_OBJS := $(TEST_COMMON_SRCS:%.c=$(BUILD)/obj/%.o)
-TEST_SRCS := $(wildcard tests/core/check_*.c tests/kernels/check_*.c tests/plugins/check_*.c tests/ipc/check_*.c tests/pipelines/check_*.c)
+TEST_SRCS := $(wildcard tests/core/check_*.c tests/kernels/check_*.c tests/plugins/check_*.c tests/ipc/check_*.c tests/pipelines/check_*.c examples/*/check_*.c)
 TEST_BINS := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(TEST_SRCS)))
 CUDA_TEST_SRCS := $(wildcard tests/cuda/check_*.c)
 CUDA_TEST_BINS := $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(CUDA_TEST_SRCS)))
@@ -168,11 +168,11 @@ $(foreach t,$(TEST_SRCS) $(CUDA_TEST_SRCS),$(eval $(call TEST_RULE,$(notdir $(t:
 
 # ---- running tests ------------------------------------------------------------
 test: deps-check all tests
-	$(Q)OMNI_PLUGIN_PATH=$(BUILD)/plugins OMNI_BUILD=$(BUILD) tests/run-suites $(TEST_BINS)
+	$(Q)OMNI_PLUGIN_PATH=$(BUILD)/plugins:$(BUILD)/testplugins OMNI_BUILD=$(BUILD) tests/run-suites $(TEST_BINS)
 	$(Q)$(if $(filter 1,$(CUDA)),echo "GPU suites built, not run by 'make test' ($(words $(CUDA_TEST_BINS)) suites): run 'make test-cuda' on a machine with a CUDA device.")
 
 test-cuda: deps-check all tests
-	$(Q)OMNI_PLUGIN_PATH=$(BUILD)/plugins OMNI_BUILD=$(BUILD) OMNI_REQUIRE_CUDA=1 tests/run-suites $(CUDA_TEST_BINS)
+	$(Q)OMNI_PLUGIN_PATH=$(BUILD)/plugins:$(BUILD)/testplugins OMNI_BUILD=$(BUILD) OMNI_REQUIRE_CUDA=1 tests/run-suites $(CUDA_TEST_BINS)
 
 # ---- fuzzing (libFuzzer; clang) --------------------------------------------------
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
@@ -197,6 +197,17 @@ deps-check:
 	$(Q)if ! pkg-config --exists $(PKGS) 2>/dev/null || ! command -v protoc-c >/dev/null; then \
 	  echo "omni: missing system packages ($(PKGS), protoc-c); running 'make deps'"; \
 	  $(MAKE) --no-print-directory deps; fi
+
+# ---- the main job: text-to-image with the released model ---------------------------------
+WEIGHTS ?= weights
+PROMPT ?= A bed in a bedroom between two lamps.
+OUT ?= out.png
+weights:
+	pipelines/fetch-weights.sh $(WEIGHTS) $(or $(WHAT),all)
+
+run: all
+	@test -f $(WEIGHTS)/OmniMamba-1.3b.pth -a -f $(WEIGHTS)/vq_ds16_t2i.pt || $(MAKE) --no-print-directory weights WHAT=t2i
+	OMNI_WEIGHTS=$(WEIGHTS) $(BUILD)/bin/omni run pipelines/t2i.yaml --prompt "$(PROMPT)" -o $(OUT) $(RUNFLAGS)
 
 # ---- install ---------------------------------------------------------------------------
 install: all
