@@ -44,7 +44,7 @@ if [ -f ../shared/data/tokenizer/gpt-neox-20b-tokenizer.json ] && [ ! -f "$dir/g
 fi
 for f in "${files[@]}"; do
   set -- $f
-  case ",$5," in *",$what,"*|*) [ "$what" = all ] || [[ ",$5," == *",$what,"* ]] || continue ;; esac
+  if [ "$what" != all ] && [[ ",$5," != *",$what,"* ]]; then continue; fi
   fetch "$1" "$2" "$3" "$4"
 done
 echo "weights in $dir: point OMNI_WEIGHTS at it (export OMNI_WEIGHTS=$dir)"
