@@ -14,6 +14,11 @@
 
 #include "weights_impl.h"
 
+/* Both formats store little-endian data and tensors are served in place. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the weights store assumes a little-endian host"
+#endif
+
 /* ---- string map ------------------------------------------------------------- */
 
 static uint64_t hash_str(const char *s, size_t len)
@@ -413,6 +418,19 @@ int omni_weights_load(const struct omni_weights *w, const char *prefix, const ch
     int rc = omni_weights_get(w, prefix, key, &view, err);
     if (rc)
         return rc;
+    /* A broadcast view (stride 0, e.g. torch's expand) can describe far more
+     * elements than the file holds; copying it is only done when the caller
+     * states the shape it expects, so a hostile file cannot make us allocate. */
+    const struct omni__wentry *e;
+    lookup(w, prefix, key, &e, NULL);
+    if (ndim == 0 && omni_tensor_numel(&view) > e->storage_numel) {
+        omni_tensor_release(&view);
+        return omni_error_set(err, OMNI_EUNSUPPORTED,
+                              "%s: tensor '%s%s' is a broadcast view of %lld elements over a "
+                              "storage of %lld; pass the expected shape to load it",
+                              w->path, prefix ? prefix : "", key,
+                              (long long)omni_tensor_numel(&view), (long long)e->storage_numel);
+    }
     if (ndim > 0) {
         int same = view.ndim == ndim;
         for (int i = 0; same && i < ndim; i++)

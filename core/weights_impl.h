@@ -40,6 +40,7 @@ struct omni__wentry {
     int64_t shape[OMNI_MAX_DIMS];
     int64_t strides[OMNI_MAX_DIMS];
     int64_t offset;          /* bytes into the mapping */
+    int64_t storage_numel;   /* elements of the storage viewed (> numel only for views) */
 };
 
 struct omni_weights {

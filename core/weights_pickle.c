@@ -29,6 +29,7 @@ struct ptensor {
     const char *stored;
     uint32_t esize;
     int32_t ndim;
+    uint64_t storage_bytes;
     int64_t offset; /* elements */
     int64_t shape[OMNI_MAX_DIMS];
     int64_t strides[OMNI_MAX_DIMS];
@@ -436,7 +437,7 @@ static int rebuild_tensor(struct um *m, struct pv *args, struct pv **out)
             !omni__add_ok(last, span, &last))
             return FAIL(OMNI_EFORMAT, "tensor extent overflows");
     }
-    uint64_t storage_bytes = a[0]->u.sto.nbytes;
+    uint64_t storage_bytes = t->storage_bytes = a[0]->u.sto.nbytes;
     if (numel == 0) {
         if (!omni__mul_ok((uint64_t)t->offset, t->esize, &bytes) || bytes > storage_bytes)
             return FAIL(OMNI_EFORMAT, "storage offset %lld is past the end of storage '%.*s'",
@@ -825,6 +826,7 @@ static int add_tensor(struct um *m, const struct ptensor *t)
     memcpy(e.strides, t->strides, sizeof e.strides);
     /* in bounds: checked in rebuild_tensor against the record */
     e.offset = (int64_t)(t->rec->data_offset + (uint64_t)t->offset * t->esize);
+    e.storage_numel = (int64_t)(t->storage_bytes / t->esize);
     return omni__weights_add(m->w, m->path, m->plen, &e, 0, m->err);
 }
 

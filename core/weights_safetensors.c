@@ -261,6 +261,7 @@ int omni__safetensors_parse(struct omni_weights *w, struct omni_error *err)
             goto out;
         }
         e.offset = (int64_t)(data_start + b0);
+        e.storage_numel = (int64_t)numel;
         spans[ns].begin = b0;
         spans[ns].end = b1;
         spans[ns].entry = w->n;

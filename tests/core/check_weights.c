@@ -860,7 +860,7 @@ START_TEST(test_rejects_malformed_pth)
 
     /* a dict that contains itself: an error, not a hang */
     pkl.n = 0;
-    pb_raw(&pkl, "\x80\x02}q\x00X\x01\x00\x00\x00ah\x00s.", 16);
+    pb_raw(&pkl, "\x80\x02}q\x00X\x01\x00\x00\x00ah\x00s.", 15);
     write_pth(path, "x", &pkl, 0);
     ck_assert_int_eq(open_status(path, &err), OMNI_EFORMAT);
 
@@ -901,6 +901,37 @@ START_TEST(test_rejects_malformed_pth)
     write_pth(path, "x", &pkl, 0);
     struct omni_weights *w = open_ok(path);
     ck_assert_int_eq(omni_weights_count(w), 0);
+    omni_weights_close(w);
+}
+END_TEST
+
+START_TEST(test_broadcast_view_needs_expected_shape)
+{
+    /* torch's expand(): stride 0 shows 6 stored floats as 1000 rows */
+    struct pb pkl = {0};
+    pb_begin_odict(&pkl);
+    pb_str(&pkl, "rows");
+    pb_tensor(&pkl, "FloatStorage", "0", 6, 0, 2, (int[]){1000, 6}, (int[]){0, 1});
+    pb_end_odict(&pkl);
+    const char *path = tmp("expand.pth");
+    write_pth(path, "expand", &pkl, 0);
+    struct omni_weights *w = open_ok(path);
+    struct omni_error err = {0};
+    struct omni_tensor t;
+    ck_assert_int_eq(omni_weights_get(w, NULL, "rows", &t, &err), OMNI_OK);
+    int64_t idx[2] = {999, 5};
+    ck_assert(elem_at(&t, idx) == 6.0);
+    omni_tensor_release(&t);
+    /* without an expected shape a file could make load() allocate anything */
+    ck_assert_int_eq(omni_weights_load(w, NULL, "rows", OMNI_DTYPE_F32, 0, NULL, &t, &err),
+                     OMNI_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "'rows'"));
+    int64_t shape[2] = {1000, 6};
+    ck_assert_int_eq(omni_weights_load(w, NULL, "rows", OMNI_DTYPE_F32, 2, shape, &t, &err),
+                     OMNI_OK);
+    const float *f = omni_tensor_data(&t);
+    ck_assert(f[0] == 1.0f && f[6 * 999 + 5] == 6.0f);
+    omni_tensor_release(&t);
     omni_weights_close(w);
 }
 END_TEST
@@ -1459,6 +1490,7 @@ int main(void)
     tcase_add_test(tc, test_zip64_records_are_used);
     tcase_add_test(tc, test_torch2_layout_and_unknown_records);
     tcase_add_test(tc, test_rejects_malformed_pth);
+    tcase_add_test(tc, test_broadcast_view_needs_expected_shape);
     tcase_add_test(tc, test_refuses_os_system_pickles);
     tcase_add_test(tc, test_refuses_object_building_opcodes_and_storage_calls);
     suite_add_tcase(s, tc);
