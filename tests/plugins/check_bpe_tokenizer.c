@@ -313,6 +313,69 @@ START_TEST(test_llamacpp_mpt_cases)
 }
 END_TEST
 
+/* tests/fixtures/data/bpe_extra_vectors.jsonl (gen_bpe_extra.py, the same HF
+ * tokenizers version): what the regex counts as whitespace, marks NFC cannot
+ * compose, digits and letters of other scripts, and decode of ill-formed
+ * bytes around added tokens, streamed and whole. */
+START_TEST(test_extra_reference_cases)
+{
+    size_t len;
+    char *all = read_all(tu_repo_path("tests/fixtures/data/bpe_extra_vectors.jsonl"), &len);
+    struct omni_bpe *t = load(0);
+    int cases = 0, bad = 0;
+    for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
+        for (char *p = strstr(line, "\\u0000"); p; p = strstr(p, "\\u0000"))
+            p[2] = 'E';
+        cJSON *o = cJSON_Parse(line);
+        ck_assert_msg(o != NULL, "bad JSON line %d", cases);
+        int enc = !strcmp(cJSON_GetObjectItem(o, "kind")->valuestring, "encode");
+        cJSON *jids = cJSON_GetObjectItem(o, "ids");
+        size_t nw = (size_t)cJSON_GetArraySize(jids), dlen, tlen = 0;
+        int32_t *want = malloc((nw + 1) * sizeof *want);
+        for (size_t k = 0; k < nw; k++)
+            want[k] = (int32_t)cJSON_GetArrayItem(jids, (int)k)->valueint;
+        char *decoded = unescape_nul(cJSON_GetObjectItem(o, "decoded")->valuestring, &dlen);
+        char *text = enc ? unescape_nul(cJSON_GetObjectItem(o, "text")->valuestring, &tlen) : NULL;
+        int skip = !enc && cJSON_IsTrue(cJSON_GetObjectItem(o, "skip_special"));
+        if (enc) {
+            struct omni_bpe_ids got = {0};
+            OK(omni_bpe_encode(t, text, tlen, &got, &err));
+            if (!ids_equal(&got, want, nw)) {
+                bad++;
+                fprintf(stderr, "extra case %d (encode '%s'):\n", cases, text);
+                print_ids("  want", want, nw);
+                print_ids("  got ", got.data, got.len);
+            }
+            omni_bpe_ids_free(&got);
+        }
+        struct omni_bpe_str whole = {0}, acc = {0};
+        OK(omni_bpe_decode(t, want, nw, skip, &whole, &err));
+        struct omni_bpe_stream st;
+        omni_bpe_stream_init(&st);
+        for (size_t k = 0; k < nw; k++)
+            OK(omni_bpe_stream_feed(t, &st, want + k, 1, skip, &acc, &err));
+        OK(omni_bpe_stream_flush(&st, &acc, &err));
+        if (whole.len != dlen || memcmp(whole.data, decoded, dlen) || acc.len != dlen ||
+            memcmp(acc.data, decoded, dlen)) {
+            bad++;
+            fprintf(stderr, "extra case %d: decoded '%s' / streamed '%s', want '%s'\n", cases,
+                    whole.data, acc.data, decoded);
+        }
+        omni_bpe_str_free(&whole);
+        omni_bpe_str_free(&acc);
+        free(want);
+        free(decoded);
+        free(text);
+        cJSON_Delete(o);
+        cases++;
+    }
+    ck_assert_int_eq(cases, 244);
+    ck_assert_msg(bad == 0, "%d of %d extra cases differ", bad, cases);
+    omni_bpe_free(t);
+    free(all);
+}
+END_TEST
+
 START_TEST(test_known_ids_and_added_tokens)
 {
     struct omni_bpe *t = load(0), *tm = load(1);
@@ -872,6 +935,7 @@ static Suite *suite(void)
     tcase_add_test(lib, test_testvectors_decode_to_reference_text);
     tcase_add_test(lib, test_streaming_decode_equals_whole_decode);
     tcase_add_test(lib, test_llamacpp_mpt_cases);
+    tcase_add_test(lib, test_extra_reference_cases);
     tcase_add_test(lib, test_known_ids_and_added_tokens);
     tcase_add_test(lib, test_stream_holds_back_split_character);
     tcase_add_test(lib, test_decode_replaces_ill_formed_bytes);
