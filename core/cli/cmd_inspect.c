@@ -7,6 +7,9 @@
 
 #include "cli.h"
 
+static const char short_usage[] =
+    "usage: omni inspect FILE [--prefix P] [--json]   ('omni inspect --help' for details)\n";
+
 static void help(FILE *f)
 {
     fprintf(f,
@@ -14,15 +17,17 @@ static void help(FILE *f)
             "List the tensors of a .safetensors file or a torch.save zip checkpoint (.pth/.pt/.bin)\n"
             "without reading their data: one line per tensor (key, dtype, shape) in file order\n"
             "(insertion order for .pth; nested dicts appear as 'outer.inner' keys), then a total\n"
-            "line: N tensors, M parameters (elements), X.XX MB (10^6 bytes of tensor data; views\n"
-            "that share one storage in a .pth are counted once per key).\n"
-            "Pickles are decoded by a restricted reader that never runs code; a file that needs\n"
-            "anything besides tensors and dicts is refused.\n\n"
+            "line: N tensors, M parameters (elements), X.XX MB (10^6 bytes of tensor data; every\n"
+            "key counts in full, also .pth views and tied weights that share one storage).\n"
+            "Dtypes omni cannot load (i16, bool, ...) are listed and marked.\n"
+            "Pickles are decoded by a restricted reader that never runs code: a file whose pickle\n"
+            "calls anything but OrderedDict and torch's tensor/storage rebuilders is refused.\n\n"
             "options:\n"
             "  --prefix P   only keys that start with P\n"
             "  --json       print a JSON object instead: {file, format, count, parameters, bytes,\n"
             "               tensors: [{name, dtype, shape, strides, offset}]} (offset: bytes into\n"
-            "               the file; strides in elements)\n"
+            "               the file; strides in elements; \"loadable\": false marks dtypes omni\n"
+            "               cannot load)\n"
             "  -h, --help   this text\n\n"
             "Exit status: 0 success, 1 the file cannot be read, 2 usage error.\n");
 }
@@ -60,8 +65,7 @@ int omni_cmd_inspect(int argc, char **argv)
         } else if (!strncmp(argv[i], "--prefix=", 9)) {
             prefix = argv[i] + 9;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "omni inspect: unknown option '%s'\n", argv[i]);
-            help(stderr);
+            fprintf(stderr, "omni inspect: unknown option '%s'\n%s", argv[i], short_usage);
             return 2;
         } else if (!file) {
             file = argv[i];
@@ -72,7 +76,7 @@ int omni_cmd_inspect(int argc, char **argv)
         }
     }
     if (!file) {
-        help(stderr);
+        fputs(short_usage, stderr);
         return 2;
     }
     struct omni_error err = {0};
