@@ -67,7 +67,9 @@ OMNI_API int omni_weights_get(const struct omni_weights *w, const char *prefix, 
 /* A new contiguous host tensor of `dtype` holding the values (converted from
  * the stored dtype: f16/bf16/f32/f64 between each other). When ndim > 0 the
  * shape must equal `shape`, else OMNI_ESHAPE with a message naming the key and
- * both shapes. (transfer full) */
+ * both shapes. A .pth broadcast view (stride 0) describing more elements
+ * than its storage holds is only copied when ndim > 0 (else OMNI_EUNSUPPORTED),
+ * so a hostile file cannot make this allocate. (transfer full) */
 OMNI_API int omni_weights_load(const struct omni_weights *w, const char *prefix, const char *key,
                                int dtype, int ndim, const int64_t *shape, struct omni_tensor *out,
                                struct omni_error *err);
