@@ -26,6 +26,7 @@ static omni_parallel_fn g_fn;
 static void *g_ctx;
 static int64_t g_n;
 static int g_nranges;
+static uint64_t g_start_gen[MAX_THREADS]; /* g_gen when worker i was created */
 static _Thread_local int t_inside; /* inside a range: nested calls run inline */
 
 static int default_threads(void)
@@ -54,7 +55,8 @@ static void *worker_main(void *arg)
     int idx = (int)(intptr_t)arg; /* range index this worker runs, >= 1 */
     t_inside = 1;
     pthread_mutex_lock(&g_mu);
-    uint64_t seen = g_gen;
+    /* Not g_gen: the first job may already be published when this runs. */
+    uint64_t seen = g_start_gen[idx];
     for (;;) {
         while (g_gen == seen)
             pthread_cond_wait(&g_work, &g_mu);
@@ -110,6 +112,7 @@ static int ensure_workers(int want)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        g_start_gen[g_nworkers + 1] = g_gen; /* g_gen only changes under g_call, held here */
         int rc = pthread_create(&th, &attr, worker_main, (void *)(intptr_t)(g_nworkers + 1));
         pthread_attr_destroy(&attr);
         if (rc != 0)
