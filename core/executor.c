@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ipc/ipc.h"
 #include "pipeline_impl.h"
 
 struct omni_pipeline {
@@ -15,6 +16,7 @@ struct omni_pipeline {
     int n_files;
     struct omni__stage_inst *extra; /* adapters attached at run time */
     int n_extra;
+    struct omni__ipc_cluster *ipc; /* workers of placement: (core/ipc), NULL when none */
 };
 
 struct dump_entry {
@@ -86,6 +88,9 @@ static int attach_adapter(struct omni_pipeline *p, struct omni__stage_inst *adap
     if (ti < 0)
         return omni_error_set(err, OMNI_ENOTFOUND, "%s: attach target stage '%s' does not exist", where, target);
     struct omni__stage_inst *t = &p->stages[ti];
+    if (!t->stage) /* hosted by a worker process */
+        return omni_error_set(err, OMNI_EUNSUPPORTED, "%s: stage '%s' runs in another process; adapters attach "
+                              "there only through placement:", where, target);
     const struct omni_stage_ops *o = t->plugin->desc->ops;
     if (!OMNI__HAS_OP(o, attach))
         return omni_error_set(err, OMNI_EUNSUPPORTED, "%s: stage '%s' accepts no adapters", where, target);
@@ -128,11 +133,19 @@ int omni_pipeline_load(struct omni_pipeline **out, const char *yaml_path,
         return omni_error_set(err, OMNI_ENOMEM, "out of memory");
     }
     p->spec = spec;
-    if (spec->n_placements)
-        OMNI_LOG(OMNI_LOG_WARN, "%s: placement: is parsed and checked; its stages run in this process for now",
-                 spec->file);
+    /* placement: start / connect the workers and load their stages (core/ipc) */
+    if (spec->n_placements && !omni__ipc_open) {
+        rc = omni_error_set(err, OMNI_EUNSUPPORTED, "%s: placement: this build has no core/ipc", spec->file);
+        goto fail;
+    }
+    if (spec->n_placements && (rc = omni__ipc_open(&p->ipc, spec, err)))
+        goto fail;
     for (int i = 0; i < spec->n_stages; i++) {
         struct omni__stage_spec *st = &spec->stages[i];
+        if (st->process >= 0) { /* a proxy: ports and device only; the stage lives in its worker */
+            omni__ipc_stage_proxy(p->ipc, i, &p->stages[i]);
+            continue;
+        }
         char where[600];
         snprintf(where, sizeof where, "%s:%d:%d", spec->file, st->loc.line, st->loc.col);
         if (st->device.type == OMNI_DEVICE_CUDA && st->device.index >= omni_cuda_device_count()) {
@@ -161,7 +174,7 @@ int omni_pipeline_load(struct omni_pipeline **out, const char *yaml_path,
     }
     for (int i = 0; i < spec->n_stages; i++) {
         struct omni__stage_spec *st = &spec->stages[i];
-        if (!st->attach)
+        if (!st->attach || st->process >= 0) /* remote adapters were attached by their worker */
             continue;
         char where[600];
         snprintf(where, sizeof where, "%s:%d:%d", spec->file, st->loc.line, st->loc.col);
@@ -189,6 +202,8 @@ void omni_pipeline_free(struct omni_pipeline *p)
     for (int i = 0; i < p->n_extra; i++)
         omni__stage_destroy(&p->extra[i]);
     free(p->extra);
+    if (p->ipc)
+        omni__ipc_close(p->ipc); /* stops auto workers; proxies in p->stages own nothing */
     free(p->stages);
     for (int i = 0; i < p->n_files; i++)
         omni_weights_close(p->files[i]);
@@ -496,6 +511,7 @@ struct run {
     struct omni_tensor tokens; /* [B, cap] i32 */
     int64_t n_tokens;
     int64_t prefill_advance; /* largest io->advance of the prefill */
+    struct omni__ipc_request *ipc_req; /* calls of remote stages in this run (core/ipc) */
 };
 
 static int dump_add(struct omni_request *r, const char *name, const struct omni_tensor *t,
@@ -619,7 +635,8 @@ static int call_stage(struct run *R, int phase, int s, int64_t step, struct omni
     struct omni_tensor *out = calloc((size_t)nout + 1, sizeof *out);
     if (!out && !rc)
         rc = omni_error_set(err, OMNI_ENOMEM, "out of memory");
-    if (!rc && !R->have_state[s] && OMNI__HAS_OP(o, state_new)) {
+    int remote = spec->stages[s].process >= 0; /* hosted by a worker, which keeps its state */
+    if (!rc && !remote && !R->have_state[s] && OMNI__HAS_OP(o, state_new)) {
         struct omni_error local;
         omni_error_clear(&local);
         rc = o->state_new(si->stage, &ctx, &R->states[s], &local);
@@ -634,7 +651,10 @@ static int call_stage(struct run *R, int phase, int s, int64_t step, struct omni
         struct omni_error local;
         omni_error_clear(&local);
         int use_step = phase == OMNI__PHASE_LOOP && OMNI__HAS_OP(o, step);
-        rc = use_step ? o->step(si->stage, R->states[s], &io, &local) : o->forward(si->stage, R->states[s], &io, &local);
+        if (remote)
+            rc = omni__ipc_call(R->p->ipc, &R->ipc_req, s, use_step, &io, &local);
+        else
+            rc = use_step ? o->step(si->stage, R->states[s], &io, &local) : o->forward(si->stage, R->states[s], &io, &local);
         advance = io.advance;
         if (rc < 0)
             omni_error_set(err, rc, "stage '%s' (%s)%s: %s", si->name, d->name,
@@ -862,6 +882,8 @@ out:
     for (int i = 0; R.fed && i < spec->n_feed; i++)
         omni_tensor_release(&R.fed[i]);
     omni_tensor_release(&R.tokens);
+    if (R.ipc_req) /* workers free the run's state and shared memory */
+        omni__ipc_request_end(p->ipc, R.ipc_req);
     free(R.fed);
     free(R.outs);
     free(R.n_out);
