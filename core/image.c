@@ -222,6 +222,7 @@ struct jpeg_job {
     struct jpeg_decompress_struct cinfo;
     int created;
     uint8_t *row;
+    uint8_t *rgb; /* (H, W, 3), malloc'd: pages are touched only as rows arrive */
     struct omni_tensor img;
 };
 
@@ -283,14 +284,19 @@ static int decode_jpeg(const uint8_t *data, size_t n, const char *name, struct o
     }
     jpeg_start_decompress(&j->cinfo);
     const uint32_t w = j->cinfo.output_width, h = j->cinfo.output_height;
-    if ((rc = check_size(name, "JPEG", w, h, err)) || (rc = alloc_rgb(&j->img, w, h, err)))
+    if ((rc = check_size(name, "JPEG", w, h, err)))
         goto fail;
+    /* Decode into plain malloc'd memory and make the (zero-filled) tensor only
+     * once every row has arrived: a header promising a large image without
+     * the data to fill it costs no memory. */
     j->row = malloc((size_t)w * (size_t)j->cinfo.output_components);
-    if (!j->row) {
-        rc = omni_error_set(err, OMNI_ENOMEM, "image '%s': out of memory", name);
+    j->rgb = malloc((size_t)w * h * 3);
+    if (!j->row || !j->rgb) {
+        rc = omni_error_set(err, OMNI_ENOMEM, "image '%s': out of memory (%ux%u pixels)", name, (unsigned)w,
+                            (unsigned)h);
         goto fail;
     }
-    uint8_t *dst = omni_tensor_data(&j->img);
+    uint8_t *dst = j->rgb;
     while (j->cinfo.output_scanline < h) {
         const uint32_t y = j->cinfo.output_scanline;
         JSAMPROW rp = j->row;
@@ -325,6 +331,9 @@ static int decode_jpeg(const uint8_t *data, size_t n, const char *name, struct o
     }
     /* Trailing garbage or a missing EOI after complete image data is not an
      * error for PIL either: stop here instead of jpeg_finish_decompress. */
+    if ((rc = alloc_rgb(&j->img, w, h, err)))
+        goto fail;
+    memcpy(omni_tensor_data(&j->img), j->rgb, (size_t)w * h * 3);
     *out = j->img;
     memset(&j->img, 0, sizeof j->img);
     rc = OMNI_OK;
@@ -333,6 +342,7 @@ fail:
         jpeg_destroy_decompress(&j->cinfo);
     omni_tensor_release(&j->img);
     free(j->row);
+    free(j->rgb);
     free(j);
     return rc;
 }

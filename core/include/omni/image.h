@@ -15,7 +15,10 @@
  *     (inverted) CMYK, as PIL's "CMYK;I" does, then PIL's cmyk2rgb:
  *     nk = 255 - k, r = nk - round(c * nk / 255) (PIL's MULDIV255);
  *   - EXIF orientation, gamma and ICC profiles are ignored (PIL's open does
- *     not apply them either).
+ *     not apply them either);
+ *   - a file that ends before its image data is complete is an error (PIL:
+ *     "image file is truncated"); JPEG scan data cut short by a marker
+ *     inside the file decodes with libjpeg's gray fill, as in PIL.
  * Sizes are checked from the header before any pixel memory is allocated.
  */
 #ifndef OMNI_IMAGE_H
