@@ -1,0 +1,150 @@
+/* core/ops/conv2d.c - omni_op_conv2d, omni_op_conv2d_pad and
+ * omni_op_upsample_nearest2x: checks, then dispatch to kernels/cpu/conv2d.c
+ * (no CUDA twin yet). */
+#include "omni/ops.h"
+#include "conv2d.h"
+#include "ops/op_check.h"
+
+static int check_conv(const char *op, struct omni_tensor *out, const struct omni_tensor *x,
+                      const struct omni_tensor *w, const struct omni_tensor *bias, int stride,
+                      const int pads[4], struct omni_conv2d_geom *g, struct omni_error *err)
+{
+    int rc;
+    char a[96], b[96];
+    if ((rc = omni__check_present(err, op, "x", x)) ||
+        (rc = omni__check_dtype(err, op, "x", x, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_contiguous(err, op, "x", x)) ||
+        (rc = omni__check_present(err, op, "w", w)) ||
+        (rc = omni__check_float_dtype(err, op, "w", w)) ||
+        (rc = omni__check_contiguous(err, op, "w", w)) ||
+        (rc = omni__check_same_device(err, op, "w", w, "x", x)) ||
+        (rc = omni__check_present(err, op, "out", out)) ||
+        (rc = omni__check_dtype(err, op, "out", out, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_contiguous(err, op, "out", out)) ||
+        (rc = omni__check_writable(err, op, "out", out)) ||
+        (rc = omni__check_same_device(err, op, "out", out, "x", x)))
+        return rc;
+    if (x->ndim != 4)
+        return omni_error_set(err, OMNI_ESHAPE, "%s: x has shape %s, expected (B, Cin, H, W)", op,
+                              omni_shape_str(x->ndim, x->shape, a, sizeof(a)));
+    if (w->ndim != 4)
+        return omni_error_set(err, OMNI_ESHAPE, "%s: w has shape %s, expected (Cout, Cin, KH, KW)",
+                              op, omni_shape_str(w->ndim, w->shape, a, sizeof(a)));
+    if (w->shape[1] != x->shape[1])
+        return omni_error_set(err, OMNI_ESHAPE,
+                              "%s: w has shape %s but x has shape %s: Cin %lld != %lld", op,
+                              omni_shape_str(w->ndim, w->shape, a, sizeof(a)),
+                              omni_shape_str(x->ndim, x->shape, b, sizeof(b)),
+                              (long long)w->shape[1], (long long)x->shape[1]);
+    if (stride < 1)
+        return omni_error_set(err, OMNI_EINVAL, "%s: stride %d must be >= 1", op, stride);
+    for (int i = 0; i < 4; i++)
+        if (pads[i] < 0)
+            return omni_error_set(err, OMNI_EINVAL, "%s: padding %d must be >= 0", op, pads[i]);
+    g->B = x->shape[0];
+    g->Cin = x->shape[1];
+    g->H = x->shape[2];
+    g->W = x->shape[3];
+    g->Cout = w->shape[0];
+    g->KH = w->shape[2];
+    g->KW = w->shape[3];
+    g->stride = stride;
+    g->pad_t = pads[0];
+    g->pad_l = pads[1];
+    int64_t ph = pads[0] + g->H + pads[2], pw = pads[1] + g->W + pads[3];
+    if (g->KH < 1 || g->KW < 1 || ph < g->KH || pw < g->KW)
+        return omni_error_set(err, OMNI_ESHAPE,
+                              "%s: kernel %lldx%lld does not fit the padded input %lldx%lld "
+                              "(x %s, padding t%d l%d b%d r%d)",
+                              op, (long long)g->KH, (long long)g->KW, (long long)ph,
+                              (long long)pw, omni_shape_str(x->ndim, x->shape, a, sizeof(a)),
+                              pads[0], pads[1], pads[2], pads[3]);
+    g->Ho = (ph - g->KH) / stride + 1;
+    g->Wo = (pw - g->KW) / stride + 1;
+    int64_t oshape[4] = {g->B, g->Cout, g->Ho, g->Wo};
+    if ((rc = omni__check_shape(err, op, "out", out, 4, oshape,
+                                "(B, Cout, Ho, Wo) from x, w, stride and padding")))
+        return rc;
+    if (bias) {
+        if ((rc = omni__check_present(err, op, "bias", bias)) ||
+            (rc = omni__check_float_dtype(err, op, "bias", bias)) ||
+            (rc = omni__check_shape(err, op, "bias", bias, 1, &g->Cout, "Cout from w")) ||
+            (rc = omni__check_contiguous(err, op, "bias", bias)) ||
+            (rc = omni__check_same_device(err, op, "bias", bias, "x", x)))
+            return rc;
+    }
+    if (omni_tensor_numel(out) > 0 && omni_tensor_numel(x) > 0 && out->buf == x->buf) {
+        const char *xo = (const char *)omni_tensor_data(x), *oo = omni_tensor_data(out);
+        if (xo < oo + omni_tensor_nbytes(out) && oo < xo + omni_tensor_nbytes(x))
+            return omni_error_set(err, OMNI_EINVAL, "%s: out overlaps x", op);
+    }
+    return OMNI_OK;
+}
+
+static int conv_run(const char *op, struct omni_tensor *out, const struct omni_tensor *x,
+                    const struct omni_tensor *w, const struct omni_tensor *bias, int stride,
+                    const int pads[4], struct omni_error *err)
+{
+    struct omni_conv2d_geom g;
+    int rc = check_conv(op, out, x, w, bias, stride, pads, &g, err);
+    if (rc)
+        return rc;
+    if (omni_tensor_numel(out) == 0)
+        return OMNI_OK;
+    if ((rc = omni__cpu_only(err, op, x)))
+        return rc;
+    rc = omni_conv2d_cpu(omni_tensor_data(out), omni_tensor_data(x), omni_tensor_data(w),
+                         w->dtype, bias ? omni_tensor_data(bias) : NULL,
+                         bias ? bias->dtype : OMNI_DTYPE_F32, &g);
+    if (rc)
+        return omni_error_set(err, rc, "%s: cannot allocate %zu bytes of per-thread scratch", op,
+                              omni_conv2d_cpu_scratch_bytes(&g));
+    return OMNI_OK;
+}
+
+int omni_op_conv2d(struct omni_tensor *out, const struct omni_tensor *x,
+                   const struct omni_tensor *w, const struct omni_tensor *bias, int stride,
+                   int pad, struct omni_error *err)
+{
+    const int pads[4] = {pad, pad, pad, pad};
+    return conv_run("omni_op_conv2d", out, x, w, bias, stride, pads, err);
+}
+
+int omni_op_conv2d_pad(struct omni_tensor *out, const struct omni_tensor *x,
+                       const struct omni_tensor *w, const struct omni_tensor *bias, int stride,
+                       int pad_top, int pad_left, int pad_bottom, int pad_right,
+                       struct omni_error *err)
+{
+    const int pads[4] = {pad_top, pad_left, pad_bottom, pad_right};
+    return conv_run("omni_op_conv2d_pad", out, x, w, bias, stride, pads, err);
+}
+
+int omni_op_upsample_nearest2x(struct omni_tensor *out, const struct omni_tensor *x,
+                               struct omni_error *err)
+{
+    static const char op[] = "omni_op_upsample_nearest2x";
+    int rc;
+    char a[96];
+    if ((rc = omni__check_present(err, op, "x", x)) ||
+        (rc = omni__check_dtype(err, op, "x", x, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_contiguous(err, op, "x", x)) ||
+        (rc = omni__check_present(err, op, "out", out)) ||
+        (rc = omni__check_dtype(err, op, "out", out, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_contiguous(err, op, "out", out)) ||
+        (rc = omni__check_writable(err, op, "out", out)) ||
+        (rc = omni__check_same_device(err, op, "out", out, "x", x)))
+        return rc;
+    if (x->ndim != 4)
+        return omni_error_set(err, OMNI_ESHAPE, "%s: x has shape %s, expected (B, C, H, W)", op,
+                              omni_shape_str(x->ndim, x->shape, a, sizeof(a)));
+    int64_t oshape[4] = {x->shape[0], x->shape[1], 2 * x->shape[2], 2 * x->shape[3]};
+    if ((rc = omni__check_shape(err, op, "out", out, 4, oshape, "(B, C, 2H, 2W) from x")))
+        return rc;
+    if (omni_tensor_numel(x) == 0)
+        return OMNI_OK;
+    if ((rc = omni__cpu_only(err, op, x)))
+        return rc;
+    omni_upsample_nearest2x_cpu(omni_tensor_data(out), omni_tensor_data(x),
+                                x->shape[0] * x->shape[1], x->shape[2], x->shape[3]);
+    return OMNI_OK;
+}

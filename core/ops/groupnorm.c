@@ -1,0 +1,62 @@
+/* core/ops/groupnorm.c - omni_op_groupnorm: checks, then dispatch to
+ * kernels/cpu/groupnorm.c (no CUDA twin yet). */
+#include "omni/ops.h"
+#include "groupnorm.h"
+#include "ops/op_check.h"
+
+#define OP "omni_op_groupnorm"
+
+static int check_param(struct omni_error *err, const char *arg, const struct omni_tensor *t,
+                       const struct omni_tensor *x, int64_t C)
+{
+    int rc;
+    if (!t)
+        return OMNI_OK;
+    if ((rc = omni__check_present(err, OP, arg, t)) ||
+        (rc = omni__check_dtype(err, OP, arg, t, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_shape(err, OP, arg, t, 1, &C, "C from x")) ||
+        (rc = omni__check_contiguous(err, OP, arg, t)) ||
+        (rc = omni__check_same_device(err, OP, arg, t, "x", x)))
+        return rc;
+    return OMNI_OK;
+}
+
+int omni_op_groupnorm(struct omni_tensor *out, const struct omni_tensor *x,
+                      const struct omni_tensor *w, const struct omni_tensor *b, int groups,
+                      float eps, struct omni_error *err)
+{
+    int rc;
+    char a[96];
+    if ((rc = omni__check_present(err, OP, "x", x)) ||
+        (rc = omni__check_dtype(err, OP, "x", x, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_contiguous(err, OP, "x", x)) ||
+        (rc = omni__check_present(err, OP, "out", out)) ||
+        (rc = omni__check_dtype(err, OP, "out", out, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_same_shape(err, OP, "out", out, "x", x)) ||
+        (rc = omni__check_contiguous(err, OP, "out", out)) ||
+        (rc = omni__check_same_device(err, OP, "out", out, "x", x)) ||
+        (rc = omni__check_writable(err, OP, "out", out)))
+        return rc;
+    if (x->ndim < 2)
+        return omni_error_set(err, OMNI_ESHAPE, "%s: x has shape %s, expected (B, C, S...)", OP,
+                              omni_shape_str(x->ndim, x->shape, a, sizeof(a)));
+    const int64_t B = x->shape[0], C = x->shape[1];
+    int64_t S = 1;
+    for (int i = 2; i < x->ndim; i++)
+        S *= x->shape[i];
+    if ((rc = check_param(err, "w", w, x, C)) || (rc = check_param(err, "b", b, x, C)))
+        return rc;
+    if (groups < 1 || C % groups != 0)
+        return omni_error_set(err, OMNI_EINVAL,
+                              "%s: %d groups do not divide the %lld channels of x %s", OP, groups,
+                              (long long)C, omni_shape_str(x->ndim, x->shape, a, sizeof(a)));
+    if (!(eps >= 0.0f))
+        return omni_error_set(err, OMNI_EINVAL, "%s: eps %g must be >= 0", OP, (double)eps);
+    if (B == 0 || C == 0 || S == 0)
+        return OMNI_OK;
+    if ((rc = omni__cpu_only(err, OP, x)))
+        return rc;
+    omni_groupnorm_cpu(omni_tensor_data(out), omni_tensor_data(x), w ? omni_tensor_data(w) : NULL,
+                       b ? omni_tensor_data(b) : NULL, B, C, S, groups, eps);
+    return OMNI_OK;
+}
