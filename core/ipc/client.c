@@ -538,7 +538,7 @@ static void on_message(struct omni__ipc_cluster *c, struct worker *w, Omni__Enve
             break;
         }
         if (is_err)
-            omni_error_set(&p->err, e->error->status, "%s", e->error->message);
+            omni_error_set(&p->err, e->error->status, "in %s: %s", wdesc(w, wd, sizeof wd), e->error->message);
         complete(c, p, is_err ? e->error->status : OMNI_OK, is_err ? NULL : e);
         if (!is_err)
             return; /* the waiter owns e now */

@@ -38,6 +38,7 @@ void omni__ipc_params_flat_free(Omni__ParamNode **nodes, size_t n);
 /* (transfer full: omni__ynode_free); *out is NULL when n == 0. */
 OMNI_API int omni__ipc_params_unflatten(Omni__ParamNode *const *nodes, size_t n, const char *file,
                                         struct omni__ynode **out, struct omni_error *err);
+OMNI_API void omni__ipc_params_free(struct omni__ynode *root); /* omni__ynode_free, for tests */
 
 /* ---- shm.c: segments ---------------------------------------------------------- */
 

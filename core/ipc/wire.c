@@ -341,6 +341,8 @@ oom:
     return omni_error_set(err, OMNI_ENOMEM, "out of memory");
 }
 
+void omni__ipc_params_free(struct omni__ynode *root) { omni__ynode_free(root); }
+
 /* ---- whole messages ---------------------------------------------------------------------- */
 
 static int str_ok(const char *s) { return !s || strlen(s) <= MAX_STRING; }

@@ -525,6 +525,7 @@ static void job_run(struct server *S, void *push, struct job *j)
         struct omni_tensor t;
         if ((rc = omni__xfer_import(&r->x, ref, &t, &err))) {
             omni_error_prefix(&err, "input '%s': ", pd->name);
+            atomic_fetch_add(&S->refused, 1); /* a reference we cannot honour: refused, logged below */
             break;
         }
         struct omni_device need = (pd->flags & OMNI_PORT_HOST) ? OMNI_CPU : e->si.device;
@@ -896,7 +897,7 @@ static int read_allowed(struct server *S, const char *path, struct omni_error *e
     int lineno = 0, rc = OMNI_OK;
     while (fgets(line, sizeof line, f)) {
         lineno++;
-        line[strcspn(line, "\r\n \t#")] = '\0';
+        line[strcspn(line, "\r\n \t")] = '\0'; /* no comments: '#' is a Z85 digit */
         if (!line[0])
             continue;
         void *r = realloc(S->allowed, (size_t)(S->n_allowed + 1) * sizeof *S->allowed);
