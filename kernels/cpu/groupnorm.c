@@ -5,9 +5,10 @@
  * one sample is a contiguous run of (C/G)*S values. Statistics per (b, g):
  * mean, then the biased variance as the mean of squared deviations (two
  * passes over the run, both accumulated in double: a group of the VQ decoder
- * at 256x256 holds 262,144 values). The apply pass folds normalisation and
- * affine into one multiply-add per value:
- *   out = x * (rstd * w[c]) + (bias[c] - mu * rstd * w[c]).
+ * at 256x256 holds 262,144 values). The apply pass is
+ *   out = (x - mu) * (rstd * w[c]) + bias[c]
+ * in f32, with mu subtracted as a hi + lo pair so that large means keep the
+ * deviations exact.
  * Work is split over the B*G (sample, group) runs.
  */
 #include <math.h>
@@ -39,16 +40,17 @@ static void gn_tasks(void *ctx, int64_t t0, int64_t t1)
             ss += d * d;
         }
         const double rstd = 1.0 / sqrt(ss / (double)n + (double)j->eps);
+        /* mu as an unevaluated f32 sum hi + lo: x - hi is exact for x near
+         * mu, so a large mean does not eat the deviations */
+        const float mu_hi = (float)mu, mu_lo = (float)(mu - (double)mu_hi);
         const int64_t c0 = (t % j->G) * cpg;
         for (int64_t c = 0; c < cpg; c++) {
-            const double wc = j->w ? j->w[c0 + c] : 1.0;
-            const double bc = j->bias ? j->bias[c0 + c] : 0.0;
-            const float scale = (float)(rstd * wc);
-            const float shift = (float)(bc - mu * rstd * wc);
+            const float scale = (float)(rstd * (j->w ? j->w[c0 + c] : 1.0f));
+            const float shift = j->bias ? j->bias[c0 + c] : 0.0f;
             const float *xc = xr + c * j->S;
             float *oc = orow + c * j->S;
             for (int64_t s = 0; s < j->S; s++)
-                oc[s] = xc[s] * scale + shift;
+                oc[s] = ((xc[s] - mu_hi) - mu_lo) * scale + shift;
         }
     }
 }
