@@ -514,7 +514,7 @@ static int m2_attach(struct omni_stage *st, const char *target, struct omni_stag
 
 /* Pick the adapters for this call's task: those whose task equals ctx->task,
  * plus those serving every task (""). */
-static int m2_active_adapters(struct m2_stage *s, const struct omni_run_ctx *ctx,
+static int m2_active_adapters(struct m2_stage *s, const struct omni_run_ctx *ctx, int is_step,
                               struct omni_stage **act, int *n_act, struct omni_error *err)
 {
     const char *task = ctx && ctx->task ? ctx->task : "";
@@ -530,7 +530,7 @@ static int m2_active_adapters(struct m2_stage *s, const struct omni_run_ctx *ctx
     if (n_specific == 0)
         return OMNI_OK;
     if (task[0] == '\0') {
-        OMNI_LOG(OMNI_LOG_INFO,
+        OMNI_LOG(is_step ? OMNI_LOG_DEBUG : OMNI_LOG_INFO, /* once per prefill, not per token */
                  "stage '%s': no task given; %d task adapter(s) on in_proj left out (base weights)",
                  s->name, n_specific);
         return OMNI_OK;
@@ -745,7 +745,7 @@ static int m2_run(struct omni_stage *st, void *state, struct omni_io *io, int is
                               s->name);
     if ((rc = m2_inputs(s, io, is_step, &B, &T, &src, &is_ids, err)))
         return rc;
-    if ((rc = m2_active_adapters(s, io->ctx, act, &n_act, err)))
+    if ((rc = m2_active_adapters(s, io->ctx, is_step, act, &n_act, err)))
         return rc;
     if (x->batch == 0) {
         if ((rc = m2_state_alloc(s, x, B, err)))
