@@ -197,6 +197,7 @@ int main(void)
 {
     Suite *s = suite_create("lora");
     TCase *tc = tcase_create("lora");
+    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_apply_adds_scaled_low_rank_term);
     tcase_add_test(tc, test_scale_param_and_key_patterns);
     tcase_add_test(tc, test_forward_is_unsupported);

@@ -959,6 +959,7 @@ static Suite *mamba2_suite(void)
     suite_add_tcase(s, l);
 
     TCase *b = tcase_create("bad_inputs");
+    tcase_set_timeout(b, 30);
     tcase_add_test(b, test_rejects_f32_ids);
     tcase_add_test(b, test_rejects_both_or_neither_input);
     tcase_add_test(b, test_rejects_step_with_several_tokens);

@@ -201,6 +201,7 @@ int main(void)
 {
     Suite *s = suite_create("sampler");
     TCase *tc = tcase_create("sampler");
+    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_default_is_greedy_lowest_index_on_ties);
     tcase_add_test(tc, test_draw_index_follows_the_loop_step);
     tcase_add_test(tc, test_same_seed_same_tokens);

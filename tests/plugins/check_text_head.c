@@ -150,6 +150,7 @@ int main(void)
 {
     Suite *s = suite_create("text_head");
     TCase *tc = tcase_create("text_head");
+    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_logits_of_last_position);
     tcase_add_test(tc, test_falls_back_to_tied_embedding);
     tcase_add_loop_test(tc, test_half_storage, 0, 2);
