@@ -13,9 +13,10 @@
  * scratch and tensor views. Residual, activations and states are f32; the
  * stage dtype selects the storage of in_proj, out_proj and the embedding.
  *
- * Per request: conv_state (B, L, Cd, K) and ssm_state (B, L, H, P, N) f32,
- * plus scratch sized for B*T rows, grown only when a call needs more rows,
- * so a decode step allocates nothing.
+ * Per request: conv_state (L, B, Cd, K) and ssm_state (L, B, H, P, N) f32,
+ * layer-major so that each layer's slice is the contiguous (B, ...) tensor
+ * the conv and SSD ops require; plus scratch sized for B*T rows, grown only
+ * when a call needs more rows, so a decode step allocates nothing.
  *
  * forward(): a prefill of T >= 1 tokens. At ctx->position == 0 both states
  * are zeroed first; at position > 0 the call continues from the states
@@ -76,8 +77,8 @@ enum { SC_RESID, SC_NORMED, SC_ZXBCDT, SC_XBC, SC_Y, SC_YN, SC_MIX, SC_COUNT };
 
 struct m2_state {
     int64_t batch; /* 0 until known */
-    struct omni_tensor conv; /* (B, L, Cd, K) f32 */
-    struct omni_tensor ssm;  /* (B, L, H, P, N) f32 */
+    struct omni_tensor conv; /* (L, B, Cd, K) f32 */
+    struct omni_tensor ssm;  /* (L, B, H, P, N) f32 */
     int dirty;               /* states hold something other than zeros */
     int64_t cap_rows;
     struct omni_buffer *scratch[SC_COUNT];
@@ -583,8 +584,8 @@ static int m2_state_alloc(struct m2_stage *s, struct m2_state *x, int64_t B,
                           struct omni_error *err)
 {
     const struct m2_dims *d = &s->dim;
-    const int64_t sh_conv[4] = {B, d->n_layer, s->conv_dim, d->d_conv};
-    const int64_t sh_ssm[5] = {B, d->n_layer, d->nheads, d->headdim, d->d_state};
+    const int64_t sh_conv[4] = {d->n_layer, B, s->conv_dim, d->d_conv};
+    const int64_t sh_ssm[5] = {d->n_layer, B, d->nheads, d->headdim, d->d_state};
     int rc = omni_tensor_alloc(&x->conv, OMNI_DTYPE_F32, 4, sh_conv, s->base.device, err);
     if (!rc)
         rc = omni_tensor_alloc(&x->ssm, OMNI_DTYPE_F32, 5, sh_ssm, s->base.device, err);
@@ -837,10 +838,10 @@ static int m2_run(struct omni_stage *st, void *state, struct omni_io *io, int is
     for (int64_t l = 0; l < L; l++) {
         struct m2_layer *w = &s->layers[l];
         struct omni_tensor cs, ss;
-        const int64_t sh_cs[3] = {B, Cd, K}, st_cs[3] = {L * Cd * K, K, 1};
-        const int64_t sh_ss[4] = {B, H, P, N}, st_ss[4] = {L * H * P * N, P * N, N, 1};
-        m2_view(&cs, &x->conv, l * Cd * K, 3, sh_cs, st_cs);
-        m2_view(&ss, &x->ssm, l * H * P * N, 4, sh_ss, st_ss);
+        const int64_t sh_cs[3] = {B, Cd, K}, st_cs[3] = {Cd * K, K, 1};
+        const int64_t sh_ss[4] = {B, H, P, N}, st_ss[4] = {H * P * N, P * N, N, 1};
+        m2_view(&cs, &x->conv, l * B * Cd * K, 3, sh_cs, st_cs);
+        m2_view(&ss, &x->ssm, l * B * H * P * N, 4, sh_ss, st_ss);
 
         if ((rc = omni_op_add_rmsnorm(&normed, &resid, l ? &mix : NULL, &w->norm_w,
                                       (float)s->eps, err)))
