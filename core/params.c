@@ -136,3 +136,73 @@ int omni_params_int_list(const struct omni_params *p, const char *key, int64_t *
     *n = node->n;
     return OMNI_OK;
 }
+
+static int list_items(const struct omni__ynode *node, const char *key, int cap, int *n,
+                      struct omni_error *err, const struct omni__ynode ***items, int *count)
+{
+    static const struct omni__ynode *single[1];
+    *n = 0;
+    if (node->kind == OMNI__Y_SCALAR) {
+        single[0] = node;
+        *items = single;
+        *count = 1;
+    } else if (node->kind == OMNI__Y_SEQ) {
+        *items = (const struct omni__ynode **)node->items;
+        *count = node->n;
+    } else {
+        return bad(node, key, "a list", err);
+    }
+    if (*count > cap) {
+        char where[512];
+        return omni_error_set(err, OMNI_EINVAL, "%s: param '%s': at most %d values, got %d",
+                              omni__ynode_where(node, where, sizeof where), key, cap, *count);
+    }
+    return OMNI_OK;
+}
+
+int omni_params_float_list(const struct omni_params *p, const char *key, double *vals, int *n,
+                           struct omni_error *err)
+{
+    const struct omni__ynode *node = get(p, key);
+    const struct omni__ynode **items;
+    int count, cap = *n;
+    *n = 0;
+    if (!node)
+        return OMNI_OK;
+    int rc = list_items(node, key, cap, n, err, &items, &count);
+    if (rc)
+        return rc;
+    for (int i = 0; i < count; i++) {
+        char *end;
+        if (items[i]->kind != OMNI__Y_SCALAR)
+            return bad(items[i], key, "a number", err);
+        errno = 0;
+        double v = strtod(items[i]->scalar, &end);
+        if (end == items[i]->scalar || *end || errno || !isfinite(v))
+            return bad(items[i], key, "a number", err);
+        vals[i] = v;
+    }
+    *n = count;
+    return OMNI_OK;
+}
+
+int omni_params_str_list(const struct omni_params *p, const char *key, const char **vals, int *n,
+                         struct omni_error *err)
+{
+    const struct omni__ynode *node = get(p, key);
+    const struct omni__ynode **items;
+    int count, cap = *n;
+    *n = 0;
+    if (!node)
+        return OMNI_OK;
+    int rc = list_items(node, key, cap, n, err, &items, &count);
+    if (rc)
+        return rc;
+    for (int i = 0; i < count; i++) {
+        if (items[i]->kind != OMNI__Y_SCALAR)
+            return bad(items[i], key, "a string", err);
+        vals[i] = items[i]->scalar;
+    }
+    *n = count;
+    return OMNI_OK;
+}

@@ -43,34 +43,17 @@ static void ip_destroy(struct omni_stage *st)
     free(s);
 }
 
-/* "0.485, 0.456, 0.406" or "0.5" (all channels) -> 3 floats. */
+/* [0.485, 0.456, 0.406] or 0.5 (all channels) -> 3 floats. */
 static int parse_floats3(const struct omni_params *p, const char *key, float v[3], struct omni_error *err)
 {
-    const char *text = omni_params_str(p, key, NULL);
-    if (!text)
-        return omni_error_set(err, OMNI_EINVAL,
-                              "%s: param '%s': write the 3 values as one string, e.g. %s: \"0.485, 0.456, 0.406\" "
-                              "(YAML lists of numbers are not readable by plugins yet)",
-                              omni_params_where(p, key), key, key);
     double d[3];
-    int n = 0;
-    const char *c = text;
-    while (*c && n < 4) {
-        while (isspace((unsigned char)*c) || *c == ',' || *c == '[' || *c == ']')
-            c++;
-        if (!*c)
-            break;
-        char *end;
-        double x = strtod(c, &end);
-        if (end == c || n == 3)
-            return omni_error_set(err, OMNI_EINVAL, "%s: param '%s': expected 1 or 3 numbers, got '%s'",
-                                  omni_params_where(p, key), key, text);
-        d[n++] = x;
-        c = end;
-    }
+    int n = 3;
+    int rc = omni_params_float_list(p, key, d, &n, err);
+    if (rc)
+        return rc;
     if (n != 1 && n != 3)
-        return omni_error_set(err, OMNI_EINVAL, "%s: param '%s': expected 1 or 3 numbers, got '%s'",
-                              omni_params_where(p, key), key, text);
+        return omni_error_set(err, OMNI_EINVAL, "%s: param '%s': expected 1 or 3 numbers, got %d",
+                              omni_params_where(p, key), key, n);
     for (int i = 0; i < 3; i++)
         v[i] = (float)d[n == 1 ? 0 : i]; /* float32 constants, like torchvision */
     return OMNI_OK;

@@ -58,33 +58,18 @@ static void te_destroy(struct omni_stage *st)
     free(s);
 }
 
-/* mlp: "a.0, a.2, a.4" (commas and/or spaces) -> stems. */
+/* mlp: [a.0, a.2, a.4] -> stems. */
 static int parse_stems(struct te_stage *s, const struct omni_params *p, struct omni_error *err)
 {
-    if (!omni_params_has(p, "mlp"))
-        return OMNI_OK;
-    const char *text = omni_params_str(p, "mlp", NULL);
-    if (!text)
-        return omni_error_set(err, OMNI_EINVAL,
-                              "%s: param 'mlp': write the linear key stems as one string, e.g. mlp: \"a.0, a.2, a.4\" "
-                              "(YAML lists of strings are not readable by plugins yet)",
-                              omni_params_where(p, "mlp"));
-    const char *c = text;
-    while (*c) {
-        while (*c == ',' || *c == '[' || *c == ']' || isspace((unsigned char)*c))
-            c++;
-        if (!*c)
-            break;
-        const char *e = c;
-        while (*e && *e != ',' && *e != ']' && !isspace((unsigned char)*e))
-            e++;
-        if (s->n_mlp == TE_MAX_MLP)
-            return omni_error_set(err, OMNI_EINVAL, "%s: param 'mlp': more than %d layers",
-                                  omni_params_where(p, "mlp"), TE_MAX_MLP);
-        if (!(s->stems[s->n_mlp] = strndup(c, (size_t)(e - c))))
+    const char *stems[TE_MAX_MLP];
+    int n = TE_MAX_MLP;
+    int rc = omni_params_str_list(p, "mlp", stems, &n, err);
+    if (rc)
+        return rc;
+    for (int i = 0; i < n; i++) {
+        if (!(s->stems[i] = strdup(stems[i])))
             return omni_error_set(err, OMNI_ENOMEM, "token_embed: out of memory");
-        s->n_mlp++;
-        c = e;
+        s->n_mlp = i + 1;
     }
     return OMNI_OK;
 }

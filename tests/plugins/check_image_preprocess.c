@@ -114,7 +114,7 @@ START_TEST(test_presets_and_explicit_mean_std_agree)
 {
     long live = omni_buffer_live_count();
     check_on_fixture("{size: 16, preset: imagenet}", "imagenet");
-    check_on_fixture("{size: 16, mean: \"0.485, 0.456, 0.406\", std: \"0.229 0.224 0.225\"}", "imagenet");
+    check_on_fixture("{size: 16, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}", "imagenet");
     check_on_fixture("{size: [16, 16], preset: inception}", "inception");
     check_on_fixture("{size: 16, preset: vq}", "inception"); /* LlamaGen: Normalize(0.5, 0.5) */
     check_on_fixture("{size: 16, mean: 0.5, std: 0.5}", "inception");
@@ -155,13 +155,13 @@ START_TEST(test_rejects_missing_or_bad_normalisation)
     ck_assert_ptr_nonnull(strstr(err.msg, "preset"));
     ck_assert_int_eq(omni_harness_new(&h, "image_preprocess", "preset: clip", &err), OMNI_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "clip"));
-    ck_assert_int_eq(omni_harness_new(&h, "image_preprocess", "{mean: \"0.5, 0.5\", std: 0.5}", &err), OMNI_EINVAL);
+    ck_assert_int_eq(omni_harness_new(&h, "image_preprocess", "{mean: [0.5, 0.5], std: 0.5}", &err), OMNI_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "1 or 3"));
     ck_assert_int_eq(omni_harness_new(&h, "image_preprocess", "{mean: 0.5, std: 0}", &err), OMNI_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "std"));
-    /* a YAML list cannot be read through the params API yet: the message says what to write */
-    ck_assert_int_eq(omni_harness_new(&h, "image_preprocess", "{mean: [0.5, 0.5, 0.5], std: 0.5}", &err), OMNI_EINVAL);
-    ck_assert_ptr_nonnull(strstr(err.msg, "one string"));
+    /* a non-number in the list names the param */
+    ck_assert_int_eq(omni_harness_new(&h, "image_preprocess", "{mean: [0.5, grey, 0.5], std: 0.5}", &err), OMNI_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "param 'mean'"));
     TU_ASSERT_NO_LEAK(live);
 }
 END_TEST

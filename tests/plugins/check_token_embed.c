@@ -74,8 +74,8 @@ static const char *write_weights(const char *file, int w2_cols)
 }
 
 #define T2I_PARAMS                                                                                              \
-    "{table: img_embeddings.word_embeddings.weight, pos_table: pos_embed, mlp: \"img_embeddings.project_in.projector.0, " \
-    "img_embeddings.project_in.projector.2 img_embeddings.project_in.projector.4\"}"
+    "{table: img_embeddings.word_embeddings.weight, pos_table: pos_embed, mlp: [img_embeddings.project_in.projector.0, " \
+    "img_embeddings.project_in.projector.2, img_embeddings.project_in.projector.4]}"
 
 static struct omni_harness *stage(const char *params)
 {
@@ -206,14 +206,14 @@ START_TEST(test_rejects_bad_weights_and_inputs)
     /* the MLP output width (4) must match the position table: mmu_pos_embed has 3 */
     OK(omni_harness_new(&h, "token_embed",
                         "{table: img_embeddings.word_embeddings.weight, pos_table: mmu_pos_embed, "
-                        "mlp: \"img_embeddings.project_in.projector.0, img_embeddings.project_in.projector.2\"}",
+                        "mlp: [img_embeddings.project_in.projector.0, img_embeddings.project_in.projector.2]}",
                         &err));
     ck_assert_int_eq(omni_harness_load_weights(h, write_weights("te2.safetensors", 8), "", &err), OMNI_ESHAPE);
     ck_assert_ptr_nonnull(strstr(err.msg, "mmu_pos_embed"));
     omni_harness_free(h);
-    /* a YAML list for mlp: a clear message */
-    ck_assert_int_eq(omni_harness_new(&h, "token_embed", "{mlp: [a.0, a.2]}", &err), OMNI_EINVAL);
-    ck_assert_ptr_nonnull(strstr(err.msg, "one string"));
+    /* mlp entries must be key stems, not mappings: a clear message */
+    ck_assert_int_eq(omni_harness_new(&h, "token_embed", "{mlp: [a.0, {b: 1}]}", &err), OMNI_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "param 'mlp'"));
     /* an id outside the table */
     h = stage(NULL);
     const int32_t bad[1] = {10};

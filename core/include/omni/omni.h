@@ -11,5 +11,6 @@
 #include "omni/weights.h"
 #include "omni/pipeline.h"
 #include "omni/harness.h"
+#include "omni/image.h"
 
 #endif

@@ -88,6 +88,13 @@ OMNI_API int omni_params_bool(const struct omni_params *p, const char *key, int 
 /* Flow or block sequence of integers ("[0, 2]"); *n in: capacity, out: count. */
 OMNI_API int omni_params_int_list(const struct omni_params *p, const char *key, int64_t *vals,
                                   int *n, struct omni_error *err);
+/* Flow or block sequence of numbers ("[0.485, 0.456, 0.406]"); a single
+ * scalar counts as a list of one. *n in: capacity, out: count. */
+OMNI_API int omni_params_float_list(const struct omni_params *p, const char *key, double *vals,
+                                    int *n, struct omni_error *err);
+/* Sequence of strings; pointers borrowed from the params (transfer none). */
+OMNI_API int omni_params_str_list(const struct omni_params *p, const char *key, const char **vals,
+                                  int *n, struct omni_error *err);
 /* Iterate keys: returns NULL past the end. */
 OMNI_API const char *omni_params_key(const struct omni_params *p, int i);
 /* Where a key was written ("pipelines/t2i.yaml:14:9"), or "" when unknown. */
