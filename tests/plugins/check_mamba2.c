@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "omni/harness.h"
+#include "omni/pipeline.h"
 #include "../common/testutil.h"
 
 #define FIX "tests/fixtures/data/mamba2_tiny/"
@@ -723,6 +724,69 @@ START_TEST(test_decode_speed_report)
 }
 END_TEST
 
+/* ---- the shipped tiny pipeline ------------------------------------------------------ */
+
+static void on_stream(struct omni_request *r, const char *output, const struct omni_tensor *t,
+                      void *user)
+{
+    (void)r;
+    if (!strcmp(output, "text") && t->dtype == OMNI_DTYPE_U8)
+        ++*(int *)user;
+}
+
+/* pipelines/text-tiny.yaml (tokenizer, mamba2 + two LoRAs, head, sampler,
+ * streaming detokenizer) yields the tokens the stages give when driven by
+ * hand. "v1.2.3" is [87, 18, 15, 19, 15, 20] in GPT-NeoX (the tokenizer's
+ * test vectors), all inside the tiny vocabulary. */
+START_TEST(test_text_tiny_pipeline_matches_stages)
+{
+    enum { MAXT = 8 };
+    long live = omni_buffer_live_count();
+    static const int32_t prompt[6] = {87, 18, 15, 19, 15, 20};
+    struct omni_pipeline *p = NULL;
+    OK(omni_pipeline_load(&p, tu_repo_path("pipelines/text-tiny.yaml"), NULL, &err));
+    struct omni_request *r = omni_request_new(p);
+    ck_assert_ptr_nonnull(r);
+    int streamed = 0;
+    OK(omni_request_set_text(r, "prompt", "v1.2.3", &err));
+    omni_request_set_task(r, "mmu");
+    omni_request_set_max_tokens(r, MAXT);
+    omni_request_on_stream(r, on_stream, &streamed);
+    OK(omni_pipeline_run(p, r, &err));
+    const struct omni_tensor *tk = omni_request_tokens(r);
+    ck_assert_ptr_nonnull(tk);
+    ck_assert_int_eq(tk->shape[0], 1);
+    const int64_t n = tk->shape[1];
+    ck_assert(n >= 1 && n <= MAXT);
+    const int32_t *got = omni_tensor_data(tk);
+
+    struct lm m;
+    struct omni_tensor ids;
+    lm_open(&m, "model.safetensors", NULL, NULL, 1);
+    lm_task(&m, "mmu");
+    make_ids(&ids, 1, 6, prompt);
+    lm_logits(&m, &ids, 0);
+    omni_tensor_release(&ids);
+    int32_t tok = lm_sample(&m);
+    for (int64_t k = 0; k < n; k++) {
+        ck_assert_msg(got[k] == tok, "token %lld: pipeline %d, stages %d", (long long)k, got[k], tok);
+        if (k + 1 < n) {
+            make_ids(&ids, 1, 1, &tok);
+            lm_logits(&m, &ids, 1);
+            omni_tensor_release(&ids);
+            tok = lm_sample(&m);
+        }
+    }
+    ck_assert_msg(n == MAXT || got[n - 1] == 0, "stopped after %lld tokens without a stop id",
+                  (long long)n);
+    ck_assert_int_eq(streamed, (int)n); /* one text piece per token: prefill + each iteration */
+    lm_free(&m);
+    omni_request_free(r);
+    omni_pipeline_free(p);
+    TU_ASSERT_NO_LEAK(live);
+}
+END_TEST
+
 /* ---- bad inputs --------------------------------------------------------------------------- */
 
 static struct omni_harness *backbone(const char *params)
@@ -950,6 +1014,7 @@ static Suite *mamba2_suite(void)
     tcase_add_test(c, test_chunked_prefill_continues_from_state);
     tcase_add_test(c, test_lora_from_separate_file);
     tcase_add_test(c, test_no_task_and_detach_give_base_model);
+    tcase_add_test(c, test_text_tiny_pipeline_matches_stages);
     suite_add_tcase(s, c);
 
     TCase *l = tcase_create("long");
