@@ -41,7 +41,14 @@
 #include <string.h>
 
 #include "cpu/parallel.h"
+#include "matmul.h"
+#include "omni/dtype.h"
 #include "omni/status.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define SSM_X86 1
+#endif
 
 #define PAR_MIN_WORK 32768 /* elements of work below which threads are not woken */
 
@@ -50,12 +57,131 @@ static inline float silu(float v) { return v / (1.0f + expf(-v)); }
 /* softplus with upstream's threshold: v itself above 20 (mamba2.md 1.4) */
 static inline float softplus(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
 
+/* exp(min(v, 0)) for the decay factors: the clamp of upstream HEAD, written
+ * as a select (fminf is a libm call at -O2), and 0 below -87 where the f32
+ * result would be subnormal or 0 anyway (and expf takes its slow errno path). */
+static inline float exp_decay(float v)
+{
+    return v < -87.0f ? 0.0f : v < 0.0f ? expf(v) : 1.0f;
+}
+
 static void run(int64_t n, int64_t work, omni_parallel_fn fn, void *ctx)
 {
     if (work >= PAR_MIN_WORK)
         omni_parallel_for(n, fn, ctx);
     else if (n > 0)
         fn(ctx, 0, n);
+}
+
+/* ---- vector helpers of the chunked scan and the step ------------------------------------
+ * Portable loops, and AVX2+FMA twins picked at run time on x86-64 (as in
+ * matmul.c). The two differ only in rounding (FMA, lane order). */
+
+/* out[p] = sum_n H[p*ldh + n] * v[n] */
+static void gemv_c(float *out, const float *H, int64_t ldh, const float *v, int64_t P, int64_t N)
+{
+    for (int64_t p = 0; p < P; p++) {
+        float acc = 0.0f;
+        for (int64_t n = 0; n < N; n++)
+            acc += H[p * ldh + n] * v[n];
+        out[p] = acc;
+    }
+}
+
+/* decode update of one head: S = a*S + (dt*B) x^T; y = S C + Dh x */
+static void step_head_c(float *y, float *S, const float *x, const float *Bv, const float *Cv,
+                        float a, float dt, float Dh, int64_t P, int64_t N)
+{
+    for (int64_t p = 0; p < P; p++) {
+        float *Sp = S + p * N, acc = 0.0f;
+        for (int64_t n = 0; n < N; n++) {
+            Sp[n] = a * Sp[n] + (dt * Bv[n]) * x[p];
+            acc += Sp[n] * Cv[n];
+        }
+        y[p] = acc + Dh * x[p];
+    }
+}
+
+#ifdef SSM_X86
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+
+/* lanes [0, rem) set (all 8 when rem >= 8) */
+AVX2_TARGET static inline __m256i mask8(int64_t rem)
+{
+    static const int32_t lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(lanes + 8 - (rem < 8 ? rem : 8)));
+}
+
+AVX2_TARGET static inline float hsum8(__m256 v)
+{
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 h = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
+}
+
+AVX2_TARGET static void gemv_avx2(float *out, const float *H, int64_t ldh, const float *v, int64_t P,
+                                  int64_t N)
+{
+    int64_t p = 0;
+    for (; p + 4 <= P; p += 4) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t n = 0; n < N; n += 8) {
+            __m256i m = mask8(N - n);
+            __m256 vv = _mm256_maskload_ps(v + n, m);
+            a0 = _mm256_fmadd_ps(_mm256_maskload_ps(H + (p + 0) * ldh + n, m), vv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_maskload_ps(H + (p + 1) * ldh + n, m), vv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_maskload_ps(H + (p + 2) * ldh + n, m), vv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_maskload_ps(H + (p + 3) * ldh + n, m), vv, a3);
+        }
+        out[p] = hsum8(a0), out[p + 1] = hsum8(a1), out[p + 2] = hsum8(a2), out[p + 3] = hsum8(a3);
+    }
+    for (; p < P; p++) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int64_t n = 0; n < N; n += 8) {
+            __m256i m = mask8(N - n);
+            a0 = _mm256_fmadd_ps(_mm256_maskload_ps(H + p * ldh + n, m), _mm256_maskload_ps(v + n, m), a0);
+        }
+        out[p] = hsum8(a0);
+    }
+}
+
+AVX2_TARGET static void step_head_avx2(float *y, float *S, const float *x, const float *Bv,
+                                       const float *Cv, float a, float dt, float Dh, int64_t P,
+                                       int64_t N)
+{
+    const __m256 av = _mm256_set1_ps(a), dtv = _mm256_set1_ps(dt);
+    for (int64_t p = 0; p < P; p++) {
+        float *Sp = S + p * N;
+        const __m256 xp = _mm256_set1_ps(x[p]);
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t n = 0; n < N; n += 8) {
+            __m256i m = mask8(N - n);
+            __m256 inp = _mm256_mul_ps(_mm256_mul_ps(dtv, _mm256_maskload_ps(Bv + n, m)), xp);
+            __m256 sv = _mm256_fmadd_ps(av, _mm256_maskload_ps(Sp + n, m), inp);
+            _mm256_maskstore_ps(Sp + n, m, sv);
+            acc = _mm256_fmadd_ps(sv, _mm256_maskload_ps(Cv + n, m), acc);
+        }
+        y[p] = hsum8(acc) + Dh * x[p];
+    }
+}
+
+static int have_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+#endif
+
+struct vec_ops {
+    void (*gemv)(float *, const float *, int64_t, const float *, int64_t, int64_t);
+    void (*step_head)(float *, float *, const float *, const float *, const float *, float, float,
+                      float, int64_t, int64_t);
+};
+
+static struct vec_ops vec_ops(void)
+{
+    struct vec_ops v = {gemv_c, step_head_c};
+#ifdef SSM_X86
+    if (have_avx2())
+        v = (struct vec_ops){gemv_avx2, step_head_avx2};
+#endif
+    return v;
 }
 
 /* ---- conv1d ------------------------------------------------------------------------ */
@@ -138,6 +264,8 @@ struct ssd_ctx {
     const struct omni_ssd_dims *d;
     int64_t Q, c0, Lc; /* chunk size, first token and length of the current chunk */
     float *cb;         /* (B, G, Q, Q) */
+    float *bt;         /* (B, G, N, Q): Bᵀ of the chunk, row stride Lc */
+    struct vec_ops ops;
     atomic_int nomem;
 };
 
@@ -180,106 +308,112 @@ static void seq_heads(void *arg, int64_t begin, int64_t end)
 
 /* ---- SSD: chunked ------------------------------------------------------------------------ */
 
-/* stage 2a: CB[b,g][l,s] = C_l . B_s, s <= l < Lc */
+/* dst[j*rows + i] = src[i*lds + j] for i < rows, j < cols, in 8x8 blocks so
+ * that neither side walks memory with a large stride for long */
+static void transpose(float *dst, const float *src, int64_t lds, int64_t rows, int64_t cols)
+{
+    for (int64_t i0 = 0; i0 < rows; i0 += 8)
+        for (int64_t j0 = 0; j0 < cols; j0 += 8) {
+            int64_t i1 = i0 + 8 < rows ? i0 + 8 : rows, j1 = j0 + 8 < cols ? j0 + 8 : cols;
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t j = j0; j < j1; j++)
+                    dst[j * rows + i] = src[i * lds + j];
+        }
+}
+
+/* stage 2a: CB[b,g][l,s] = C_l . B_s, s <= l < Lc; and Bᵀ for stage 3 */
 static void chunk_cb(void *arg, int64_t begin, int64_t end)
 {
     struct ssd_ctx *c = arg;
     const struct omni_ssd_dims *d = c->d;
     for (int64_t bg = begin; bg < end; bg++) {
         int64_t b = bg / d->G, g = bg % d->G;
-        float *cb = c->cb + bg * c->Q * c->Q;
-        for (int64_t l = 0; l < c->Lc; l++) {
-            const float *Cv = c->Cm + b * d->c_sb + (c->c0 + l) * d->c_st + g * d->c_sg;
-            for (int64_t s = 0; s <= l; s++) {
-                const float *Bv = c->Bm + b * d->b_sb + (c->c0 + s) * d->b_st + g * d->b_sg;
-                float acc = 0.0f;
-                for (int64_t n = 0; n < d->N; n++)
-                    acc += Cv[n] * Bv[n];
-                cb[l * c->Q + s] = acc;
-            }
-        }
+        const float *B0 = c->Bm + b * d->b_sb + c->c0 * d->b_st + g * d->b_sg;
+        const float *C0 = c->Cm + b * d->c_sb + c->c0 * d->c_st + g * d->c_sg;
+        for (int64_t l = 0; l < c->Lc; l++)
+            c->ops.gemv(c->cb + bg * c->Q * c->Q + l * c->Q, B0, d->b_st, C0 + l * d->c_st, l + 1, d->N);
+        transpose(c->bt + bg * d->N * c->Q, B0, d->b_st, c->Lc, d->N);
     }
 }
 
-/* stages 1, 2b, 3, 5, 4 for the heads [begin, end) of the current chunk */
+/* stages 1, 2b, 3, 5, 4 for the heads [begin, end) of the current chunk.
+ * The three chunk-level products go through the matmul kernel (an "NT" GEMM
+ * y[M,N] = a[M,K] bᵀ), on operands packed here:
+ *   Ydiag (Lc,P) = W (Lc,Lc) · XTᵀ     W[l,s] = CB[l,s] exp(seg(l,s)) dt_s, 0 for s > l
+ *   Yoff  (Lc,P) = C (Lc,N) · Hinᵀ     Hin (P,N) is the state buffer itself
+ *   S     (P,N)  = UT (P,Lc) · BTᵀ     UT[p,s] = exp(last - acs_s) dt_s x[s,p], BT[n,s] = B[s,n]
+ *                                     (BT is per group, packed by chunk_cb) */
 static void chunk_heads(void *arg, int64_t begin, int64_t end)
 {
     struct ssd_ctx *c = arg;
     const struct omni_ssd_dims *d = c->d;
-    const int64_t Q = c->Q, P = d->P, N = d->N;
-    float *buf = malloc(sizeof(float) * (size_t)(3 * Q + P + P * N));
+    const int64_t Q = c->Q, P = d->P, N = d->N, L = c->Lc;
+    float *buf = malloc(sizeof(float) * (size_t)(4 * Q + Q * Q + 2 * P * Q + 2 * Q * P + P * N));
     if (!buf) {
         atomic_store(&c->nomem, 1);
         return;
     }
-    float *dtv = buf, *dA = buf + Q, *acs = buf + 2 * Q, *yacc = buf + 3 * Q, *S = yacc + P;
+    float *dtv = buf, *dA = dtv + Q, *acs = dA + Q, *ws = acs + Q, *W = ws + Q, *XT = W + Q * Q;
+    float *UT = XT + P * Q, *ydiag = UT + P * Q, *yoff = ydiag + Q * P, *S = yoff + Q * P;
     for (int64_t bh = begin; bh < end; bh++) {
         int64_t b = bh / d->H, h = bh % d->H, g = h / (d->H / d->G);
         const float *cb = c->cb + (b * d->G + g) * Q * Q;
+        const float *x0 = c->x + b * d->x_sb + c->c0 * d->x_st + h * d->x_sh; /* x at chunk pos 0 */
+        const float *BT = c->bt + (b * d->G + g) * N * Q;
+        const float *C0 = c->Cm + b * d->c_sb + c->c0 * d->c_st + g * d->c_sg;
         float *st = c->state + bh * P * N;
         const float A = c->A[h], Dh = c->D[h];
-#define XP(l) (c->x + b * d->x_sb + (c->c0 + (l)) * d->x_st + h * d->x_sh)
-#define BP(l) (c->Bm + b * d->b_sb + (c->c0 + (l)) * d->b_st + g * d->b_sg)
-#define CP(l) (c->Cm + b * d->c_sb + (c->c0 + (l)) * d->c_st + g * d->c_sg)
 
         /* stage 1: dt (0 past the chunk's real length), dA, inclusive cumsum */
         float run_sum = 0.0f;
         for (int64_t l = 0; l < Q; l++) {
-            dtv[l] = l < c->Lc ? softplus(c->dt_raw[b * d->dt_sb + (c->c0 + l) * d->dt_st + h] + c->dt_bias[h])
-                               : 0.0f;
+            dtv[l] = l < L ? softplus(c->dt_raw[b * d->dt_sb + (c->c0 + l) * d->dt_st + h] + c->dt_bias[h])
+                           : 0.0f;
             dA[l] = dtv[l] * A;
             run_sum += dA[l];
             acs[l] = run_sum;
         }
         const float last = acs[Q - 1];
 
-        /* stages 2b + 5: y for each real position l of the chunk */
-        for (int64_t l = 0; l < c->Lc; l++) {
-            for (int64_t p = 0; p < P; p++)
-                yacc[p] = 0.0f;
-            float seg = 0.0f; /* acs_l - acs_s as dA_l + ... + dA_{s+1} */
+        /* stage 2b: intra-chunk weights, then Ydiag */
+        for (int64_t l = 0; l < L; l++) {
+            float *wr = W + l * L, seg = 0.0f; /* acs_l - acs_s as dA_l + ... + dA_{s+1} */
             for (int64_t s = l; s >= 0; s--) {
-                float wls = cb[l * Q + s] * expf(fminf(seg, 0.0f)) * dtv[s];
-                const float *xs = XP(s);
-                for (int64_t p = 0; p < P; p++)
-                    yacc[p] += wls * xs[p];
+                wr[s] = cb[l * Q + s] * exp_decay(seg) * dtv[s];
                 seg += dA[s];
             }
-            const float decay = expf(acs[l]); /* acs_l <= 0: from the chunk start, no overflow */
-            const float *Cv = CP(l), *xl = XP(l);
+            for (int64_t s = l + 1; s < L; s++)
+                wr[s] = 0.0f; /* masked by selection: never exp'd, never multiplied */
+        }
+        transpose(XT, x0, d->x_st, L, P);
+        omni_matmul_cpu(ydiag, P, W, L, XT, OMNI_DTYPE_F32, NULL, L, P, L, 1.0f, 0.0f);
+
+        /* stage 5: off-diagonal part from the state entering the chunk, plus the skip */
+        omni_matmul_cpu(yoff, P, C0, d->c_st, st, OMNI_DTYPE_F32, NULL, L, P, N, 1.0f, 0.0f);
+        for (int64_t l = 0; l < L; l++) {
+            const float decay = exp_decay(acs[l]); /* from the chunk start */
+            const float *xl = x0 + l * d->x_st;
             float *y = c->y + ((b * d->T + c->c0 + l) * d->H + h) * P;
-            for (int64_t p = 0; p < P; p++) {
-                const float *Hp = st + p * N;
-                float off = 0.0f;
-                for (int64_t n = 0; n < N; n++)
-                    off += Cv[n] * Hp[n];
-                y[p] = yacc[p] + decay * off + Dh * xl[p];
-            }
+            for (int64_t p = 0; p < P; p++)
+                y[p] = ydiag[l * P + p] + decay * yoff[l * P + p] + Dh * xl[p];
         }
 
         /* stage 3: chunk state from a zero start; exp(last - acs_s) as the
          * suffix sum dA_{s+1} + ... + dA_{Q-1} (the padding adds zeros) */
-        memset(S, 0, sizeof(float) * (size_t)(P * N));
         float suf = 0.0f;
-        for (int64_t s = c->Lc - 1; s >= 0; s--) {
-            float ws = expf(fminf(suf, 0.0f)) * dtv[s];
-            const float *xs = XP(s), *Bv = BP(s);
-            for (int64_t p = 0; p < P; p++) {
-                float wx = ws * xs[p];
-                float *Sp = S + p * N;
-                for (int64_t n = 0; n < N; n++)
-                    Sp[n] += wx * Bv[n];
-            }
+        for (int64_t s = L - 1; s >= 0; s--) {
+            ws[s] = exp_decay(suf) * dtv[s];
             suf += dA[s];
         }
+        for (int64_t p = 0; p < P; p++)
+            for (int64_t s = 0; s < L; s++)
+                UT[p * L + s] = ws[s] * XT[p * L + s];
+        omni_matmul_cpu(S, N, UT, L, BT, OMNI_DTYPE_F32, NULL, P, N, L, 1.0f, 0.0f);
 
         /* stage 4: state passing into the next chunk */
-        const float el = expf(last);
+        const float el = exp_decay(last);
         for (int64_t i = 0; i < P * N; i++)
             st[i] = el * st[i] + S[i];
-#undef XP
-#undef BP
-#undef CP
     }
     free(buf);
 }
@@ -289,7 +423,7 @@ int omni_ssd_scan_cpu(float *y, const float *x, const float *dt_raw, const float
                       float *state, const struct omni_ssd_dims *d, int64_t chunk)
 {
     struct ssd_ctx c = {.y = y, .state = state, .x = x, .dt_raw = dt_raw, .A = A, .Bm = Bm,
-                        .Cm = Cm, .D = D, .dt_bias = dt_bias, .d = d};
+                        .Cm = Cm, .D = D, .dt_bias = dt_bias, .d = d, .ops = vec_ops()};
     atomic_init(&c.nomem, 0);
     if (d->T <= 0 || d->B <= 0 || d->H <= 0)
         return OMNI_OK;
@@ -301,9 +435,10 @@ int omni_ssd_scan_cpu(float *y, const float *x, const float *dt_raw, const float
     /* A chunk longer than the sequence computes exactly what a T-long one does
      * (the rest is dt = 0 padding), so cap the scratch at T. */
     c.Q = chunk < d->T ? chunk : d->T;
-    c.cb = malloc(sizeof(float) * (size_t)(d->B * d->G * c.Q * c.Q));
+    c.cb = malloc(sizeof(float) * (size_t)(d->B * d->G * c.Q * (c.Q + d->N)));
     if (!c.cb)
         return OMNI_ENOMEM;
+    c.bt = c.cb + d->B * d->G * c.Q * c.Q;
     for (c.c0 = 0; c.c0 < d->T; c.c0 += c.Q) {
         c.Lc = d->T - c.c0 < c.Q ? d->T - c.c0 : c.Q;
         run(d->B * d->G, d->B * d->G * c.Lc * c.Lc * d->N / 2, chunk_cb, &c);
@@ -328,15 +463,8 @@ static void step_heads(void *arg, int64_t begin, int64_t end)
         const float *Cv = c->Cm + b * d->c_sb + g * d->c_sg;
         float dt = softplus(c->dt_raw[b * d->dt_sb + h] + c->dt_bias[h]);
         float a = expf(dt * c->A[h]);
-        float *S = c->state + bh * d->P * d->N, *y = c->y + bh * d->P;
-        for (int64_t p = 0; p < d->P; p++) {
-            float *Sp = S + p * d->N, acc = 0.0f;
-            for (int64_t n = 0; n < d->N; n++) {
-                Sp[n] = a * Sp[n] + (dt * Bv[n]) * x[p];
-                acc += Sp[n] * Cv[n];
-            }
-            y[p] = acc + c->D[h] * x[p];
-        }
+        c->ops.step_head(c->y + bh * d->P, c->state + bh * d->P * d->N, x, Bv, Cv, a, dt, c->D[h],
+                         d->P, d->N);
     }
 }
 
@@ -345,7 +473,7 @@ void omni_ssd_step_cpu(float *y, const float *x, const float *dt_raw, const floa
                        float *state, const struct omni_ssd_dims *d)
 {
     struct ssd_ctx c = {.y = y, .state = state, .x = x, .dt_raw = dt_raw, .A = A, .Bm = Bm,
-                        .Cm = Cm, .D = D, .dt_bias = dt_bias, .d = d};
+                        .Cm = Cm, .D = D, .dt_bias = dt_bias, .d = d, .ops = vec_ops()};
     atomic_init(&c.nomem, 0);
     run(d->B * d->H, d->B * d->H * d->P * d->N, step_heads, &c);
 }

@@ -332,6 +332,52 @@ START_TEST(test_ops_reject_cuda_tensors_cleanly)
 }
 END_TEST
 
+struct cover {
+    int *hits;
+    int64_t n;
+};
+
+static void mark(void *arg, int64_t begin, int64_t end)
+{
+    struct cover *c = arg;
+    for (int64_t i = begin; i < end; i++)
+        c->hits[i]++; /* distinct ranges: no two threads touch one slot */
+}
+
+static void mark_nested(void *arg, int64_t begin, int64_t end)
+{
+    struct cover *c = arg;
+    /* a nested call runs inline on this thread over its whole range */
+    struct cover inner = {c->hits + begin, end - begin};
+    omni_parallel_for(end - begin, mark, &inner);
+}
+
+START_TEST(test_parallel_for_covers_each_index_once)
+{
+    static const int64_t ns[] = {1, 2, 3, 7, 64, 1001};
+    static const int threads[] = {1, 2, 3, 5};
+    int hits[1001];
+    for (int t = 0; t < 4; t++) {
+        omni_parallel_set_threads(threads[t]);
+        ck_assert_int_eq(omni_parallel_threads(), threads[t]);
+        for (int i = 0; i < 6; i++)
+            for (int nested = 0; nested < 2; nested++) {
+                memset(hits, 0, sizeof hits);
+                struct cover c = {hits, ns[i]};
+                omni_parallel_for(ns[i], nested ? mark_nested : mark, &c);
+                for (int64_t j = 0; j < ns[i]; j++)
+                    ck_assert_msg(hits[j] == 1, "threads %d n %lld: index %lld hit %d times",
+                                  threads[t], (long long)ns[i], (long long)j, hits[j]);
+                for (int64_t j = ns[i]; j < 1001; j++)
+                    ck_assert_int_eq(hits[j], 0);
+            }
+    }
+    omni_parallel_for(0, mark, NULL); /* n <= 0: no call */
+    omni_parallel_set_threads(0);
+    ck_assert_int_ge(omni_parallel_threads(), 1);
+}
+END_TEST
+
 /* PyTorch fixture: F.linear with f16 / bf16 weights (tests/fixtures/gen_kernels.py). */
 START_TEST(test_linear_matches_pytorch_fixture)
 {
@@ -379,6 +425,7 @@ int main(void)
     tcase_add_test(tc, test_copy_handles_strided_source_and_reshape);
     tcase_add_test(tc, test_ops_reject_cuda_tensors_cleanly);
     tcase_add_test(tc, test_linear_matches_pytorch_fixture);
+    tcase_add_test(tc, test_parallel_for_covers_each_index_once);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
