@@ -55,7 +55,8 @@ struct omni_ssd_dims {
  *   S_t = exp(dt A) S_{t-1} + dt x_t B_tᵀ,  y_t = S_t C_t + D x_t
  *   y: (B,T,H,P) contiguous
  *   x, dt_raw, Bm, Cm: views described by d
- *   A: (H) = -exp(A_log); D: (H); dt_bias: (H)
+ *   A: (H) = -exp(A_log), so <= 0 (the chunked path clamps every decay
+ *      exponent to <= 0, as upstream HEAD does); D: (H); dt_bias: (H)
  *   state: (B,H,P,N) contiguous: initial state in, final state out
  * chunk > 0: the chunked SSD algorithm (chunk size `chunk`, f32);
  * chunk == 0: the sequential recurrence with a double-precision state.

@@ -13,21 +13,24 @@
  *      end of a partial last chunk; acs = inclusive prefix sum of dt*A;
  *      last = acs[Q-1].
  *   2. per (b,g): CB[l,s] = C_l . B_s for s <= l (lower triangle only);
- *      per (b,h): Ydiag[l] = sum_{s<=l} CB[l,s] exp(seg(l,s)) dt_s x_s with
+ *      per (b,h): W[l,s] = CB[l,s] exp(seg(l,s)) dt_s for s <= l, with
  *      seg(l,s) = acs_l - acs_s. The exponent is never formed from two
  *      separately exponentiated cumulative sums; it is accumulated as the
  *      segment sum dA_l + ... + dA_{s+1} walking s down from l (the
- *      cancellation-free variant of mamba2.md 8.3), clamped to <= 0 like
- *      upstream HEAD, and the s > l half is never evaluated (masked by
- *      selection, not by multiplying with 0).
+ *      cancellation-free variant of mamba2.md 8.3) and clamped to <= 0 like
+ *      upstream HEAD. The s > l half of W is set to 0 by selection (never
+ *      exponentiated, so no inf * 0). Ydiag = W · x_chunk.
  *   3. per (b,h): chunk state S[p,n] = sum_s exp(last - acs_s) dt_s x_s[p] B_s[n]
  *      (exponent again a segment sum, walking s down from the chunk end).
  *   5. per (b,h): y_l = Ydiag_l + exp(acs_l) (Hin C_l) + D x_l, with Hin the
  *      state entering the chunk (computed before stage 4 updates it).
  *   4. per (b,h): Hin <- exp(last) Hin + S (into the state buffer).
- *   Per chunk there is one pool pass over (b,g) for CB and one over (b,h) for
- *   the rest; each output element is owned by one task, so the result does
- *   not depend on the thread count.
+ *   Decay factors below e^-87 are flushed to 0 (f32 could only hold them as
+ *   subnormals). The products of stages 2, 3 and 5 run through the matmul
+ *   kernel on operands packed per chunk (see chunk_heads). Per chunk there
+ *   is one pool pass over (b,g) (CB, Bᵀ) and one over (b,h) for the rest;
+ *   each output element is owned by one task, so the result does not depend
+ *   on the thread count.
  * ssd_step (mamba2.md 3 step 3): one token per row, f32, threaded over (b,h).
  *
  * Layouts: x (B,T,H,P), dt_raw (B,T,H), Bm/Cm (B,T,G,N) as strided views with
