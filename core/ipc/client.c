@@ -374,9 +374,15 @@ static void worker_start(struct omni__ipc_cluster *c, struct worker *w)
     w->last_seen = w->last_hb = now;
 }
 
+struct load_buf {
+    Omni__LoadStage l;
+    char abs_weights[PATH_MAX], abs_plugin[PATH_MAX];
+};
+
 static int load_msg(struct omni__ipc_cluster *c, struct worker *w, int s, uint64_t call_id, Omni__Envelope *env,
-                    Omni__LoadStage *l, struct omni_error *err)
+                    struct load_buf *lb, struct omni_error *err)
 {
+    Omni__LoadStage *l = &lb->l;
     struct omni__stage_spec *st = &c->spec->stages[s];
     char where[PATH_MAX + 32];
     snprintf(where, sizeof where, "%s:%d:%d", c->spec->file, st->loc.line, st->loc.col);
@@ -388,6 +394,11 @@ static int load_msg(struct omni__ipc_cluster *c, struct worker *w, int s, uint64
     l->plugin_dirs = c->spec->plugin_dirs;
     l->n_plugin_dirs = (size_t)c->spec->n_plugin_dirs;
     l->weights = st->weights ? st->weights : "";
+    /* a worker on this host may not share our working directory */
+    if (w->caps.same_host && st->weights && st->weights[0] != '/' && realpath(st->weights, lb->abs_weights))
+        l->weights = lb->abs_weights;
+    if (w->caps.same_host && st->plugin_file && st->plugin_file[0] != '/' && realpath(st->plugin_file, lb->abs_plugin))
+        l->plugin_file = lb->abs_plugin;
     l->prefix = st->prefix ? st->prefix : "";
     l->attach = st->attach ? st->attach : "";
     l->device_type = st->device.type;
@@ -405,7 +416,6 @@ static int load_msg(struct omni__ipc_cluster *c, struct worker *w, int s, uint64
     omni__envelope__init(env);
     env->body_case = OMNI__ENVELOPE__BODY_LOAD;
     env->load = l;
-    (void)w;
     return OMNI_OK;
 }
 
@@ -445,16 +455,19 @@ static void on_hello(struct omni__ipc_cluster *c, struct worker *w, const Omni__
             if ((c->spec->stages[s].attach != NULL) != pass)
                 continue;
             Omni__Envelope env;
-            Omni__LoadStage l;
+            struct load_buf *lb = malloc(sizeof *lb);
             struct omni_error e;
             omni_error_clear(&e);
             uint64_t id = ++c->next_call;
             struct pending *p = NULL;
-            if (!load_msg(c, w, s, id, &env, &l, &e)) {
+            if (!lb)
+                omni_error_set(&e, OMNI_ENOMEM, "out of memory");
+            else if (!load_msg(c, w, s, id, &env, lb, &e)) {
                 p = pending_new(c, w->index, P_LOAD, s, 0, &env, c->cfg.load_ms, &e);
-                free(l.where);
-                omni__ipc_params_flat_free(l.params, l.n_params);
+                free(lb->l.where);
+                omni__ipc_params_flat_free(lb->l.params, lb->l.n_params);
             }
+            free(lb);
             if (!p) {
                 w->ever_ready = 0;
                 worker_lost(c, w, e.msg);

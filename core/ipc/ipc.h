@@ -110,5 +110,9 @@ OMNI__IPC_WEAK void omni__ipc_request_end(struct omni__ipc_cluster *c, struct om
 OMNI_API int omni__ipc_live_workers(pid_t *out, int max);
 /* Every worker pid this process has started (alive or not), for leak checks. */
 OMNI_API int omni__ipc_started_workers(pid_t *out, int max);
+/* Unlink every /dev/shm/omni.<pid>.* segment (a dead peer's); returns how many. */
+OMNI_API int omni__shm_unlink_pid(pid_t pid);
+/* Count /dev/shm/omni.<pid>.* segments (tests). */
+OMNI_API int omni__shm_count_pid(pid_t pid);
 
 #endif

@@ -54,10 +54,6 @@ int omni__shm_map(const char *name, uint64_t size, uint64_t request, struct omni
 const char *omni__shm_name_of(const struct omni_buffer *buf, uint64_t request, char *name,
                               size_t size);
 void omni__shm_unlink(const char *name);
-/* Unlink every /dev/shm/omni.<pid>.* segment (a dead peer's); returns how many. */
-OMNI_API int omni__shm_unlink_pid(pid_t pid);
-/* Count /dev/shm/omni.<pid>.* segments (tests). */
-OMNI_API int omni__shm_count_pid(pid_t pid);
 
 /* ---- cuda_ipc.c: the GPU path (stubs without OMNI_HAVE_CUDA) -------------------- */
 
