@@ -11,8 +11,9 @@
  *   panel at a time. The reduction order of each y element depends only on K
  *   (never on M, N, the tile position or the thread count).
  *   x86-64 hosts with AVX2+FMA+F16C take an intrinsics micro-kernel chosen at
- *   run time; other hosts take the portable C one (no FMA, so results differ
- *   between the two paths in the last bits, never between runs).
+ *   run time (omni_cpu_simd); other hosts, or the switch off, take the
+ *   portable C one (no FMA, so the two paths differ in the last bits, never
+ *   between runs).
  * omni_add_cpu / omni_add_row_cpu: elementwise f32 adds over strided rows.
  * omni_copy_cpu: contiguous copy with f32/f16/bf16 conversion.
  */
@@ -175,11 +176,6 @@ AVX2_TARGET static void convert_panel_avx2(float *dst, const void *w, int w_dtyp
     }
 }
 
-static int have_avx2(void)
-{
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
-}
 #endif
 
 /* ---- tiles ---------------------------------------------------------------------- */
@@ -259,7 +255,7 @@ void omni_matmul_cpu(float *y, int64_t ldy, const float *x, int64_t ldx, const v
         .alpha = alpha, .beta = beta, .micro = micro_c, .panel = convert_panel_c,
     };
 #ifdef OMNI_X86
-    if (have_avx2()) {
+    if (omni_cpu_simd()) {
         c.micro = micro_avx2;
         c.panel = convert_panel_avx2;
     }

@@ -8,6 +8,7 @@
 #include "cpu/parallel.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -181,4 +182,20 @@ void omni_parallel_for(int64_t n, omni_parallel_fn fn, void *ctx)
         pthread_cond_wait(&g_done, &g_mu);
     pthread_mutex_unlock(&g_mu);
     pthread_mutex_unlock(&g_call);
+}
+
+static atomic_int g_simd_off;
+
+void omni_cpu_set_simd(int on) { atomic_store(&g_simd_off, !on); }
+
+int omni_cpu_simd(void)
+{
+    if (atomic_load(&g_simd_off))
+        return 0;
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
 }

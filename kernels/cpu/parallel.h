@@ -37,6 +37,14 @@ OMNI_API int omni_parallel_threads(void);
  * thread is inside omni_parallel_for. */
 OMNI_API void omni_parallel_set_threads(int n);
 
+/* CPU instruction-set switch of the kernels: when on (the default) the
+ * kernels that have AVX2+FMA(+F16C) variants use them on hosts that support
+ * them; off forces the portable C loops everywhere (tests use it to cover
+ * both paths). Results of the two paths differ in rounding only. */
+OMNI_API void omni_cpu_set_simd(int on);
+/* 1 when the AVX2 variants are in use now (switch on and the host has them). */
+OMNI_API int omni_cpu_simd(void);
+
 #ifdef __cplusplus
 }
 #endif

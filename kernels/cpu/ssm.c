@@ -168,7 +168,6 @@ AVX2_TARGET static void step_head_avx2(float *y, float *S, const float *x, const
     }
 }
 
-static int have_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 #endif
 
 struct vec_ops {
@@ -181,7 +180,7 @@ static struct vec_ops vec_ops(void)
 {
     struct vec_ops v = {gemv_c, step_head_c};
 #ifdef SSM_X86
-    if (have_avx2())
+    if (omni_cpu_simd())
         v = (struct vec_ops){gemv_avx2, step_head_avx2};
 #endif
     return v;

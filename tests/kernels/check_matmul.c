@@ -108,6 +108,23 @@ START_TEST(test_matmul_f16_and_bf16_weights_match_naive_loop)
 }
 END_TEST
 
+START_TEST(test_matmul_portable_path_matches_naive_loop)
+{
+    /* the non-AVX2 micro-kernel and panel conversion (used on other hosts) */
+    omni_cpu_set_simd(0);
+    ck_assert_int_eq(omni_cpu_simd(), 0);
+    static const int64_t sz[] = {1, 3, 17, 64, 129};
+    for (int i = 0; i < 5; i++)
+        for (int k = 0; k < 5; k++) {
+            run_vs_naive(sz[i], sz[(i + k) % 5], sz[k], OMNI_DTYPE_F32, 1, 1.0f, 0.0f, 300 + i * 5 + k);
+            run_vs_naive(sz[k], sz[i], sz[(i + k) % 5], OMNI_DTYPE_F16, 0, 0.5f, 1.0f, 400 + i * 5 + k);
+            run_vs_naive(sz[(i + k) % 5], sz[k], sz[i], OMNI_DTYPE_BF16, 1, 1.0f, 0.0f, 500 + i * 5 + k);
+        }
+    run_vs_naive(130, 70, 1100, OMNI_DTYPE_F32, 1, 0.5f, -1.5f, 5);
+    omni_cpu_set_simd(1);
+}
+END_TEST
+
 START_TEST(test_matmul_alpha_beta_bias_paths)
 {
     /* K > 512 crosses the kernel's K chunk; N, M cross its tiles */
@@ -415,6 +432,7 @@ int main(void)
     tcase_add_test(tc, test_linear_hand_worked_2x2_by_3x2);
     tcase_add_test(tc, test_matmul_matches_naive_loop_on_odd_sizes);
     tcase_add_test(tc, test_matmul_f16_and_bf16_weights_match_naive_loop);
+    tcase_add_test(tc, test_matmul_portable_path_matches_naive_loop);
     tcase_add_test(tc, test_matmul_alpha_beta_bias_paths);
     tcase_add_test(tc, test_matmul_beta_zero_never_reads_y);
     tcase_add_test(tc, test_matmul_threads_1_and_2_are_bitwise_identical);

@@ -500,6 +500,24 @@ static void prefill_then_steps(int64_t chunk)
     problem_free(&pb);
 }
 
+START_TEST(test_ssd_portable_path_chunked_and_step)
+{
+    /* the non-AVX2 vector helpers (used on other hosts) on a few shapes of the
+     * table, and the decode step against the longer scan */
+    omni_cpu_set_simd(0);
+    ck_assert_int_eq(omni_cpu_simd(), 0);
+    static const struct ssd_case cases[] = {
+        {1, 9, 2, 3, 1, 4, 8, 1, 0, 0, -3, 1, 2},
+        {3, 29, 6, 4, 2, 5, 8, 1, 0, 1, -3, 1, 2},
+        {2, 40, 4, 5, 4, 3, 16, 1, 1, 1, -3, 1, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_chunked_vs_sequential(&cases[i], 200 + i);
+    prefill_then_steps(8);
+    omni_cpu_set_simd(1);
+}
+END_TEST
+
 START_TEST(test_ssd_prefill_then_steps_equals_longer_scan)
 {
     prefill_then_steps(8);
@@ -638,6 +656,7 @@ int main(void)
     tcase_add_test(tc, test_ssd_hand_worked_two_steps);
     tcase_add_test(tc, test_ssd_matches_float64_pytorch_loop_fixture);
     tcase_add_test(tc, test_ssd_chunked_equals_sequential_shape_table);
+    tcase_add_test(tc, test_ssd_portable_path_chunked_and_step);
     tcase_add_test(tc, test_ssd_long_sequence_with_decay_underflow);
     tcase_add_test(tc, test_ssd_prefill_then_steps_equals_longer_scan);
     tcase_add_test(tc, test_ssd_split_prefill_with_state_carry_equals_single_scan);
