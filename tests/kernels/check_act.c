@@ -96,6 +96,8 @@ START_TEST(test_act_rejects_wrong_dtype_and_shape)
     KT_ASSERT_ERR(omni_op_silu(&y, &x16, &e), e, OMNI_EDTYPE, "omni_op_silu", "x has dtype bf16");
     KT_ASSERT_ERR(omni_op_softplus(&y2, &x, &e), e, OMNI_ESHAPE, "omni_op_softplus", "y has shape [3,2]", "x has shape [2,3]");
     KT_ASSERT_ERR(omni_op_mul(&y, &x, &x16, &e), e, OMNI_EDTYPE, "omni_op_mul", "b has dtype bf16");
+    KT_ASSERT_ERR(omni_op_silu(&y2, &x, &e), e, OMNI_ESHAPE, "omni_op_silu", "y has shape [3,2]");
+    KT_ASSERT_ERR(omni_op_softplus(&y, &x16, &e), e, OMNI_EDTYPE, "omni_op_softplus", "x has dtype bf16");
     KT_ASSERT_ERR(omni_op_mul(&y, &x, &y2, &e), e, OMNI_ESHAPE, "b has shape [3,2]", "a has shape [2,3]");
     kt_release(&x), kt_release(&x16), kt_release(&y), kt_release(&y2);
 }
@@ -105,6 +107,7 @@ int main(void)
 {
     Suite *s = suite_create("act");
     TCase *tc = tcase_create("cpu");
+    tcase_add_checked_fixture(tc, kt_setup, kt_teardown);
     tcase_add_test(tc, test_silu_hand_worked);
     tcase_add_test(tc, test_softplus_branches);
     tcase_add_test(tc, test_softplus_matches_pytorch_fixture);

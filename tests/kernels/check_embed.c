@@ -110,6 +110,7 @@ int main(void)
 {
     Suite *s = suite_create("embed");
     TCase *tc = tcase_create("cpu");
+    tcase_add_checked_fixture(tc, kt_setup, kt_teardown);
     tcase_add_test(tc, test_embedding_gathers_rows_f32_i32);
     tcase_add_test(tc, test_embedding_half_tables_and_i64_ids_with_batch_shape);
     tcase_add_test(tc, test_embedding_table_view_with_row_stride);

@@ -270,6 +270,7 @@ START_TEST(test_add_and_add_row_hand_worked_with_aliasing)
     b.shape[1] = 3, omni_tensor_set_contiguous(&b);
     b.dtype = OMNI_DTYPE_BF16;
     KT_ASSERT_ERR(omni_op_add(&y, &a, &b, &e), e, OMNI_EDTYPE, "b has dtype bf16");
+    KT_ASSERT_ERR(omni_op_add_row(&b, &row, &e), e, OMNI_EDTYPE, "omni_op_add_row", "y has dtype bf16");
     b.dtype = OMNI_DTYPE_F32;
     kt_release(&a), kt_release(&b), kt_release(&y), kt_release(&row);
 }
@@ -428,6 +429,7 @@ int main(void)
 {
     Suite *s = suite_create("matmul");
     TCase *tc = tcase_create("cpu");
+    tcase_add_checked_fixture(tc, kt_setup, kt_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_linear_hand_worked_2x2_by_3x2);
     tcase_add_test(tc, test_matmul_matches_naive_loop_on_odd_sizes);

@@ -253,6 +253,7 @@ int main(void)
 {
     Suite *s = suite_create("norm");
     TCase *tc = tcase_create("cpu");
+    tcase_add_checked_fixture(tc, kt_setup, kt_teardown);
     tcase_add_test(tc, test_rmsnorm_hand_worked);
     tcase_add_test(tc, test_add_rmsnorm_hand_worked_and_layer0_without_x);
     tcase_add_test(tc, test_gated_rmsnorm_hand_worked_gate_before_norm);

@@ -253,6 +253,8 @@ START_TEST(test_sample_rejects_bad_arguments)
     KT_ASSERT_ERR(omni_op_sample(&ids, &lg, &(struct omni_sampling){1.0f, 5, NAN}, 0, 0, &e), e,
                   OMNI_EINVAL, "top_p");
     KT_ASSERT_ERR(omni_op_argmax(&ids64, &lg, &e), e, OMNI_EDTYPE, "omni_op_argmax", "ids has dtype i64");
+    KT_ASSERT_ERR(omni_op_softmax(&lg, &ids64, &e), e, OMNI_EDTYPE, "omni_op_softmax", "x has dtype i64");
+    KT_ASSERT_ERR(omni_op_softmax(&l1, &lg, &e), e, OMNI_ESHAPE, "omni_op_softmax", "y has shape [5]", "x has shape [2,5]");
     KT_ASSERT_ERR(omni_op_argmax(&ids, &l1, &e), e, OMNI_ESHAPE, "logits has shape [5]");
     struct omni_tensor ids3 = ids;
     ids3.shape[0] = 3;
@@ -266,6 +268,7 @@ int main(void)
 {
     Suite *s = suite_create("sample");
     TCase *tc = tcase_create("cpu");
+    tcase_add_checked_fixture(tc, kt_setup, kt_teardown);
     tcase_add_test(tc, test_softmax_hand_worked_and_large_logits);
     tcase_add_test(tc, test_softmax_matches_pytorch_fixture);
     tcase_add_test(tc, test_argmax_lowest_index_on_ties);

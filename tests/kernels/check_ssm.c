@@ -215,6 +215,12 @@ START_TEST(test_conv1d_rejects_bad_arguments)
     KT_ASSERT_ERR(omni_op_conv1d_step(&o2, &x2, &w, NULL, NULL, 1, &e), e, OMNI_EINVAL,
                   "omni_op_conv1d_step", "state");
     KT_ASSERT_ERR(omni_op_conv1d_step(&o2, &x, &w, NULL, &st, 1, &e), e, OMNI_ESHAPE, "x has shape [2,3,4]");
+    struct omni_tensor x2h = x2;
+    x2h.dtype = OMNI_DTYPE_F16;
+    KT_ASSERT_ERR(omni_op_conv1d_step(&o2, &x2h, &w, NULL, &st, 1, &e), e, OMNI_EDTYPE, "omni_op_conv1d_step", "x has dtype f16");
+    struct omni_tensor s16 = st;
+    s16.dtype = OMNI_DTYPE_BF16;
+    KT_ASSERT_ERR(omni_op_conv1d_causal(&out, &x, &w, NULL, &s16, 1, &e), e, OMNI_EDTYPE, "state has dtype bf16");
     kt_release(&x), kt_release(&x16), kt_release(&w), kt_release(&w5), kt_release(&out), kt_release(&st);
 }
 END_TEST
@@ -639,6 +645,19 @@ START_TEST(test_ssd_rejects_bad_arguments)
                   OMNI_ESHAPE, "dt_raw has shape [1,5,3]", "expected [1,5,4]");
     KT_ASSERT_ERR(omni_op_ssd_step(&y, &pb.x, &pb.dt, &pb.A, &pb.Bm, &pb.Cm, &pb.D, &pb.db, &st, &e), e,
                   OMNI_ESHAPE, "omni_op_ssd_step", "x has shape [1,5,4,3]", "(B,H,P)");
+    struct omni_tensor A16 = pb.A;
+    A16.dtype = OMNI_DTYPE_F16;
+    KT_ASSERT_ERR(omni_op_ssd_scan(&y, &pb.x, &pb.dt, &A16, &pb.Bm, &pb.Cm, &pb.D, &pb.db, &st, 8, &e), e,
+                  OMNI_EDTYPE, "A has dtype f16");
+    struct omni_tensor xs = view(&pb.x, 0, 3, (int64_t[]){1, 4, 3}, (int64_t[]){pb.x.strides[0], 3, 1});
+    struct omni_tensor ds = view(&pb.dt, 0, 2, (int64_t[]){1, 4}, (int64_t[]){pb.dt.strides[0], 1});
+    struct omni_tensor bs = view(&pb.Bm, 0, 3, (int64_t[]){1, 2, 6}, (int64_t[]){pb.Bm.strides[0], 6, 1});
+    struct omni_tensor ys = view(&y, 0, 3, (int64_t[]){1, 4, 3}, (int64_t[]){12, 3, 1});
+    ck_assert_int_eq(omni_op_ssd_step(&ys, &xs, &ds, &pb.A, &bs, &bs, &pb.D, &pb.db, &st, &e), OMNI_OK);
+    struct omni_tensor ds16 = ds;
+    ds16.dtype = OMNI_DTYPE_F16;
+    KT_ASSERT_ERR(omni_op_ssd_step(&ys, &xs, &ds16, &pb.A, &bs, &bs, &pb.D, &pb.db, &st, &e), e,
+                  OMNI_EDTYPE, "omni_op_ssd_step", "dt_raw has dtype f16");
     kt_release(&y), kt_release(&st), kt_release(&bad);
     problem_free(&pb);
 }
@@ -648,6 +667,7 @@ int main(void)
 {
     Suite *s = suite_create("ssm");
     TCase *tc = tcase_create("cpu");
+    tcase_add_checked_fixture(tc, kt_setup, kt_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_conv1d_hand_worked_with_and_without_history);
     tcase_add_test(tc, test_conv1d_matches_pytorch_conv1d_fixture);

@@ -80,4 +80,9 @@ static inline void kt_fill(struct tu_rng *r, const struct omni_tensor *t, float 
 
 static inline float *kt_f(const struct omni_tensor *t) { return omni_tensor_data(t); }
 
+/* Checked fixture for every test of a suite: no omni buffer may outlive a test. */
+static long kt__live0;
+static inline void kt_setup(void) { kt__live0 = omni_buffer_live_count(); }
+static inline void kt_teardown(void) { TU_ASSERT_NO_LEAK(kt__live0); }
+
 #endif
