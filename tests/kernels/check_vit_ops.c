@@ -234,10 +234,11 @@ START_TEST(test_attention_explicit_scale_one_head) { check_attention("attn_h1", 
 END_TEST
 
 /* Hand-worked: identical keys give uniform weights (out = mean of v); a huge
- * score on one key gives a one-hot softmax (out = that v row, no overflow). */
-START_TEST(test_attention_uniform_and_one_hot)
+ * score on one key gives a one-hot softmax (out = that v row, no overflow).
+ * S = 70 spans two key blocks; P = 1100 takes the unpacked path (P > 1024). */
+static void uniform_and_one_hot(int64_t P)
 {
-    const int64_t S = 70, P = 3; /* S spans two key tiles */
+    const int64_t S = 70;
     struct omni_tensor q, k, v, out;
     struct omni_error err = {0};
     ck_assert_int_eq(omni_tensor_alloc_host(&q, OMNI_DTYPE_F32, 3, (int64_t)1, S, P), 0);
@@ -245,34 +246,40 @@ START_TEST(test_attention_uniform_and_one_hot)
     ck_assert_int_eq(omni_tensor_alloc_host(&v, OMNI_DTYPE_F32, 3, (int64_t)1, S, P), 0);
     ck_assert_int_eq(omni_tensor_alloc_host(&out, OMNI_DTYPE_F32, 3, (int64_t)1, S, P), 0);
     float *qd = fdata(&q), *kd = fdata(&k), *vd = fdata(&v), *od = fdata(&out);
-    double mean[3] = {0, 0, 0};
     for (int64_t j = 0; j < S; j++)
         for (int64_t p = 0; p < P; p++) {
-            qd[j * P + p] = (float)(j % 5) - 2.0f;
+            qd[j * P + p] = ((float)(j % 5) - 2.0f) / (float)P;
             kd[j * P + p] = 0.5f;
-            vd[j * P + p] = (float)(j * 3 + p);
-            mean[p] += (double)(j * 3 + p) / (double)S;
+            vd[j * P + p] = (float)(j * 3 + p % 7);
         }
     ck_assert_int_eq(omni_op_attention(&out, &q, &k, &v, 1, 0.0f, &err), OMNI_OK);
     for (int64_t i = 0; i < S; i++)
-        for (int64_t p = 0; p < P; p++)
-            ck_assert_msg(fabs(od[i * P + p] - mean[p]) < 1e-4 * fabs(mean[p]),
-                          "uniform: out[%lld,%lld] = %g, want %g", (long long)i, (long long)p,
-                          (double)od[i * P + p], mean[p]);
-    /* key 61 aligned with every query, magnitude 1e4: scores up to 3e8 */
+        for (int64_t p = 0; p < P; p++) {
+            /* mean over j of 3j + p%7 = 3 (S-1)/2 + p%7 */
+            const double want = 3.0 * (double)(S - 1) / 2.0 + (double)(p % 7);
+            ck_assert_msg(fabs(od[i * P + p] - want) < 1e-5 * want,
+                          "P=%lld uniform: out[%lld,%lld] = %.9g, want %g", (long long)P,
+                          (long long)i, (long long)p, (double)od[i * P + p], want);
+        }
+    /* key 61 aligned with every query; every other score is lower by >= 2e4 */
     for (int64_t j = 0; j < S; j++)
         for (int64_t p = 0; p < P; p++) {
-            qd[j * P + p] = 100.0f;
+            qd[j * P + p] = 100.0f / (float)P;
             kd[j * P + p] = (j == 61) ? 100.0f : -100.0f;
         }
     ck_assert_int_eq(omni_op_attention(&out, &q, &k, &v, 1, 1.0f, &err), OMNI_OK);
     for (int64_t i = 0; i < S; i++)
         for (int64_t p = 0; p < P; p++)
-            ck_assert_msg(od[i * P + p] == vd[61 * P + p], "one-hot: out[%lld,%lld] = %g",
-                          (long long)i, (long long)p, (double)od[i * P + p]);
+            ck_assert_msg(od[i * P + p] == vd[61 * P + p], "P=%lld one-hot: out[%lld,%lld] = %g",
+                          (long long)P, (long long)i, (long long)p, (double)od[i * P + p]);
     omni_tensor_release(&q); omni_tensor_release(&k); omni_tensor_release(&v);
     omni_tensor_release(&out);
 }
+
+START_TEST(test_attention_uniform_and_one_hot) { uniform_and_one_hot(3); }
+END_TEST
+
+START_TEST(test_attention_uniform_and_one_hot_wide_head) { uniform_and_one_hot(1100); }
 END_TEST
 
 START_TEST(test_attention_rejects_bad_arguments)
@@ -467,6 +474,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_attention_explicit_scale);
     tcase_add_test(tc, test_attention_explicit_scale_one_head);
     tcase_add_test(tc, test_attention_uniform_and_one_hot);
+    tcase_add_test(tc, test_attention_uniform_and_one_hot_wide_head);
     tcase_add_test(tc, test_attention_rejects_bad_arguments);
     suite_add_tcase(s, tc);
     tc = tcase_create("vit_helpers");
