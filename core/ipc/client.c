@@ -1035,7 +1035,8 @@ static int wait_ready(struct omni__ipc_cluster *c, struct worker *w, struct omni
                       struct omni_error *err)
 {
     char wd[PATH_MAX + 128];
-    double until = omni__ipc_now_ms() + c->cfg.start_ms + c->cfg.load_ms;
+    /* OMNI_IPC_START_MS to get an answer, plus OMNI_IPC_LOAD_MS once it loads */
+    double t0 = omni__ipc_now_ms(), until = t0 + c->cfg.start_ms;
     int rc = OMNI_OK;
     pthread_mutex_lock(&c->mu);
     while (w->state != W_READY) {
@@ -1043,9 +1044,11 @@ static int wait_ready(struct omni__ipc_cluster *c, struct worker *w, struct omni
             rc = omni_error_set(err, OMNI_EPEER, "%s", w->why[0] ? w->why : "worker stopped");
             break;
         }
+        if (w->state == W_LOADING && w->state_since + c->cfg.load_ms > until)
+            until = w->state_since + c->cfg.load_ms;
         if (omni__ipc_now_ms() > until) {
-            rc = omni_error_set(err, OMNI_ETIMEOUT, "%s was not ready within %d ms%s%s", wdesc(w, wd, sizeof wd),
-                                c->cfg.start_ms + c->cfg.load_ms, w->why[0] ? ": " : "", w->why);
+            rc = omni_error_set(err, OMNI_ETIMEOUT, "%s was not ready after %.0f ms%s%s", wdesc(w, wd, sizeof wd),
+                                omni__ipc_now_ms() - t0, w->why[0] ? "; last failure: " : "", w->why);
             break;
         }
         struct timespec ts;

@@ -8,6 +8,7 @@
  * Needs $OMNI_BUILD/plugins (make plugins) and $OMNI_BUILD/bin/omni; runs from
  * the repository root (the fixture paths in text-tiny.yaml are relative to it). */
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +208,57 @@ START_TEST(test_shipped_split_pipelines_are_their_base_plus_placement)
         omni_error_clear(&err);
         ck_assert_msg(omni_pipeline_validate(split, &opt, &err) == OMNI_OK, "%s: %s", split, err.msg);
     }
+    /* the deployment examples type-check too */
+    setenv("OMNI_DEPLOY_DIR", "/nonexistent", 1);
+    const char *examples[] = {"examples/split-deploy/text-tiny-deploy.yaml", "examples/split-deploy/mmu-deploy.yaml"};
+    for (int i = 0; i < 2; i++) {
+        char plugins[PATH_MAX], path[PATH_MAX];
+        ck_assert(realpath(tu_build_path("plugins"), plugins));
+        snprintf(path, sizeof path, "%s", tu_repo_path(examples[i]));
+        const char *dirs[1] = {plugins};
+        struct omni_pipeline_options opt = {.size = sizeof opt, .plugin_dirs = dirs, .n_plugin_dirs = 1};
+        struct omni_error err;
+        omni_error_clear(&err);
+        ck_assert_msg(omni_pipeline_validate(path, &opt, &err) == OMNI_OK, "%s: %s", path, err.msg);
+    }
+}
+END_TEST
+
+/* The operator's recipe, as its README says: two workers by hand, a coordinator
+ * listing their endpoints, the single-process answer, and a clean stop. */
+START_TEST(test_split_deploy_example_scripts)
+{
+    char omni[PATH_MAX], cmd[8192];
+    ck_assert(realpath(tu_build_path("bin/omni"), omni));
+    const char *dir = tu_tmpdir();
+    snprintf(cmd, sizeof cmd,
+             "set -e; export OMNI=%s OMNI_DEPLOY_DIR=%s/deploy; "
+             "examples/split-deploy/start-workers.sh lm tok > %s/start.txt; "
+             "examples/split-deploy/run.sh --prompt v1.2.3 --set loop.max_tokens=8 -q > %s/split.txt; "
+             "$OMNI run pipelines/text-tiny.yaml --prompt v1.2.3 --set loop.max_tokens=8 -q > %s/single.txt; "
+             "cat $OMNI_DEPLOY_DIR/lm.pid $OMNI_DEPLOY_DIR/tok.pid > %s/pids.txt; "
+             "examples/split-deploy/stop-workers.sh > %s/stop.txt",
+             omni, dir, dir, dir, dir, dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/split.txt", dir);
+    char *split = slurp(path);
+    snprintf(path, sizeof path, "%s/single.txt", dir);
+    char *single = slurp(path);
+    ck_assert_msg(strlen(single) > 2, "no text generated");
+    ck_assert_str_eq(split, single);
+    snprintf(path, sizeof path, "%s/pids.txt", dir);
+    char *pids = slurp(path);
+    for (char *t = strtok(pids, "\n"); t; t = strtok(NULL, "\n")) {
+        pid_t pid = (pid_t)atol(t);
+        ck_assert_msg(kill(pid, 0) != 0, "worker %ld still runs", (long)pid);
+        ck_assert_int_eq(omni__shm_count_pid(pid), 0);
+    }
+    snprintf(path, sizeof path, "%s/deploy/lm.sock", dir);
+    ck_assert(access(path, F_OK) != 0);
+    free(split);
+    free(single);
+    free(pids);
 }
 END_TEST
 
@@ -220,6 +272,7 @@ int main(void)
     tcase_add_test(tc, test_text_tiny_with_tokenizers_in_their_own_workers);
     tcase_add_test(tc, test_adapter_away_from_its_target_is_refused);
     tcase_add_test(tc, test_shipped_split_pipelines_are_their_base_plus_placement);
+    tcase_add_test(tc, test_split_deploy_example_scripts);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_FORK);
