@@ -155,13 +155,31 @@ static void pack_cols(float *colp /* colp: (npan,kc,NR) */, const float *xb /* x
             const int64_t iy = (y0 + yy) * g->stride + dy - g->pad_t;
             const int64_t pbase = yy * g->Wo;
             const int row_ok = iy >= 0 && iy < g->H;
-            const float *src = plane + iy * g->W + dx - g->pad_l;
-            for (int64_t xx = 0; xx < g->Wo; xx++) {
-                const int64_t p = pbase + xx;
-                float v = 0.0f;
-                if (row_ok && xx >= xa && xx < xe)
-                    v = src[xx * g->stride];
-                colp[(p / NR) * kc * NR + kk * NR + p % NR] = v;
+            const int64_t off = (row_ok ? iy : 0) * g->W + dx - g->pad_l; /* of column 0 */
+            const int64_t ra = row_ok ? xa : g->Wo, re = row_ok ? xe : g->Wo;
+            /* runs of output columns that stay inside one panel lane block:
+             * the destination is contiguous there, the source strided */
+            for (int64_t x0 = 0; x0 < g->Wo;) {
+                const int64_t p = pbase + x0;
+                int64_t x1 = x0 + (NR - p % NR);
+                if (x1 > g->Wo)
+                    x1 = g->Wo;
+                float *dst = colp + (p / NR) * kc * NR + kk * NR + p % NR;
+                const int64_t za = ra < x0 ? x0 : ra > x1 ? x1 : ra; /* [x0, za) zero */
+                const int64_t zb = re < za ? za : re > x1 ? x1 : re; /* [za, zb) copy */
+                int64_t xx = x0;
+                for (; xx < za; xx++)
+                    dst[xx - x0] = 0.0f;
+                if (g->stride == 1) {
+                    for (; xx < zb; xx++)
+                        dst[xx - x0] = plane[off + xx];
+                } else {
+                    for (; xx < zb; xx++)
+                        dst[xx - x0] = plane[off + xx * g->stride];
+                }
+                for (; xx < x1; xx++)
+                    dst[xx - x0] = 0.0f;
+                x0 = x1;
             }
         }
         for (int64_t p = np; p < npan * NR; p++)
