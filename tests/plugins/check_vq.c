@@ -264,6 +264,92 @@ START_TEST(test_decode_accepts_i64_and_strided_codes)
 }
 END_TEST
 
+/* ---------------------------------------------- the tiny OmniMamba fixture */
+
+/* tests/fixtures/gen_omnimamba_tiny.py's VQ (ch 32, ch_mult [1,1,2], z 32,
+ * codebook 512 x 8, 1 res block per encoder level / 2 per decoder level,
+ * 32 GroupNorm groups): an independent second fixture. Unpacks vq.pth.xz. */
+static const char *unpack_tiny_vq(void)
+{
+    static char path[512];
+    char cmd[1200];
+    snprintf(path, sizeof path, "%s/vq.pth", tu_tmpdir());
+    snprintf(cmd, sizeof cmd, "xz -dc '%s' > '%s'",
+             tu_repo_path("tests/fixtures/data/omnimamba_tiny/vq.pth.xz"), path);
+    ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+    return path;
+}
+
+static void load_any(struct omni_weights *w, const char *key, int dtype, struct omni_tensor *t)
+{
+    OK(omni_weights_load(w, NULL, key, dtype, 0, NULL, t, &err));
+}
+
+START_TEST(test_omnimamba_tiny_vq_decode)
+{
+    long live = omni_buffer_live_count();
+    const char *path = unpack_tiny_vq();
+    struct omni_weights *x;
+    struct omni_tensor codes, ref, u8;
+    OK(omni_weights_open(&x, tu_repo_path("tests/fixtures/data/omnimamba_tiny/expected_t2i.safetensors"), &err));
+    load_any(x, "codes", OMNI_DTYPE_I64, &codes);
+    load_any(x, "image_float", OMNI_DTYPE_F32, &ref);
+    load_any(x, "image_u8", OMNI_DTYPE_U8, &u8);
+    struct omni_harness *h;
+    OK(omni_harness_new(&h, "vq", "grid: 4", &err));
+    OK(omni_harness_load_weights(h, path, "model.", &err));
+    OK(omni_harness_push(h, "codes", &codes, &err));
+    OK(omni_harness_forward(h, &err));
+    const struct omni_tensor *img = omni_harness_pull(h, "image");
+    check_image(img, &ref, 1e-4);
+    size_t n = (size_t)omni_tensor_numel(&u8);
+    uint8_t *px = malloc(n);
+    to_pixels(img, px);
+    for (size_t i = 0; i < n; i++) {
+        int d = (int)px[i] - (int)((const uint8_t *)omni_tensor_data(&u8))[i];
+        ck_assert_msg(d >= -1 && d <= 1, "pixel %zu off by %d", i, d);
+    }
+    /* the conversion itself, applied to the reference floats, is exact */
+    to_pixels(&ref, px);
+    ck_assert(memcmp(px, omni_tensor_data(&u8), n) == 0);
+    free(px);
+    omni_harness_free(h);
+    omni_tensor_release(&codes);
+    omni_tensor_release(&ref);
+    omni_tensor_release(&u8);
+    omni_weights_close(x);
+    remove(path);
+    TU_ASSERT_NO_LEAK(live);
+}
+END_TEST
+
+START_TEST(test_omnimamba_tiny_vq_roundtrip)
+{
+    long live = omni_buffer_live_count();
+    const char *path = unpack_tiny_vq();
+    struct omni_weights *x;
+    struct omni_tensor input, codes, recon;
+    OK(omni_weights_open(&x, tu_repo_path("tests/fixtures/data/omnimamba_tiny/expected_vq.safetensors"), &err));
+    load_any(x, "input", OMNI_DTYPE_F32, &input);
+    load_any(x, "codes", OMNI_DTYPE_I32, &codes);
+    load_any(x, "recon_float", OMNI_DTYPE_F32, &recon);
+    struct omni_harness *h;
+    OK(omni_harness_new(&h, "vq", "grid: 4\nmode: both", &err));
+    OK(omni_harness_load_weights(h, path, "model.", &err));
+    OK(omni_harness_push(h, "image", &input, &err));
+    OK(omni_harness_forward(h, &err));
+    check_codes(omni_harness_pull(h, "codes"), &codes);
+    check_image(omni_harness_pull(h, "image"), &recon, 1e-4);
+    omni_harness_free(h);
+    omni_tensor_release(&input);
+    omni_tensor_release(&codes);
+    omni_tensor_release(&recon);
+    omni_weights_close(x);
+    remove(path);
+    TU_ASSERT_NO_LEAK(live);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ errors */
 
 START_TEST(test_rejects_code_out_of_range)
@@ -651,6 +737,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_encode_codes_match_torch);
     tcase_add_test(tc, test_both_mode_roundtrips_image);
     tcase_add_test(tc, test_decode_accepts_i64_and_strided_codes);
+    tcase_add_test(tc, test_omnimamba_tiny_vq_decode);
+    tcase_add_test(tc, test_omnimamba_tiny_vq_roundtrip);
     tcase_add_test(tc, test_rejects_code_out_of_range);
     tcase_add_test(tc, test_rejects_wrong_input_shapes);
     tcase_add_test(tc, test_rejects_missing_inputs_and_bad_mode);
