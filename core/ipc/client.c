@@ -438,6 +438,7 @@ static void on_hello(struct omni__ipc_cluster *c, struct worker *w, const Omni__
                         !strcmp(h->hostname, c->hostname);
     w->caps.shm_ok = w->caps.same_host && h->shm_probe_ok && (h->capabilities & OMNI_IPC_CAP_SHM);
     w->caps.force_inline = c->cfg.force_inline;
+    w->caps.max_message = h->max_message;
     if (h->capabilities & OMNI_IPC_CAP_CUDA_IPC)
         for (size_t i = 0; i < h->n_cuda_uuids && i < 16; i++)
             memcpy(w->caps.cuda_uuids[w->caps.n_cuda++], h->cuda_uuids[i].data, 16);
@@ -523,6 +524,12 @@ static void on_message(struct omni__ipc_cluster *c, struct worker *w, Omni__Enve
         int is_err = e->body_case == OMNI__ENVELOPE__BODY_ERROR;
         uint64_t id = is_err ? e->error->call_id : e->done->call_id;
         struct pending *p = id ? find_call(c, w->index, id) : NULL;
+        if (!p && is_err && w->state == W_HELLO) {
+            char why[OMNI_ERROR_MAX];
+            snprintf(why, sizeof why, "refused our hello: %s", e->error->message);
+            worker_lost(c, w, why);
+            break;
+        }
         if (!p) {
             if (is_err)
                 OMNI_LOG(OMNI_LOG_WARN, "%s refused a message: %s", wdesc(w, wd, sizeof wd), e->error->message);
@@ -595,6 +602,12 @@ static void drain_socket(struct omni__ipc_cluster *c, struct worker *w)
         if (!e) {
             w->last_seen = omni__ipc_now_ms(); /* it is alive, if confused */
             OMNI_LOG(OMNI_LOG_WARN, "refused a message from %s: %s", wdesc(w, wd, sizeof wd), err.msg);
+            if (w->state == W_HELLO) { /* its answer to hello: no point waiting for another */
+                char why[OMNI_ERROR_MAX];
+                snprintf(why, sizeof why, "answered hello with a message this side refuses: %s", err.msg);
+                worker_lost(c, w, why);
+                return;
+            }
             continue;
         }
         on_message(c, w, e);
@@ -1154,9 +1167,9 @@ int omni__ipc_call(struct omni__ipc_cluster *c, struct omni__ipc_request **reqp,
         rc = err ? err->status : OMNI_ENOMEM;
         goto out;
     }
-    if (p->len > c->cfg.max_message) {
-        rc = omni_error_set(err, OMNI_ERANGE, "a call of %zu bytes exceeds OMNI_IPC_MAX_MESSAGE (%zu)", p->len,
-                            c->cfg.max_message);
+    if (caps.max_message && p->len > caps.max_message) {
+        rc = omni_error_set(err, OMNI_ERANGE, "a call of %zu bytes exceeds what worker process '%s' accepts (%llu bytes, "
+                            "its OMNI_IPC_MAX_MESSAGE)", p->len, w->process, (unsigned long long)caps.max_message);
         goto out;
     }
     /* submit with the id already in the message */

@@ -85,6 +85,7 @@ struct omni__peer_caps {
     int n_cuda;     /* its visible CUDA devices */
     uint8_t cuda_uuids[16][16];
     int force_inline;
+    uint64_t max_message; /* the largest message it accepts (0: unknown) */
 };
 
 /* Per-request bookkeeping of the exporting side. */

@@ -193,10 +193,18 @@ static void post_done(void *push, const struct job *j, Omni__Done *d)
     size_t len;
     struct omni_error err;
     omni_error_clear(&err);
-    if (omni__ipc_encode(&env, &data, &len, &err))
+    if (omni__ipc_encode(&env, &data, &len, &err)) {
         post_error(push, j, d->request_id, d->call_id, err.status, NULL, err.msg);
-    else
+    } else if (j->caps.max_message && len > j->caps.max_message) {
+        /* the coordinator would refuse it: say why instead */
+        free(data);
+        char msg[200];
+        snprintf(msg, sizeof msg, "the answer of %zu bytes exceeds what the coordinator accepts (%llu bytes, its "
+                 "OMNI_IPC_MAX_MESSAGE)", len, (unsigned long long)j->caps.max_message);
+        post_error(push, j, d->request_id, d->call_id, OMNI_ERANGE, NULL, msg);
+    } else {
         post(push, j->peer, j->peer_len, data, len);
+    }
 }
 
 /* ---- stages and requests (under S->mu) ----------------------------------------------------- */
@@ -739,6 +747,7 @@ static void on_hello(struct server *S, struct peer *p, const Omni__Hello *h)
                         !strcmp(h->hostname, S->hostname);
     p->caps.shm_ok = p->caps.same_host && probe_ok && (h->capabilities & OMNI_IPC_CAP_SHM);
     p->caps.force_inline = S->cfg.force_inline;
+    p->caps.max_message = h->max_message;
     if (h->capabilities & OMNI_IPC_CAP_CUDA_IPC)
         for (size_t i = 0; i < h->n_cuda_uuids && i < 16; i++)
             memcpy(p->caps.cuda_uuids[p->caps.n_cuda++], h->cuda_uuids[i].data, 16);

@@ -805,6 +805,79 @@ START_TEST(test_unreachable_endpoint_fails_in_bounded_time)
 }
 END_TEST
 
+/* A fake worker: answers the first message (the coordinator's hello) with `reply`. */
+struct fake {
+    char endpoint[600];
+    const void *reply;
+    size_t reply_len;
+    int ready;
+};
+
+static void *fake_main(void *arg)
+{
+    struct fake *f = arg;
+    void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_ROUTER);
+    int linger = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_bind(s, f->endpoint))
+        return NULL;
+    __atomic_store_n(&f->ready, 1, __ATOMIC_SEQ_CST);
+    zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, 5000) == 1) {
+        zmq_msg_t id, body;
+        zmq_msg_init(&id);
+        zmq_msg_init(&body);
+        zmq_msg_recv(&id, s, 0);
+        zmq_msg_recv(&body, s, 0);
+        zmq_send(s, zmq_msg_data(&id), zmq_msg_size(&id), ZMQ_SNDMORE);
+        zmq_send(s, f->reply, f->reply_len, 0);
+        zmq_msg_close(&id);
+        zmq_msg_close(&body);
+        usleep(300000);
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return NULL;
+}
+
+static void fake_worker_load_fails(const void *reply, size_t len, const char *name, const char *expect)
+{
+    struct fake f = {.reply = reply, .reply_len = len};
+    snprintf(f.endpoint, sizeof f.endpoint, "ipc://%s", tmp(name));
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, fake_main, &f), 0);
+    while (!__atomic_load_n(&f.ready, __ATOMIC_SEQ_CST))
+        usleep(1000);
+    char placement[1024];
+    snprintf(placement, sizeof placement, "  - {process: fake, stages: [sl], endpoint: '%s'}\n", f.endpoint);
+    struct omni_pipeline *p = NULL;
+    struct omni_error err;
+    omni_error_clear(&err);
+    double t0 = now_ms();
+    int rc = omni_pipeline_load(&p, write_yaml("fake.yaml", with_placement(SLEEP_BODY, placement)), NULL, &err);
+    ck_assert_int_eq(rc, OMNI_EPEER);
+    ck_assert_msg(now_ms() - t0 < 1500, "took %.0f ms (the start timeout is 5000)", now_ms() - t0);
+    ck_assert_msg(strstr(err.msg, "'fake'") && strstr(err.msg, expect), "message: %s", err.msg);
+    pthread_join(th, NULL);
+}
+
+START_TEST(test_coordinator_refuses_wrong_version_and_garbage_from_a_worker)
+{
+    setup();
+    Omni__Hello h = OMNI__HELLO__INIT;
+    h.call_id = 1;
+    Omni__Envelope env = OMNI__ENVELOPE__INIT;
+    env.protocol = OMNI_IPC_PROTOCOL + 1;
+    env.body_case = OMNI__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    uint8_t buf[256];
+    size_t n = omni__envelope__pack(&env, buf);
+    fake_worker_load_fails(buf, n, "fake1.sock", "protocol version 2");
+    const uint8_t junk[] = {0x0a, 0xff, 0xff, 0xff};
+    fake_worker_load_fails(junk, sizeof junk, "fake2.sock", "malformed");
+}
+END_TEST
+
 /* ---- tcp -------------------------------------------------------------------------------------- */
 
 static int free_port(void)
@@ -947,6 +1020,7 @@ int main(void)
     tcase_add_test(faults, test_load_error_names_process_and_stage);
     tcase_add_test(faults, test_worker_refuses_bad_messages_and_keeps_serving);
     tcase_add_test(faults, test_unreachable_endpoint_fails_in_bounded_time);
+    tcase_add_test(faults, test_coordinator_refuses_wrong_version_and_garbage_from_a_worker);
     suite_add_tcase(s, faults);
     TCase *tcp = tcase_create("tcp");
     tcase_set_timeout(tcp, 10);
