@@ -79,7 +79,7 @@ struct vq_stage {
     struct omni_stage base;
     /* params */
     int mode;
-    int64_t grid, groups;
+    int64_t grid, groups, pass_images;
     int64_t p_codebook_size, p_codebook_dim, p_z_channels, p_ch, p_nres;
     int64_t p_ch_mult[VQ_MAX_LEVELS];
     int n_ch_mult; /* 0: not given */
@@ -187,6 +187,7 @@ static int vq_create(const struct omni_stage_config *cfg, struct omni_stage **ou
     }
     if ((rc = omni_params_int(p, "grid", 16, &s->grid, err)) ||
         (rc = omni_params_int(p, "norm_groups", 32, &s->groups, err)) ||
+        (rc = omni_params_int(p, "pass_images", 0, &s->pass_images, err)) ||
         (rc = omni_params_int(p, "codebook_size", -1, &s->p_codebook_size, err)) ||
         (rc = omni_params_int(p, "codebook_dim", -1, &s->p_codebook_dim, err)) ||
         (rc = omni_params_int(p, "z_channels", -1, &s->p_z_channels, err)) ||
@@ -204,6 +205,11 @@ static int vq_create(const struct omni_stage_config *cfg, struct omni_stage **ou
     if (s->grid < 1 || s->grid > 4096) {
         rc = omni_error_set(err, OMNI_EINVAL, "param grid: %lld is not in [1, 4096]",
                             (long long)s->grid);
+        goto fail;
+    }
+    if (s->pass_images < 0) {
+        rc = omni_error_set(err, OMNI_EINVAL, "param pass_images: %lld must be >= 0",
+                            (long long)s->pass_images);
         goto fail;
     }
     if (s->groups < 1) {
@@ -761,132 +767,194 @@ static int mid_fwd(struct vq_stage *s, const struct vq_coder *c, struct vq_ws *w
     return OMNI_OK;
 }
 
-/* codes (B, g*g) -> image (B, 3, g*f, g*f), f = 2^(L-1) */
-static int decode(struct vq_stage *s, const struct omni_tensor *codes, struct omni_tensor *image,
-                  struct omni_error *err)
+/* Rows [b0, b0 + n) of a tensor whose dim 0 is the batch (transfer none). */
+static struct omni_tensor rows(const struct omni_tensor *t, int64_t b0, int64_t n)
+{
+    struct omni_tensor v = *t;
+    v.shape[0] = n;
+    v.offset += b0 * t->strides[0] * (int64_t)omni_dtype_size(t->dtype);
+    return v;
+}
+
+/* Images per pass (param pass_images, else as many as keep the three
+ * activation buffers within VQ_CHUNK_BYTES: VQ-16 at 256x256 needs 96 MiB per
+ * image), at least one. */
+#define VQ_CHUNK_BYTES ((int64_t)256 << 20)
+
+static int64_t chunk_images(const struct vq_stage *s, int64_t B, int64_t per_image_floats)
+{
+    int64_t n = s->pass_images > 0
+                    ? s->pass_images
+                    : VQ_CHUNK_BYTES / (3 * per_image_floats * (int64_t)sizeof(float));
+    if (n < 1)
+        n = 1;
+    return n < B ? n : B;
+}
+
+/* One pass of the decoder over ws->B images: codes (n, S) -> image (n, 3, H, W). */
+static int decode_pass(struct vq_stage *s, struct vq_ws *ws, struct omni_tensor *emb,
+                       const struct omni_tensor *codes, struct omni_tensor *image,
+                       struct omni_error *err)
 {
     const struct vq_coder *c = &s->dec;
-    const int64_t B = codes->shape[0], g = s->grid, S = g * g;
-    struct vq_ws ws = {0};
-    struct omni_tensor emb = {0}, zt;
-    int64_t side = g, first = c->c_first;
+    const int64_t B = ws->B, g = s->grid, S = g * g, first = c->c_first;
+    int64_t side = g;
     int hi, rc;
-    int64_t m = coder_maxact(c, 1, g);
-    if (s->zc * S > m)
-        m = s->zc * S;
-    if (s->D * S > m)
-        m = s->D * S;
-    if ((rc = ws_alloc(&ws, B, m, err)))
-        goto done;
     /* z = cbn[codes] (B, S, D) -> (B, D, g, g) */
-    const int64_t esh[3] = {B, S, s->D};
-    if ((rc = omni_tensor_alloc(&emb, OMNI_DTYPE_F32, 3, esh, OMNI_CPU, err)) ||
-        (rc = omni_op_embedding(&emb, &s->cbn, codes, err)))
-        goto done;
-    zt = view(&ws, 0, s->D, g, g);
+    struct omni_tensor e = rows(emb, 0, B), zt = view(ws, 0, s->D, g, g);
     zt.ndim = 3;
     zt.shape[2] = S;
     omni_tensor_set_contiguous(&zt);
-    if ((rc = transpose_bcs(&zt, &emb, B, s->D, S, 0, err)))
-        goto done;
-    struct omni_tensor z = view(&ws, 0, s->D, g, g), pq = view(&ws, 1, s->zc, g, g);
-    struct omni_tensor h0 = view(&ws, 2, first, g, g);
+    if ((rc = omni_op_embedding(&e, &s->cbn, codes, err)) ||
+        (rc = transpose_bcs(&zt, &e, B, s->D, S, 0, err)))
+        return rc;
+    struct omni_tensor z = view(ws, 0, s->D, g, g), pq = view(ws, 1, s->zc, g, g);
+    struct omni_tensor h0 = view(ws, 2, first, g, g);
     if ((rc = omni_op_conv2d(&pq, &z, &s->post_quant.w, &s->post_quant.b, 1, 0, err)) ||
         (rc = omni_op_conv2d(&h0, &pq, &c->conv_in.w, &c->conv_in.b, 1, 1, err)))
-        goto done;
+        return rc;
     hi = 2;
-    if ((rc = mid_fwd(s, c, &ws, &hi, first, side, err)))
-        goto done;
+    if ((rc = mid_fwd(s, c, ws, &hi, first, side, err)))
+        return rc;
     for (int j = 0; j < c->L; j++) {
         const struct vq_level *lv = &c->lev[j];
-        if ((rc = level_fwd(s, lv, &ws, &hi, side, err)))
-            goto done;
+        if ((rc = level_fwd(s, lv, ws, &hi, side, err)))
+            return rc;
         if (lv->has_resample) {
             const int t1 = (hi + 1) % 3, t2 = (hi + 2) % 3;
-            struct omni_tensor x = view(&ws, hi, lv->C, side, side);
-            struct omni_tensor up = view(&ws, t1, lv->C, 2 * side, 2 * side);
-            struct omni_tensor y = view(&ws, t2, lv->C, 2 * side, 2 * side);
+            struct omni_tensor x = view(ws, hi, lv->C, side, side);
+            struct omni_tensor up = view(ws, t1, lv->C, 2 * side, 2 * side);
+            struct omni_tensor y = view(ws, t2, lv->C, 2 * side, 2 * side);
             if ((rc = omni_op_upsample_nearest2x(&up, &x, err)) ||
                 (rc = omni_op_conv2d(&y, &up, &lv->resample.w, &lv->resample.b, 1, 1, err)))
-                goto done;
+                return rc;
             hi = t2;
             side *= 2;
         }
     }
     const int64_t Cl = c->lev[c->L - 1].C;
-    struct omni_tensor x = view(&ws, hi, Cl, side, side), a = view(&ws, (hi + 1) % 3, Cl, side, side);
-    const int64_t osh[4] = {B, 3, side, side};
+    struct omni_tensor x = view(ws, hi, Cl, side, side), a = view(ws, (hi + 1) % 3, Cl, side, side);
     if ((rc = groupnorm_swish(s, &a, &x, &c->norm_out, 1, err)) ||
+        (rc = omni_op_conv2d(image, &a, &c->conv_out.w, &c->conv_out.b, 1, 1, err)))
+        return rc;
+    return OMNI_OK;
+}
+
+/* codes (B, g*g) contiguous -> image (B, 3, g*f, g*f), f = 2^(L-1). (transfer full) */
+static int decode(struct vq_stage *s, const struct omni_tensor *codes, struct omni_tensor *image,
+                  struct omni_error *err)
+{
+    const struct vq_coder *c = &s->dec;
+    const int64_t B = codes->shape[0], g = s->grid, S = g * g, side = g << (c->L - 1);
+    struct vq_ws ws = {0};
+    struct omni_tensor emb = {0};
+    int rc = OMNI_OK;
+    int64_t m = coder_maxact(c, 1, g);
+    if (s->zc * S > m)
+        m = s->zc * S;
+    if (s->D * S > m)
+        m = s->D * S;
+    const int64_t chunk = chunk_images(s, B, m);
+    const int64_t esh[3] = {chunk, S, s->D}, osh[4] = {B, 3, side, side};
+    if ((rc = ws_alloc(&ws, chunk, m, err)) ||
+        (rc = omni_tensor_alloc(&emb, OMNI_DTYPE_F32, 3, esh, OMNI_CPU, err)) ||
         (rc = omni_tensor_alloc(image, OMNI_DTYPE_F32, 4, osh, OMNI_CPU, err)))
         goto done;
-    if ((rc = omni_op_conv2d(image, &a, &c->conv_out.w, &c->conv_out.b, 1, 1, err)))
-        omni_tensor_release(image);
+    for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+        ws.B = B - b0 < chunk ? B - b0 : chunk;
+        struct omni_tensor cv = rows(codes, b0, ws.B), iv = rows(image, b0, ws.B);
+        if ((rc = decode_pass(s, &ws, &emb, &cv, &iv, err)))
+            break;
+    }
 done:
+    if (rc)
+        omni_tensor_release(image);
     omni_tensor_release(&emb);
     ws_free(&ws);
     return rc;
 }
 
-/* image (B, 3, g*f, g*f) -> codes (B, g*g) i32 */
+/* One pass of the encoder over ws->B images: image (n, 3, H, W) contiguous ->
+ * codes (n, S); zt: (>= n, S, D) scratch. */
+static int encode_pass(struct vq_stage *s, struct vq_ws *ws, struct omni_tensor *ztall,
+                       const struct omni_tensor *x, struct omni_tensor *codes,
+                       struct omni_error *err)
+{
+    const struct vq_coder *c = &s->enc;
+    const int64_t B = ws->B;
+    int64_t side = x->shape[2];
+    int hi = 0, rc;
+    struct omni_tensor h0 = view(ws, 0, c->c_first, side, side);
+    if ((rc = omni_op_conv2d(&h0, x, &c->conv_in.w, &c->conv_in.b, 1, 1, err)))
+        return rc;
+    for (int i = 0; i < c->L; i++) {
+        const struct vq_level *lv = &c->lev[i];
+        if ((rc = level_fwd(s, lv, ws, &hi, side, err)))
+            return rc;
+        if (lv->has_resample) {
+            const int t1 = (hi + 1) % 3;
+            struct omni_tensor xi = view(ws, hi, lv->C, side, side);
+            struct omni_tensor y = view(ws, t1, lv->C, side / 2, side / 2);
+            if ((rc = omni_op_conv2d_pad(&y, &xi, &lv->resample.w, &lv->resample.b, 2, 0, 0, 1, 1,
+                                         err)))
+                return rc;
+            hi = t1;
+            side /= 2;
+        }
+    }
+    const int64_t Cl = c->lev[c->L - 1].C, S = side * side;
+    if ((rc = mid_fwd(s, c, ws, &hi, Cl, side, err)))
+        return rc;
+    const int t1 = (hi + 1) % 3, t2 = (hi + 2) % 3;
+    struct omni_tensor h = view(ws, hi, Cl, side, side), a = view(ws, t1, Cl, side, side);
+    struct omni_tensor zc = view(ws, t2, s->zc, side, side), z = view(ws, hi, s->D, side, side);
+    struct omni_tensor zt = rows(ztall, 0, B);
+    if ((rc = groupnorm_swish(s, &a, &h, &c->norm_out, 1, err)) ||
+        (rc = omni_op_conv2d(&zc, &a, &c->conv_out.w, &c->conv_out.b, 1, 1, err)) ||
+        (rc = omni_op_conv2d(&z, &zc, &s->quant.w, &s->quant.b, 1, 0, err)) ||
+        (rc = transpose_bcs(&zt, &z, B, s->D, S, 1, err)) ||
+        (rc = omni_op_l2_normalize(&zt, &zt, VQ_L2_EPS, err)) ||
+        (rc = omni_op_vq_nearest(codes, &zt, &s->cbn, err)))
+        return rc;
+    return OMNI_OK;
+}
+
+/* image (B, 3, g*f, g*f) -> codes (B, g*g) i32. (transfer full) */
 static int encode(struct vq_stage *s, const struct omni_tensor *image, struct omni_tensor *codes,
                   struct omni_error *err)
 {
     const struct vq_coder *c = &s->enc;
     const int64_t B = image->shape[0], side0 = image->shape[2];
+    const int64_t last = side0 >> (c->L - 1), S = last * last;
     struct vq_ws ws = {0};
     struct omni_tensor zt = {0}, xin = {0};
-    int64_t side = side0;
-    int hi = 0, rc;
-    const int64_t last = side0 >> (c->L - 1);
+    int rc = OMNI_OK;
     int64_t m = coder_maxact(c, 0, side0);
-    if (s->zc * last * last > m)
-        m = s->zc * last * last;
-    if (s->D * last * last > m)
-        m = s->D * last * last;
-    if ((rc = ws_alloc(&ws, B, m, err)))
-        goto done;
+    if (s->zc * S > m)
+        m = s->zc * S;
+    if (s->D * S > m)
+        m = s->D * S;
+    const int64_t chunk = chunk_images(s, B, m);
+    const int64_t zsh[3] = {chunk, S, s->D}, csh[2] = {B, S};
     const struct omni_tensor *x = image;
     if (!omni_tensor_is_contiguous(image)) {
         if ((rc = omni_tensor_copy_to(&xin, image, OMNI_CPU, err)))
             goto done;
         x = &xin;
     }
-    struct omni_tensor h0 = view(&ws, 0, c->c_first, side, side);
-    if ((rc = omni_op_conv2d(&h0, x, &c->conv_in.w, &c->conv_in.b, 1, 1, err)))
-        goto done;
-    for (int i = 0; i < c->L; i++) {
-        const struct vq_level *lv = &c->lev[i];
-        if ((rc = level_fwd(s, lv, &ws, &hi, side, err)))
-            goto done;
-        if (lv->has_resample) {
-            const int t1 = (hi + 1) % 3;
-            struct omni_tensor xi = view(&ws, hi, lv->C, side, side);
-            struct omni_tensor y = view(&ws, t1, lv->C, side / 2, side / 2);
-            if ((rc = omni_op_conv2d_pad(&y, &xi, &lv->resample.w, &lv->resample.b, 2, 0, 0, 1, 1,
-                                         err)))
-                goto done;
-            hi = t1;
-            side /= 2;
-        }
-    }
-    const int64_t Cl = c->lev[c->L - 1].C, S = side * side;
-    if ((rc = mid_fwd(s, c, &ws, &hi, Cl, side, err)))
-        goto done;
-    const int t1 = (hi + 1) % 3, t2 = (hi + 2) % 3;
-    struct omni_tensor h = view(&ws, hi, Cl, side, side), a = view(&ws, t1, Cl, side, side);
-    struct omni_tensor zc = view(&ws, t2, s->zc, side, side), z = view(&ws, hi, s->D, side, side);
-    const int64_t zsh[3] = {B, S, s->D}, csh[2] = {B, S};
-    if ((rc = groupnorm_swish(s, &a, &h, &c->norm_out, 1, err)) ||
-        (rc = omni_op_conv2d(&zc, &a, &c->conv_out.w, &c->conv_out.b, 1, 1, err)) ||
-        (rc = omni_op_conv2d(&z, &zc, &s->quant.w, &s->quant.b, 1, 0, err)) ||
+    if ((rc = ws_alloc(&ws, chunk, m, err)) ||
         (rc = omni_tensor_alloc(&zt, OMNI_DTYPE_F32, 3, zsh, OMNI_CPU, err)) ||
-        (rc = transpose_bcs(&zt, &z, B, s->D, S, 1, err)) ||
-        (rc = omni_op_l2_normalize(&zt, &zt, VQ_L2_EPS, err)) ||
         (rc = omni_tensor_alloc(codes, OMNI_DTYPE_I32, 2, csh, OMNI_CPU, err)))
         goto done;
-    if ((rc = omni_op_vq_nearest(codes, &zt, &s->cbn, err)))
-        omni_tensor_release(codes);
+    for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+        ws.B = B - b0 < chunk ? B - b0 : chunk;
+        struct omni_tensor xv = rows(x, b0, ws.B), cv = rows(codes, b0, ws.B);
+        if ((rc = encode_pass(s, &ws, &zt, &xv, &cv, err)))
+            break;
+    }
 done:
+    if (rc)
+        omni_tensor_release(codes);
     omni_tensor_release(&zt);
     omni_tensor_release(&xin);
     ws_free(&ws);
@@ -1048,7 +1116,9 @@ static const struct omni_plugin_desc vq_desc = {
         "VQ-16 2)\n"
         "attn_resolutions: feature-map sides (at this grid) of the levels with attention "
         "(default: the levels whose attn.0 weights exist; VQ-16 the 16x16 level)\n"
-        "norm_groups: GroupNorm groups (default 32)\n",
+        "norm_groups: GroupNorm groups (default 32)\n"
+        "pass_images: images per pass through the network (default 0: as many as fit in "
+        "256 MiB of activations, at least 1; 2 for VQ-16 at 256x256)\n",
 };
 
 OMNI_PLUGIN_DEFINE(vq_desc)
