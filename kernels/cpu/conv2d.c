@@ -11,14 +11,16 @@
  * BAND_PIX pixels). For one band and one block of KC reduction rows the
  * kernel unfolds col into panels of NR pixels ((kc, NR) each, contiguous),
  * packs MR output channels of W into (kc, MR), and multiplies with an
- * MR x NR register-tile micro-kernel (AVX2+FMA when the CPU has it, plain C
- * otherwise). Each band writes its own rows of out, so bands run in parallel
- * on separate scratch: per thread KC*(band pixels rounded up to NR) floats of
- * columns plus KC*MR floats of packed weights (see
- * omni_conv2d_cpu_scratch_bytes; 266 KB for a 256-wide image).
+ * MR x NR register-tile micro-kernel (AVX2+FMA when omni_cpu_simd() says so,
+ * plain C otherwise). Each band writes its own rows of out, so bands run in
+ * parallel on separate scratch: per thread KC*(band pixels rounded up to NR)
+ * floats of columns plus KC*MR floats of packed weights (see
+ * omni_conv2d_cpu_scratch_bytes; 262 KiB for a 256-wide image). About 95
+ * GFLOP/s per Zen 4 core on the VQ decoder's 3x3 convs.
  *
  * Accumulation is f32 in k order within a KC block, the blocks summed in
- * order into out (the first block adds the bias).
+ * order into out (the first block adds the bias). The result does not depend
+ * on the thread count (bands do not change the arithmetic of an element).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -304,7 +306,7 @@ int omni_conv2d_cpu(float *out, const float *x, const void *w, int w_dtype, cons
     j.nbands = (g->Ho + j.rows - 1) / j.rows;
     j.col_cap = (j.rows * g->Wo + NR - 1) / NR * NR;
 #ifdef CONV_HAVE_X86
-    j.use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    j.use_avx2 = omni_cpu_simd(); /* AVX2+FMA host and the switch on */
 #endif
     if (j.K == 0) { /* no input channels: bias only */
         for (int64_t b = 0; b < g->B; b++)

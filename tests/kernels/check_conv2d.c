@@ -295,6 +295,20 @@ START_TEST(test_conv2d_half_weights_match_naive)
 }
 END_TEST
 
+START_TEST(test_conv2d_portable_path_matches_naive)
+{
+    long live = omni_buffer_live_count();
+    struct tu_rng rng;
+    tu_rng_seed(&rng, 4321);
+    omni_cpu_set_simd(0);
+    for (size_t i = 0; i < OMNI_ARRAY_LEN(shape_cases); i++)
+        run_shape_case(&shape_cases[i], OMNI_DTYPE_F32, &rng, 1e-5, NULL);
+    run_shape_case(&shape_cases[2], OMNI_DTYPE_BF16, &rng, 1e-5, NULL);
+    omni_cpu_set_simd(1);
+    TU_ASSERT_NO_LEAK(live);
+}
+END_TEST
+
 START_TEST(test_conv2d_same_result_for_any_thread_count)
 {
     const struct shape_case *c = &shape_cases[2];
@@ -451,6 +465,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_conv2d_matches_torch_cases);
     tcase_add_test(tc, test_conv2d_matches_naive_odd_shapes);
     tcase_add_test(tc, test_conv2d_half_weights_match_naive);
+    tcase_add_test(tc, test_conv2d_portable_path_matches_naive);
     tcase_add_test(tc, test_conv2d_same_result_for_any_thread_count);
     tcase_add_test(tc, test_conv2d_without_bias);
     tcase_add_test(tc, test_conv2d_rejects_bad_arguments);
