@@ -1091,6 +1091,14 @@ static struct omni__ipc_request *request_new(struct omni__ipc_cluster *c)
     return r;
 }
 
+static int is_pipeline_output(const struct omni__ipc_cluster *c, int stage, int port)
+{
+    for (int i = 0; i < c->spec->n_outputs; i++)
+        if (c->spec->outputs[i].ep.stage_idx == stage && c->spec->outputs[i].ep.port_idx == port)
+            return 1;
+    return 0;
+}
+
 int omni__ipc_call(struct omni__ipc_cluster *c, struct omni__ipc_request **reqp, int stage, int use_step,
                    struct omni_io *io, struct omni_error *err)
 {
@@ -1219,6 +1227,15 @@ int omni__ipc_call(struct omni__ipc_cluster *c, struct omni__ipc_request **reqp,
         if ((rc = omni__xfer_import(&req->x, r, &io->out[r->port], err))) {
             omni_error_prefix(err, "worker process '%s', output '%s': ", w->process, pd ? pd->name : "?");
             goto out;
+        }
+        /* GPU memory of the worker is released when the request ends: what the
+         * caller keeps beyond it (a pipeline output) gets its own copy */
+        if (omni_buffer_kind(io->out[r->port].buf) == OMNI_BUFFER_CUDA_IPC && is_pipeline_output(c, stage, r->port)) {
+            struct omni_tensor own;
+            if ((rc = omni_tensor_copy_to(&own, &io->out[r->port], io->out[r->port].device, err)))
+                goto out;
+            omni_tensor_release(&io->out[r->port]);
+            io->out[r->port] = own;
         }
     }
     io->advance = d->advance;

@@ -101,18 +101,30 @@ static struct omni_buffer *pool_get(int dev, size_t n, struct omni_error *err)
 
 int omni__cuda_ipc_supported(void) { return omni_cuda_device_count() > 0; }
 
+/* Device UUIDs, read once per process (cudaGetDeviceProperties is slow). */
+static pthread_once_t uuid_once = PTHREAD_ONCE_INIT;
+static uint8_t uuid_cache[64][16];
+static int uuid_count;
+
+static void read_uuids(void)
+{
+    int n = omni_cuda_device_count();
+    for (int i = 0; i < n && i < 64; i++) {
+        struct cudaDeviceProp prop;
+        if (cudaGetDeviceProperties(&prop, i) != cudaSuccess)
+            cudaGetLastError(); /* a zero UUID never matches */
+        else
+            memcpy(uuid_cache[i], prop.uuid.bytes, 16);
+        uuid_count = i + 1;
+    }
+}
+
 int omni__cuda_uuids(uint8_t uuids[][16], int max)
 {
-    int n = omni_cuda_device_count(), k = 0;
-    for (int i = 0; i < n && k < max; i++) {
-        struct cudaDeviceProp prop;
-        if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) {
-            cudaGetLastError();
-            memset(uuids[k++], 0, 16);
-            continue;
-        }
-        memcpy(uuids[k++], prop.uuid.bytes, 16);
-    }
+    pthread_once(&uuid_once, read_uuids);
+    int k = uuid_count < max ? uuid_count : max;
+    for (int i = 0; i < k; i++)
+        memcpy(uuids[i], uuid_cache[i], 16);
     return k;
 }
 
@@ -211,10 +223,13 @@ int omni__cuda_export(const struct omni_tensor *t, struct omni__cuda_exports **k
     CK(cudaEventRecord(ev, 0), "recording an IPC event");
     cudaIpcEventHandle_t eh;
     CK(cudaIpcGetEventHandle(&eh, ev), "cudaIpcGetEventHandle");
-    struct cudaDeviceProp prop;
-    CK(cudaGetDeviceProperties(&prop, dev), "reading the device UUID");
+    uint8_t uu[64][16];
+    if (dev >= omni__cuda_uuids(uu, 64)) {
+        rc = omni_error_set(err, OMNI_EDEVICE, "no UUID for cuda:%d", dev);
+        goto fail;
+    }
     if (dup_bytes(&ref->mem_handle, &mh, sizeof mh) || dup_bytes(&ref->event_handle, &eh, sizeof eh) ||
-        dup_bytes(&ref->device_uuid, prop.uuid.bytes, 16)) {
+        dup_bytes(&ref->device_uuid, uu[dev], 16)) {
         rc = omni_error_set(err, OMNI_ENOMEM, "out of memory");
         goto fail;
     }
@@ -249,12 +264,15 @@ void omni__cuda_exports_release(struct omni__cuda_exports *x)
 {
     if (!x)
         return;
+    int prev = 0;
+    cudaGetDevice(&prev);
     for (int i = 0; i < x->n; i++) {
         cudaSetDevice(x->items[i].dev);
         cudaEventDestroy(x->items[i].ev);
         omni_buffer_unref(x->items[i].buf);
     }
     cudaGetLastError();
+    cudaSetDevice(prev);
     free(x->items);
     free(x);
 }
@@ -287,6 +305,8 @@ void omni__cuda_imports_flush(void)
     for (struct import *im = imports; im; im = im->next)
         any |= im->refs == 0;
     if (any) {
+        int prev = 0;
+        cudaGetDevice(&prev);
         for (int d = 0; d < omni_cuda_device_count(); d++) {
             cudaSetDevice(d);
             cudaDeviceSynchronize();
@@ -303,6 +323,7 @@ void omni__cuda_imports_flush(void)
             free(im);
         }
         cudaGetLastError();
+        cudaSetDevice(prev);
     }
     pthread_mutex_unlock(&imp_mu);
 }
