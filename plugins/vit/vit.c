@@ -40,6 +40,7 @@ struct vit_stage {
     /* configuration; -1 = take it from the weights */
     int64_t dim, depth, heads, mlp, patch, image, registers, feature_block;
     int class_token, layerscale; /* -1 = from the weights */
+    int feature_block_given;
     int drop_prefix;
     float eps;
     int wdtype; /* storage of the matmul weights */
@@ -186,7 +187,7 @@ static int vit_create(const struct omni_stage_config *cfg, struct omni_stage **o
     TRY(param_bool(p, "layerscale", &s->layerscale, err));
     TRY(param_bool(p, "drop_prefix", &s->drop_prefix, err));
     TRY(omni_params_float(p, "eps", eps, &eps, err));
-    if (omni_params_has(p, "feature_block"))
+    if ((s->feature_block_given = omni_params_has(p, "feature_block")))
         TRY(omni_params_int(p, "feature_block", -1, &s->feature_block, err));
     if (!(eps >= 0.0)) {
         rc = omni_error_set(err, OMNI_EINVAL, "param eps = %g must be >= 0", eps);
@@ -207,7 +208,7 @@ static int vit_create(const struct omni_stage_config *cfg, struct omni_stage **o
         goto fail;
     }
     if (s->depth > 0) {
-        if (s->feature_block < 0 && !omni_params_has(p, "feature_block"))
+        if (!s->feature_block_given)
             s->feature_block = s->depth >= 2 ? s->depth - 2 : 0;
         TRY(check_feature_block(s, err));
     }
@@ -445,7 +446,7 @@ static int vit_load(struct omni_stage *st, const struct omni_weights_ref *w,
             goto fail;
         }
         s->depth = n;
-        if (s->feature_block < 0)
+        if (!s->feature_block_given)
             s->feature_block = n >= 2 ? n - 2 : 0;
     }
     TRY(check_feature_block(s, err));

@@ -218,14 +218,20 @@ START_TEST(test_feature_block_out_of_range)
     ck_assert_int_eq(omni_harness_new(&h, "vit", "variant: siglip_so400m_14_384\nfeature_block: -1", &err),
                      OMNI_ERANGE);
     /* depth from the weights (3 blocks): refused at load */
-    OK(omni_harness_new(&h, "vit", "heads: 2\nimage_size: 56\nfeature_block: 3", &err));
-    omni_error_clear(&err);
-    ck_assert_int_eq(omni_harness_load_weights(h, tu_repo_path(FIX "dino_tiny.safetensors"),
-                                               DINO_PREFIX, &err),
-                     OMNI_ERANGE);
-    ck_assert_msg(strstr(err.msg, "feature_block 3") && strstr(err.msg, "depth 3"), "message: %s",
-                  err.msg);
-    omni_harness_free(h);
+    static const char *bad[] = {"feature_block: 3", "feature_block: -1"};
+    for (int i = 0; i < 2; i++) {
+        char params[96];
+        snprintf(params, sizeof params, "heads: 2\nimage_size: 56\n%s", bad[i]);
+        OK(omni_harness_new(&h, "vit", params, &err));
+        omni_error_clear(&err);
+        ck_assert_int_eq(omni_harness_load_weights(h, tu_repo_path(FIX "dino_tiny.safetensors"),
+                                                   DINO_PREFIX, &err),
+                         OMNI_ERANGE);
+        ck_assert_msg(strstr(err.msg, bad[i] + strlen("feature_block: ")) &&
+                          strstr(err.msg, "depth 3"),
+                      "message: %s", err.msg);
+        omni_harness_free(h);
+    }
     TU_ASSERT_NO_LEAK(live);
 }
 END_TEST
