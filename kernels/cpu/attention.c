@@ -24,9 +24,9 @@
  * about 1 ulp; inputs below -87 give ~1e-38 instead of a smaller value or 0,
  * which is below f32 resolution against l >= 1). The inner loops are fixed
  * 8-wide so the compiler vectorises them without reassociating anything; the
- * same body is compiled a second time for AVX2 (picked at run time on x86-64),
- * which changes the vector width, not the arithmetic: both paths give the
- * same bits, for any thread count.
+ * same body is compiled a second time for AVX2 (taken when omni_cpu_simd()
+ * says so), which changes the vector width, not the arithmetic: both paths
+ * give the same bits, for any thread count.
  */
 #include "attention.h"
 
@@ -47,6 +47,7 @@ struct attn_task {
     const struct omni_attention_args *a;
     int64_t n_qblocks;
     int64_t kb; /* keys per block: multiple of 8, <= KB, kb * P <= KT_MAX unless kb == 8 */
+    int simd;   /* omni_cpu_simd(): take the AVX2 clone */
 };
 
 /* GCC/Clang generic vectors: 8 floats, lowered to two SSE registers on the
@@ -270,25 +271,16 @@ __attribute__((target("avx2"))) static void attention_block_avx2(const struct at
 {
     attention_block_body(t, b, h, i0);
 }
-
-static int have_avx2(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2");
-}
 #endif
 
 static void attention_tasks(void *user, int64_t t0, int64_t t1)
 {
     const struct attn_task *t = user;
-#ifdef OMNI_X86
-    const int avx2 = have_avx2();
-#endif
     for (int64_t k = t0; k < t1; k++) {
         const int64_t qblk = k % t->n_qblocks, bh = k / t->n_qblocks;
         const int64_t b = bh / t->a->H, h = bh % t->a->H;
 #ifdef OMNI_X86
-        if (avx2) {
+        if (t->simd) {
             attention_block_avx2(t, b, h, qblk * QB);
             continue;
         }
@@ -302,6 +294,6 @@ void omni_attention_cpu(const struct omni_attention_args *a)
     int64_t kb = KB;
     while (kb > 8 && kb * a->P > KT_MAX)
         kb -= 8; /* P > 1024 keeps kb = 8 and skips the packing */
-    struct attn_task t = {a, (a->S + QB - 1) / QB, kb};
+    struct attn_task t = {a, (a->S + QB - 1) / QB, kb, omni_cpu_simd()};
     omni_parallel_for(a->B * a->H * t.n_qblocks, attention_tasks, &t);
 }

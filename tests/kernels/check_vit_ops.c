@@ -214,6 +214,11 @@ static void check_attention(const char *name, int heads, float scale, const char
     ck_assert_int_eq(omni_op_attention(&out1, &q, &k, &v, heads, scale, &err), OMNI_OK);
     omni_parallel_set_threads(0);
     ck_assert_int_eq(memcmp(fdata(&out1), fdata(&out), n * sizeof(float)), 0);
+    /* the portable path (no AVX2 clone) computes the same bits */
+    omni_cpu_set_simd(0);
+    ck_assert_int_eq(omni_op_attention(&out1, &q, &k, &v, heads, scale, &err), OMNI_OK);
+    omni_cpu_set_simd(1);
+    ck_assert_int_eq(memcmp(fdata(&out1), fdata(&out), n * sizeof(float)), 0);
 
     omni_tensor_release(&out1);
     omni_tensor_release(&qkv); omni_tensor_release(&ref); omni_tensor_release(&out);
