@@ -693,7 +693,8 @@ START_TEST(test_full_size_decode_cost)
     free(l.names);
 
     struct omni_harness *h;
-    OK(omni_harness_new(&h, "vq", NULL, &err));
+    const char *dt = getenv("OMNI_VQ_BENCH_DTYPE"); /* f32 (default), f16, bf16 */
+    OK(omni_harness_new_full(&h, "vq", NULL, "cpu", dt && *dt ? dt : "f32", &err));
     OK(omni_harness_load_weights(h, path, "", &err));
     remove(path);
     struct omni_tensor codes;
@@ -715,10 +716,10 @@ START_TEST(test_full_size_decode_cost)
     const struct omni_tensor *img = omni_harness_pull(h, "image");
     ck_assert_int_eq(img->shape[2], 256);
     ck_assert(!tu_has_nan(omni_tensor_data(img), (size_t)omni_tensor_numel(img)));
-    printf("vq full-size decode (1 x 256 codes -> 256x256, f32, %d threads): CPU %.2f s, wall %.2f s "
+    printf("vq full-size decode (1 x 256 codes -> 256x256, %s weights, %d threads): CPU %.2f s, wall %.2f s "
            "(%.1f GFLOP/s), RSS before %ld MiB (weights loaded), peak during decode %ld MiB "
            "(+%ld MiB)\n",
-           omni_parallel_threads(), c1 - c0, w1 - w0, 252.7 / (w1 - w0), rss0 / 1024, hwm / 1024,
+           dt && *dt ? dt : "f32", omni_parallel_threads(), c1 - c0, w1 - w0, 252.7 / (w1 - w0), rss0 / 1024, hwm / 1024,
            (hwm - rss0) / 1024);
     fflush(stdout);
     omni_tensor_release(&codes);
