@@ -91,7 +91,7 @@ TESTPLUGIN_SOS := $(foreach f,$(TESTPLUGIN_SRCS),$(BUILD)/testplugins/$(if $(fil
 
 RPATH_LIB = -Wl,-rpath,'$$ORIGIN/../lib'
 
-.PHONY: all lib plugins cli tests test test-cuda fuzz deps deps-check install clean run weights bench examples
+.PHONY: all lib plugins cli tests test test-cuda fuzz deps deps-check install clean run weights bench examples tiny
 all: deps-check lib plugins cli
 
 lib: $(LIB_SO) $(LIB_A)
@@ -167,7 +167,7 @@ endef
 $(foreach t,$(TEST_SRCS) $(CUDA_TEST_SRCS),$(eval $(call TEST_RULE,$(notdir $(t:.c=)),$(t:.c=))))
 
 # ---- running tests ------------------------------------------------------------
-test: deps-check all tests
+test: deps-check all tests tiny
 	$(Q)OMNI_PLUGIN_PATH=$(BUILD)/plugins:$(BUILD)/testplugins OMNI_BUILD=$(BUILD) tests/run-suites $(TEST_BINS)
 	$(Q)$(if $(filter 1,$(CUDA)),echo "GPU suites built, not run by 'make test' ($(words $(CUDA_TEST_BINS)) suites): run 'make test-cuda' on a machine with a CUDA device.")
 
@@ -204,6 +204,15 @@ PROMPT ?= A bed in a bedroom between two lamps.
 OUT ?= out.png
 weights:
 	pipelines/fetch-weights.sh $(WEIGHTS) $(or $(WHAT),all)
+
+# the tiny OmniMamba fixture, unpacked (tests and `omni run pipelines/*-tiny.yaml`)
+TINY_SRC := tests/fixtures/data/omnimamba_tiny
+tiny: $(BUILD)/tiny/omnimamba.pth
+$(BUILD)/tiny/omnimamba.pth: $(TINY_SRC)/omnimamba.pth.xz $(TINY_SRC)/vq.pth.xz
+	@mkdir -p $(dir $@)
+	xz -dc $(TINY_SRC)/vq.pth.xz > $(BUILD)/tiny/vq.pth
+	cp $(TINY_SRC)/dino.safetensors $(TINY_SRC)/siglip.pth $(BUILD)/tiny/
+	xz -dc $(TINY_SRC)/omnimamba.pth.xz > $@
 
 run: all
 	@test -f $(WEIGHTS)/OmniMamba-1.3b.pth -a -f $(WEIGHTS)/vq_ds16_t2i.pt || $(MAKE) --no-print-directory weights WHAT=t2i

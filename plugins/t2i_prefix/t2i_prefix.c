@@ -182,25 +182,41 @@ static int tp_forward(struct omni_stage *st, void *state, struct omni_io *io, st
         return omni_error_set(err, OMNI_EINVAL,
                               "stage '%s': the caption is empty (0 tokens); a text-to-image prompt needs at least "
                               "one token (upstream OmniMamba crashes on an empty caption)", s->name);
-    const int64_t n = n_cap < L ? n_cap : L;
-    if (n_cap > L)
-        OMNI_LOG(OMNI_LOG_WARN, "stage '%s': the caption has %lld tokens but the prefix slot holds %lld: keeping "
-                 "the first %lld and dropping %lld (as OmniMamba does)", s->name, (long long)n_cap, (long long)L,
-                 (long long)L, (long long)(n_cap - L));
+    /* A batch of captions of different lengths arrives left-padded with pad_id by the
+     * tokenizer (its pad_left_id param): each row's caption starts after its leading pads. */
+    const int32_t *ci = omni_tensor_data(cap);
+    for (int64_t b = 0; b < B; b++) {
+        int64_t start = 0;
+        while (start < n_cap && ci[b * cap->strides[0] + start * cap->strides[1]] == (int32_t)s->pad_id)
+            start++;
+        if (start == n_cap)
+            return omni_error_set(err, OMNI_EINVAL,
+                                  "stage '%s': the caption of row %lld is empty (0 tokens); a text-to-image prompt "
+                                  "needs at least one token (upstream OmniMamba crashes on an empty caption)",
+                                  s->name, (long long)b);
+        if (n_cap - start > L)
+            OMNI_LOG(OMNI_LOG_WARN, "stage '%s': the caption of row %lld has %lld tokens but the prefix slot holds "
+                     "%lld: keeping the first %lld and dropping %lld (as OmniMamba does)", s->name, (long long)b,
+                     (long long)(n_cap - start), (long long)L, (long long)L, (long long)(n_cap - start - L));
+    }
 
     const int64_t pshape[2] = {B, P};
     if ((rc = omni_tensor_alloc(&pids, OMNI_DTYPE_I32, 2, pshape, OMNI_CPU, err)))
         goto done;
     int32_t *pi = omni_tensor_data(&pids);
-    const int32_t *ci = omni_tensor_data(cap);
     for (int64_t b = 0; b < B; b++) {
+        const int32_t *crow = ci + b * cap->strides[0];
+        int64_t start = 0;
+        while (start < n_cap && crow[start * cap->strides[1]] == (int32_t)s->pad_id)
+            start++;
+        const int64_t n = n_cap - start < L ? n_cap - start : L;
         int32_t *row = pi + b * P;
         row[0] = (int32_t)s->t2i_id;
         row[1] = (int32_t)s->sot_id;
         for (int64_t j = 0; j < L - n; j++)
             row[2 + j] = (int32_t)s->pad_id;
         for (int64_t j = 0; j < n; j++)
-            row[2 + L - n + j] = ci[b * cap->strides[0] + j * cap->strides[1]];
+            row[2 + L - n + j] = crow[(start + j) * cap->strides[1]];
         row[P - 2] = (int32_t)s->eot_id;
         row[P - 1] = (int32_t)s->soi_id;
     }
