@@ -169,7 +169,7 @@ $(foreach t,$(TEST_SRCS) $(CUDA_TEST_SRCS),$(eval $(call TEST_RULE,$(notdir $(t:
 # ---- running tests ------------------------------------------------------------
 test: deps-check all tests tiny
 	$(Q)OMNI_PLUGIN_PATH=$(BUILD)/plugins:$(BUILD)/testplugins OMNI_BUILD=$(BUILD) tests/run-suites $(TEST_BINS)
-	$(Q)$(if $(filter 1,$(CUDA)),echo "GPU suites built, not run by 'make test' ($(words $(CUDA_TEST_BINS)) suites): run 'make test-cuda' on a machine with a CUDA device.")
+	@if [ "$(CUDA)" = 1 ]; then echo "GPU suites: $(words $(CUDA_TEST_BINS)) built and linked; they run with 'make test-cuda' on a machine with a CUDA device"; fi
 
 test-cuda: deps-check all tests
 	$(Q)OMNI_PLUGIN_PATH=$(BUILD)/plugins:$(BUILD)/testplugins OMNI_BUILD=$(BUILD) OMNI_REQUIRE_CUDA=1 tests/run-suites $(CUDA_TEST_BINS)

@@ -17,6 +17,7 @@
 #include "omni/ops/norm.h"
 #include "omni/ops/sample.h"
 #include "omni/ops/ssm.h"
+#include "omni/ops/vq.h"
 #include "omni/ops/vit.h"
 
 #endif
