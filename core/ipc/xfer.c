@@ -28,7 +28,7 @@ void omni__xfer_log_once(int reason, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    OMNI_LOG(OMNI_LOG_INFO, "%s", msg);
+    OMNI_LOG(OMNI_LOG_WARN, "%s", msg);
 }
 
 static int fill_layout(Omni__TensorRef *ref, const struct omni_tensor *t, int contiguous)
