@@ -2,8 +2,10 @@
  * (the tiny Mamba-2 fixture) with the language model and its LoRA adapters, the
  * head and sampler (a round trip per token), or the tokenizers (string ports) in
  * worker processes gives the single-process tokens and text, for every task.
- * The shipped split pipelines (mmu-split.yaml, t2i-split.yaml) type-check and
- * differ from mmu.yaml / t2i.yaml only by header, name and placement.
+ * The shipped split pipelines (mmu-split.yaml, t2i-split.yaml and their -tiny
+ * variants) type-check and differ from their base files only by header, name
+ * and placement; on the tiny OmniMamba fixture (`make tiny`) the split variants
+ * give the single-process codes, pixels, tokens and text, bit for bit.
  *
  * Needs $OMNI_BUILD/plugins (make plugins) and $OMNI_BUILD/bin/omni; runs from
  * the repository root (the fixture paths in text-tiny.yaml are relative to it). */
@@ -17,7 +19,14 @@
 #include "ipc/ipc.h"
 #include "../common/testutil.h"
 
+static char *slurp_n(const char *path, size_t *len);
 static char *slurp(const char *path)
+{
+    size_t n;
+    return slurp_n(path, &n);
+}
+
+static char *slurp_n(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "r");
     ck_assert_msg(f != NULL, "cannot open %s", path);
@@ -29,6 +38,7 @@ static char *slurp(const char *path)
     ck_assert_int_eq(fread(s, 1, (size_t)n, f), (size_t)n);
     s[n] = '\0';
     fclose(f);
+    *len = (size_t)n;
     return s;
 }
 
@@ -162,6 +172,109 @@ START_TEST(test_adapter_away_from_its_target_is_refused)
 }
 END_TEST
 
+/* ---- the tiny OmniMamba pipelines and their split variants (needs `make tiny`) ---- */
+
+static void tiny_env(void)
+{
+    char tiny[PATH_MAX], probe[PATH_MAX + 32];
+    ck_assert_msg(realpath(tu_build_path("tiny"), tiny), "no %s: run 'make tiny'", tu_build_path("tiny"));
+    snprintf(probe, sizeof probe, "%s/omnimamba.pth", tiny);
+    ck_assert_msg(access(probe, R_OK) == 0, "%s is missing: run 'make tiny'", probe);
+    setenv("OMNI_TINY", tiny, 1);
+}
+
+/* One request; outputs copied to the host. */
+static void run_tiny(const char *yaml, int mmu, struct omni_tensor *a, struct omni_tensor *b, char *text, size_t n,
+                     const char *png)
+{
+    struct omni_pipeline *p = load(tu_repo_path(yaml));
+    struct omni_error err;
+    omni_error_clear(&err);
+    struct omni_request *r = omni_request_new(p);
+    struct out o = {0};
+    if (mmu) {
+        ck_assert_int_eq(omni_request_set_text(r, "image", tu_shared_path("data/images/dog_bicycle.jpg"), &err), OMNI_OK);
+        ck_assert_int_eq(omni_request_set_text(r, "prompt", "Please describe it in detail.", &err), OMNI_OK);
+        omni_request_set_max_tokens(r, 8);
+        omni_request_on_stream(r, on_stream, &o);
+    } else {
+        const char *caps[2] = {"A bed in a bedroom between two lamps.", "A red bicycle"};
+        ck_assert_int_eq(omni_request_set_texts(r, "prompt", caps, 2, &err), OMNI_OK);
+        char opt[PATH_MAX + 32];
+        snprintf(opt, sizeof opt, "writer.output=%s", png);
+        ck_assert_int_eq(omni_request_set_option(r, opt, &err), OMNI_OK);
+    }
+    ck_assert_msg(omni_pipeline_run(p, r, &err) == OMNI_OK, "%s: %s", yaml, err.msg);
+    const struct omni_tensor *x = omni_request_output(r, mmu ? "tokens" : "codes");
+    const struct omni_tensor *y = mmu ? omni_request_tokens(r) : omni_request_output(r, "image");
+    ck_assert(x && y);
+    ck_assert_int_eq(omni_tensor_copy_to(a, x, OMNI_CPU, &err), OMNI_OK);
+    ck_assert_int_eq(omni_tensor_copy_to(b, y, OMNI_CPU, &err), OMNI_OK);
+    snprintf(text, n, "%s", o.text);
+    omni_request_free(r);
+    omni_pipeline_free(p);
+}
+
+static void same(const struct omni_tensor *a, const struct omni_tensor *b, const char *what)
+{
+    ck_assert_int_eq(a->ndim, b->ndim);
+    for (int i = 0; i < a->ndim; i++)
+        ck_assert_int_eq(a->shape[i], b->shape[i]);
+    ck_assert_int_eq(a->dtype, b->dtype);
+    ck_assert_msg(!memcmp(omni_tensor_data(a), omni_tensor_data(b), omni_tensor_nbytes(a)), "%s differ", what);
+}
+
+START_TEST(test_t2i_split_tiny_gives_the_single_process_image)
+{
+    tiny_env();
+    struct omni_tensor c1, i1, c2, i2;
+    char t[8], png1[PATH_MAX], png2[PATH_MAX];
+    snprintf(png1, sizeof png1, "%s/single.png", tu_tmpdir());
+    snprintf(png2, sizeof png2, "%s/split.png", tu_tmpdir());
+    run_tiny("pipelines/t2i-tiny.yaml", 0, &c1, &i1, t, sizeof t, png1);
+    run_tiny("pipelines/t2i-split-tiny.yaml", 0, &c2, &i2, t, sizeof t, png2);
+    ck_assert_int_eq(c1.shape[0], 2);
+    same(&c1, &c2, "codes");
+    same(&i1, &i2, "pixels");
+    for (int k = 0; k < 2; k++) { /* the written files too (grid: false writes one per row) */
+        char a[PATH_MAX + 8], b[PATH_MAX + 8];
+        snprintf(a, sizeof a, "%s/single-%d.png", tu_tmpdir(), k);
+        snprintf(b, sizeof b, "%s/split-%d.png", tu_tmpdir(), k);
+        size_t na, nb;
+        char *x = slurp_n(a, &na), *y = slurp_n(b, &nb);
+        ck_assert_msg(na > 8 && na == nb && !memcmp(x, y, na), "%s and %s differ", a, b);
+        free(x);
+        free(y);
+    }
+    omni_tensor_release(&c1);
+    omni_tensor_release(&i1);
+    omni_tensor_release(&c2);
+    omni_tensor_release(&i2);
+    ck_assert_int_eq(omni__ipc_live_workers(NULL, 0), 0);
+    ck_assert_int_eq(omni__shm_count_pid(getpid()), 0);
+}
+END_TEST
+
+START_TEST(test_mmu_split_tiny_gives_the_single_process_answer)
+{
+    tiny_env();
+    struct omni_tensor a1, b1, a2, b2;
+    char t1[512], t2[512];
+    run_tiny("pipelines/mmu-tiny.yaml", 1, &a1, &b1, t1, sizeof t1, NULL);
+    run_tiny("pipelines/mmu-split-tiny.yaml", 1, &a2, &b2, t2, sizeof t2, NULL);
+    ck_assert_int_eq(a1.shape[1], 8);
+    same(&a1, &a2, "tokens");
+    ck_assert_str_eq(t1, t2);
+    ck_assert(strlen(t1) > 0);
+    omni_tensor_release(&a1);
+    omni_tensor_release(&b1);
+    omni_tensor_release(&a2);
+    omni_tensor_release(&b2);
+    ck_assert_int_eq(omni__ipc_live_workers(NULL, 0), 0);
+    ck_assert_int_eq(omni__shm_count_pid(getpid()), 0);
+}
+END_TEST
+
 /* The split files are their base files plus placement: (comments, name aside). */
 static char *strip(const char *path)
 {
@@ -186,9 +299,11 @@ static char *strip(const char *path)
 
 START_TEST(test_shipped_split_pipelines_are_their_base_plus_placement)
 {
-    const char *pairs[2][2] = {{"pipelines/mmu.yaml", "pipelines/mmu-split.yaml"},
-                               {"pipelines/t2i.yaml", "pipelines/t2i-split.yaml"}};
-    for (int i = 0; i < 2; i++) {
+    const char *pairs[4][2] = {{"pipelines/mmu.yaml", "pipelines/mmu-split.yaml"},
+                               {"pipelines/t2i.yaml", "pipelines/t2i-split.yaml"},
+                               {"pipelines/mmu-tiny.yaml", "pipelines/mmu-split-tiny.yaml"},
+                               {"pipelines/t2i-tiny.yaml", "pipelines/t2i-split-tiny.yaml"}};
+    for (int i = 0; i < 4; i++) {
         char base[PATH_MAX], split[PATH_MAX];
         snprintf(base, sizeof base, "%s", tu_repo_path(pairs[i][0]));
         snprintf(split, sizeof split, "%s", tu_repo_path(pairs[i][1]));
@@ -273,6 +388,8 @@ int main(void)
     tcase_add_test(tc, test_adapter_away_from_its_target_is_refused);
     tcase_add_test(tc, test_shipped_split_pipelines_are_their_base_plus_placement);
     tcase_add_test(tc, test_split_deploy_example_scripts);
+    tcase_add_test(tc, test_t2i_split_tiny_gives_the_single_process_image);
+    tcase_add_test(tc, test_mmu_split_tiny_gives_the_single_process_answer);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_FORK);
