@@ -260,7 +260,11 @@ void omni_matmul_cpu(float *y, int64_t ldy, const float *x, int64_t ldx, const v
         c.panel = convert_panel_avx2;
     }
 #endif
-    omni_parallel_for(c.nmt * c.nnt, mm_tiles, &c);
+    /* below ~256k multiply-adds (a few microseconds) waking the pool costs more than it saves */
+    if (M * N * K < (1 << 18))
+        mm_tiles(&c, 0, c.nmt * c.nnt);
+    else
+        omni_parallel_for(c.nmt * c.nnt, mm_tiles, &c);
 }
 
 /* ---- elementwise ------------------------------------------------------------------ */
