@@ -163,10 +163,15 @@ static pid_t start_worker(const char *log, const char *const *args, int n_args, 
         }
         for (int i = 0; i < n_env; i++)
             putenv((char *)env[i]);
-        char *argv[32];
+        char *argv[40], parent[32];
         int k = 0;
         argv[k++] = omni_exe;
         argv[k++] = "worker";
+        if (n_args && !strcmp(args[0], "--listen")) { /* a failed test leaves no worker behind */
+            snprintf(parent, sizeof parent, "%ld", (long)getppid());
+            argv[k++] = "--parent";
+            argv[k++] = parent;
+        }
         for (int i = 0; i < n_args && k < 31; i++)
             argv[k++] = (char *)args[i];
         argv[k] = NULL;

@@ -348,11 +348,11 @@ START_TEST(test_split_deploy_example_scripts)
     const char *dir = tu_tmpdir();
     snprintf(cmd, sizeof cmd,
              "set -e; export OMNI=%s OMNI_DEPLOY_DIR=%s/deploy; "
+             "trap 'examples/split-deploy/stop-workers.sh > %s/stop.txt' EXIT; "
              "examples/split-deploy/start-workers.sh lm tok > %s/start.txt; "
-             "examples/split-deploy/run.sh --prompt v1.2.3 --set loop.max_tokens=8 -q > %s/split.txt; "
-             "$OMNI run pipelines/text-tiny.yaml --prompt v1.2.3 --set loop.max_tokens=8 -q > %s/single.txt; "
              "cat $OMNI_DEPLOY_DIR/lm.pid $OMNI_DEPLOY_DIR/tok.pid > %s/pids.txt; "
-             "examples/split-deploy/stop-workers.sh > %s/stop.txt",
+             "examples/split-deploy/run.sh --prompt v1.2.3 --set loop.max_tokens=8 -q > %s/split.txt; "
+             "$OMNI run pipelines/text-tiny.yaml --prompt v1.2.3 --set loop.max_tokens=8 -q > %s/single.txt",
              omni, dir, dir, dir, dir, dir, dir);
     ck_assert_int_eq(system(cmd), 0);
     char path[PATH_MAX];
