@@ -470,6 +470,33 @@ START_TEST(test_hung_worker_is_detected_by_heartbeat)
 }
 END_TEST
 
+START_TEST(test_slow_call_times_out_and_is_canceled_there)
+{
+    setup();
+    setenv("OMNI_IPC_CALL_MS", "300", 1);
+    struct omni_pipeline *p =
+        load(write_yaml("slow.yaml", with_placement(SLEEP_BODY, "  - {process: w, stages: [sl]}\n")));
+    pid_t w = one_live_worker();
+    const char *slow[] = {"sl.sleep_ms=1500"};
+    const char *outs[] = {"y"};
+    struct result r;
+    double t0 = now_ms();
+    run_one(p, 1, slow, 1, outs, 1, &r);
+    ck_assert_int_eq(r.rc, OMNI_ETIMEOUT);
+    ck_assert_msg(now_ms() - t0 < 1000, "took %.0f ms", now_ms() - t0);
+    ck_assert_msg(strstr(r.msg, "stage 'sl'") && strstr(r.msg, "did not answer within 300 ms"), "%s", r.msg);
+    /* the worker is the same one, busy until the stage returns (a running call cannot be
+     * interrupted; its answer is dropped); once it is free, the next request succeeds */
+    usleep(1400 * 1000);
+    run_one(p, 1, NULL, 0, outs, 1, &r);
+    ck_assert_msg(r.rc == OMNI_OK, "%s", r.msg);
+    ck_assert_int_eq(one_live_worker(), w);
+    result_free(&r);
+    omni_pipeline_free(p);
+    assert_no_segments();
+}
+END_TEST
+
 START_TEST(test_stage_error_names_worker_and_keeps_it)
 {
     setup();
@@ -1022,6 +1049,7 @@ int main(void)
     tcase_add_test(faults, test_sigkill_mid_request_fails_fast_then_restarts);
     tcase_add_test(faults, test_hung_worker_is_detected_by_heartbeat);
     tcase_add_test(faults, test_stage_error_names_worker_and_keeps_it);
+    tcase_add_test(faults, test_slow_call_times_out_and_is_canceled_there);
     tcase_add_test(faults, test_load_error_names_process_and_stage);
     tcase_add_test(faults, test_worker_refuses_bad_messages_and_keeps_serving);
     tcase_add_test(faults, test_unreachable_endpoint_fails_in_bounded_time);
