@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "ipc/ipc.h"
+#include "graph_impl.h"
 #include "pipeline_impl.h"
 
 struct omni_pipeline {
@@ -512,6 +513,17 @@ struct run {
     int64_t n_tokens;
     int64_t prefill_advance; /* largest io->advance of the prefill */
     struct omni__ipc_request *ipc_req; /* calls of remote stages in this run (core/ipc) */
+    int capturing;            /* inside a CUDA-graph capture: no dump, no streaming */
+    struct omni_tensor ctr;   /* int64 [2] (position, step) on the loop's CUDA device */
+    struct loop_run {         /* consecutive graph-safe loop stages on one CUDA device */
+        int first, count;
+        struct omni_device dev;
+        void *exec;
+        int disabled;
+    } runs[8];
+    int n_runs;
+    struct omni_tensor dtokens; /* deferred collection: [B, cap] i32 on the device */
+    int defer_tokens;
 };
 
 static int dump_add(struct omni_request *r, const char *name, const struct omni_tensor *t,
@@ -580,6 +592,27 @@ static int stream_outputs(struct run *R, int s)
     return 0;
 }
 
+/* Dump and stream what stage s just produced (also after a graph replay). */
+static int after_call(struct run *R, int phase, int s, int64_t step, struct omni_error *err)
+{
+    struct omni__stage_inst *si = &R->p->stages[s];
+    const struct omni_plugin_desc *d = si->plugin->desc;
+    int rc = OMNI_OK;
+    if (R->r->dump_path) {
+        for (int k = 0; k < R->n_out[s] && !rc; k++) {
+            char name[300];
+            const struct omni_port_desc *pd = omni__plugin_port(d, OMNI_PORT_OUT, k);
+            if (phase == OMNI__PHASE_LOOP)
+                snprintf(name, sizeof name, "%s.%s.step%lld", si->name, pd->name, (long long)step);
+            else
+                snprintf(name, sizeof name, "%s.%s", si->name, pd->name);
+            rc = dump_add(R->r, name, &R->outs[s][k], err);
+        }
+    }
+    stream_outputs(R, s);
+    return rc;
+}
+
 static int call_stage(struct run *R, int phase, int s, int64_t step, struct omni_error *err)
 {
     struct omni__pipeline_spec *spec = R->spec;
@@ -631,6 +664,10 @@ static int call_stage(struct run *R, int phase, int s, int64_t step, struct omni
         .batch = R->batch,
         .options = R->r->option_views[s].map ? &R->r->option_views[s] : NULL,
     };
+    if (R->ctr.buf && omni_device_eq(R->ctr.device, si->device)) {
+        ctx.position_dev = omni_tensor_data(&R->ctr);
+        ctx.step_dev = ctx.position_dev + 1;
+    }
     const struct omni_stage_ops *o = d->ops;
     struct omni_tensor *out = calloc((size_t)nout + 1, sizeof *out);
     if (!out && !rc)
@@ -671,18 +708,8 @@ static int call_stage(struct run *R, int phase, int s, int64_t step, struct omni
         }
         if (phase == OMNI__PHASE_PREFILL && advance > R->prefill_advance)
             R->prefill_advance = advance;
-        if (R->r->dump_path) {
-            for (int k = 0; k < nout && !rc; k++) {
-                char name[300];
-                const struct omni_port_desc *pd = omni__plugin_port(d, OMNI_PORT_OUT, k);
-                if (phase == OMNI__PHASE_LOOP)
-                    snprintf(name, sizeof name, "%s.%s.step%lld", si->name, pd->name, (long long)step);
-                else
-                    snprintf(name, sizeof name, "%s.%s", si->name, pd->name);
-                rc = dump_add(R->r, name, &R->outs[s][k], err);
-            }
-        }
-        stream_outputs(R, s);
+        if (!R->capturing)
+            rc = after_call(R, phase, s, step, err);
     }
     for (int k = 0; out && k < nout; k++)
         omni_tensor_release(&out[k]);
@@ -707,6 +734,25 @@ static int collect_token(struct run *R, struct omni_error *err)
     const struct omni_tensor *t = &R->outs[ep->stage_idx][ep->port_idx];
     if (!t->buf)
         return omni_error_set(err, OMNI_ESTATE, "loop.tokens '%s.%s' produced no value", ep->stage, ep->port);
+    if (R->defer_tokens && t->device.type == OMNI_DEVICE_CUDA && t->dtype == OMNI_DTYPE_I32 && t->ndim >= 1 &&
+        omni_tensor_is_contiguous(t)) {
+        int64_t rows = t->shape[0], per_row = omni_tensor_numel(t) / (rows ? rows : 1);
+        if (!R->dtokens.buf) {
+            int64_t cap = R->r->max_tokens > 0 ? R->r->max_tokens : R->spec->max_tokens;
+            int64_t shape[2] = {rows, cap};
+            int rc = omni_tensor_alloc(&R->dtokens, OMNI_DTYPE_I32, 2, shape, t->device, err);
+            if (rc)
+                return rc;
+            R->batch = (int)rows;
+        }
+        if (rows != R->dtokens.shape[0] || per_row != 1 || R->n_tokens >= R->dtokens.shape[1])
+            return omni_error_set(err, OMNI_ESHAPE, "loop.tokens '%s.%s' must give one token per row", ep->stage, ep->port);
+        int rc = omni__graph_copy_column(t->device, omni_tensor_data(&R->dtokens), R->dtokens.shape[1], R->n_tokens,
+                                         omni_tensor_data(t), 1, rows, err);
+        if (!rc)
+            R->n_tokens++;
+        return rc;
+    }
     struct omni_tensor host;
     int rc = omni_tensor_convert(&host, t, OMNI_DTYPE_I32, err);
     if (rc)
@@ -756,6 +802,137 @@ static int should_stop(struct run *R, int64_t max_tokens)
     return 1;
 }
 
+/* ---- the loop on CUDA: graphs, device counters, deferred token collection ---------------- */
+
+static int graphs_enabled(void)
+{
+    const char *e = getenv("OMNI_CUDA_GRAPHS");
+    return !(e && !strcmp(e, "0"));
+}
+
+/* Find runs of graph-safe loop stages on one CUDA device; give the loop's CUDA
+ * stages a device copy of (position, step); decide whether tokens can be
+ * collected on the device (no stop ids to check, no dump). */
+static int loop_prepare(struct run *R, struct omni_error *err)
+{
+    struct omni__pipeline_spec *spec = R->spec;
+    const int *order = spec->order[OMNI__PHASE_LOOP];
+    int n = spec->n_order[OMNI__PHASE_LOOP];
+    struct omni_device cuda = {-1, 0};
+    for (int k = 0; k < n; k++)
+        if (R->p->stages[order[k]].device.type == OMNI_DEVICE_CUDA && cuda.type < 0)
+            cuda = R->p->stages[order[k]].device;
+    if (cuda.type < 0)
+        return OMNI_OK;
+    int64_t shape[1] = {2};
+    int rc = omni_tensor_alloc(&R->ctr, OMNI_DTYPE_I64, 1, shape, cuda, err);
+    if (rc)
+        return rc;
+    for (int k = 0; graphs_enabled() && k < n && R->n_runs < (int)(sizeof R->runs / sizeof R->runs[0]);) {
+        int len = 0;
+        while (k + len < n) {
+            const struct omni__stage_inst *si = &R->p->stages[order[k + len]];
+            if (si->device.type != OMNI_DEVICE_CUDA || !omni_device_eq(si->device, cuda) ||
+                !(si->plugin->desc->size >= sizeof(struct omni_plugin_desc) &&
+                  (si->plugin->desc->flags & OMNI_PLUGIN_GRAPH_SAFE)))
+                break;
+            len++;
+        }
+        if (len > 0) {
+            R->runs[R->n_runs++] = (struct loop_run){.first = k, .count = len, .dev = cuda};
+            k += len;
+        } else {
+            k++;
+        }
+    }
+    const struct omni__endpoint *tok = &spec->loop_tokens;
+    R->defer_tokens = !spec->n_stop_ids && !R->r->dump_path &&
+                      R->p->stages[tok->stage_idx].device.type == OMNI_DEVICE_CUDA;
+    return OMNI_OK;
+}
+
+static int64_t loop_position_limit(struct run *R)
+{
+    int64_t limit = INT64_MAX;
+    for (int k = 0; k < R->spec->n_order[OMNI__PHASE_LOOP]; k++) {
+        const struct omni__stage_inst *si = &R->p->stages[R->spec->order[OMNI__PHASE_LOOP][k]];
+        const struct omni_stage_ops *o = si->plugin->desc->ops;
+        int64_t m;
+        if (OMNI__HAS_OP(o, max_position) && !o->max_position(si->stage, &m) && m < limit)
+            limit = m;
+    }
+    return limit;
+}
+
+/* Run a graph-safe run of loop stages: capture it on its first use (the
+ * second iteration: the first one sized every buffer), replay it after. */
+static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct omni_error *err)
+{
+    const int *order = R->spec->order[OMNI__PHASE_LOOP] + run->first;
+    int rc = OMNI_OK;
+    if (!run->exec) {
+        struct omni_buffer *before[64] = {0};
+        int nb = 0;
+        for (int i = 0; i < run->count; i++)
+            for (int k = 0; k < R->n_out[order[i]] && nb < 64; k++)
+                before[nb++] = R->outs[order[i]][k].buf;
+        void *cs = NULL;
+        struct omni_error local;
+        omni_error_clear(&local);
+        rc = omni__graph_begin(run->dev, &cs, &local);
+        R->capturing = 1;
+        for (int i = 0; !rc && i < run->count; i++)
+            rc = call_stage(R, OMNI__PHASE_LOOP, order[i], step, &local);
+        R->capturing = 0;
+        if (!rc)
+            rc = omni__graph_end(run->dev, cs, &run->exec, &local);
+        else if (cs)
+            omni__graph_abort(run->dev, cs);
+        int stable = 1;
+        nb = 0;
+        for (int i = 0; !rc && i < run->count; i++)
+            for (int k = 0; k < R->n_out[order[i]] && nb < 64; k++)
+                stable &= before[nb++] == R->outs[order[i]][k].buf;
+        if (rc || !stable) {
+            OMNI_LOG(OMNI_LOG_WARN, "CUDA graph of loop stages %s..%s not used (%s); running them eagerly",
+                     R->p->stages[order[0]].name, R->p->stages[order[run->count - 1]].name,
+                     rc ? local.msg : "a stage changed its output buffers");
+            omni__graph_free(run->exec);
+            run->exec = NULL;
+            run->disabled = 1;
+            /* nothing captured ran: run the stages now */
+            for (int i = 0; i < run->count; i++) {
+                rc = call_stage(R, OMNI__PHASE_LOOP, order[i], step, err);
+                if (rc)
+                    return rc;
+            }
+            return OMNI_OK;
+        }
+        OMNI_LOG(OMNI_LOG_INFO, "captured loop stages %s..%s in a CUDA graph", R->p->stages[order[0]].name,
+                 R->p->stages[order[run->count - 1]].name);
+    }
+    if ((rc = omni__graph_launch(run->dev, run->exec, err)))
+        return rc;
+    for (int i = 0; !rc && i < run->count; i++)
+        rc = after_call(R, OMNI__PHASE_LOOP, order[i], step, err);
+    return rc;
+}
+
+/* Tokens collected on the device: copy them into R->tokens once, at the end. */
+static int finish_tokens(struct run *R, struct omni_error *err)
+{
+    if (!R->defer_tokens || !R->dtokens.buf)
+        return OMNI_OK;
+    struct omni_tensor host;
+    int rc = omni_tensor_copy_to(&host, &R->dtokens, OMNI_CPU, err);
+    if (rc)
+        return rc;
+    host.shape[1] = R->n_tokens; /* row stride stays the capacity */
+    omni_tensor_release(&R->tokens);
+    R->tokens = host;
+    return OMNI_OK;
+}
+
 int omni_pipeline_run(struct omni_pipeline *p, struct omni_request *r, struct omni_error *err)
 {
     struct omni__pipeline_spec *spec = p->spec;
@@ -796,23 +973,42 @@ int omni_pipeline_run(struct omni_pipeline *p, struct omni_request *r, struct om
     /* loop */
     double t1 = now_ms();
     if (spec->has_loop) {
+        if ((rc = loop_prepare(&R, err)))
+            goto out;
+        int64_t limit = loop_position_limit(&R);
         if ((rc = collect_token(&R, err)))
             goto out;
         if (r->progress_fn)
             r->progress_fn(r, R.n_tokens, max_tokens, r->progress_user);
         for (int64_t step = 0; !should_stop(&R, max_tokens); step++) {
+            if (R.position >= limit) {
+                OMNI_LOG(OMNI_LOG_WARN, "generation stopped: position %lld would pass the %lld positions a loop stage takes",
+                         (long long)R.position, (long long)limit);
+                break;
+            }
             for (int i = 0; i < spec->n_feed; i++) {
                 omni_tensor_release(&R.fed[i]);
                 omni_tensor_ref(&R.fed[i], &R.outs[spec->feed[i].from.stage_idx][spec->feed[i].from.port_idx]);
             }
+            if (R.ctr.buf && (rc = omni__graph_set_i64x2(R.ctr.device, omni_tensor_data(&R.ctr), R.position, step, err)))
+                break;
             int done = 0;
-            for (int k = 0; !rc && k < spec->n_order[OMNI__PHASE_LOOP]; k++) {
+            for (int k = 0; !rc && !done && k < spec->n_order[OMNI__PHASE_LOOP];) {
+                struct loop_run *run = NULL;
+                for (int q = 0; q < R.n_runs; q++)
+                    if (R.runs[q].first == k && !R.runs[q].disabled)
+                        run = &R.runs[q];
+                if (run && (run->exec || step >= 1)) {
+                    rc = run_graph(&R, run, step, err);
+                    k += run->count;
+                    continue;
+                }
                 rc = call_stage(&R, OMNI__PHASE_LOOP, spec->order[OMNI__PHASE_LOOP][k], step, err);
                 if (rc == OMNI_DONE) {
                     done = 1;
                     rc = OMNI_OK;
-                    break;
                 }
+                k++;
             }
             if (rc || done)
                 break;
@@ -823,6 +1019,8 @@ int omni_pipeline_run(struct omni_pipeline *p, struct omni_request *r, struct om
             if (r->progress_fn)
                 r->progress_fn(r, R.n_tokens, max_tokens, r->progress_user);
         }
+        if (!rc)
+            rc = finish_tokens(&R, err);
         if (rc)
             goto out;
     }

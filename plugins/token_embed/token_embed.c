@@ -264,8 +264,19 @@ static const struct omni_port_desc te_ports[] = {
     {"embeds", OMNI_PORT_OUT, OMNI_DTYPE_BIT(OMNI_DTYPE_F32), "B,1,D", 0, "mlp(table[id]) + pos_table[0, position]"},
 };
 
+/* positions must stay below the position table's rows: the executor stops first */
+static int te_max_position(struct omni_stage *st, int64_t *max_position)
+{
+    const struct te_stage *s = (const struct te_stage *)st;
+    if (!s->R)
+        return OMNI_ESTATE; /* not loaded */
+    *max_position = s->R;
+    return OMNI_OK;
+}
+
 static const struct omni_stage_ops te_ops = {
     .size = sizeof(struct omni_stage_ops),
+    .max_position = te_max_position,
     .create = te_create,
     .destroy = te_destroy,
     .forward = te_forward,

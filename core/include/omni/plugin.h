@@ -131,6 +131,12 @@ struct omni_run_ctx {
     int32_t batch;           /* request batch size B */
     void *stream;            /* cudaStream_t for CUDA stages (NULL = default stream) */
     const struct omni_params *options; /* per-request options for this stage (may be NULL) */
+    /* Device copies of position and step (int64, on the stage's CUDA device;
+     * NULL on the CPU). A stage whose loop calls are captured in a CUDA graph
+     * (OMNI_PLUGIN_GRAPH_SAFE) must read these, not the host fields: a
+     * replayed graph does not call the stage again. */
+    const int64_t *position_dev;
+    const int64_t *step_dev;
 };
 
 /* Inputs and outputs of one call, in the order of the IN and OUT ports of the
@@ -181,6 +187,19 @@ struct omni_stage_ops {
      * an adapter stage to a named linear of this stage */
     int (*attach)(struct omni_stage *s, const char *target, struct omni_stage *adapter,
                   struct omni_error *err);
+    /* The positions this stage can take in a loop call are < *max_position
+     * (a position table's rows); the executor ends the loop before passing
+     * that bound, in eager and in CUDA-graph mode alike. */
+    int (*max_position)(struct omni_stage *s, int64_t *max_position);
+};
+
+enum omni_plugin_flags {
+    /* On CUDA, the stage's loop calls (step, or forward in a loop) allocate
+     * nothing, never wait for the device, return the same output buffers on
+     * every call, and take per-call values only from ctx->position_dev and
+     * ctx->step_dev: the executor may capture them once in a CUDA graph and
+     * replay it for every token. */
+    OMNI_PLUGIN_GRAPH_SAFE = 1u << 0,
 };
 
 struct omni_plugin_desc {
@@ -197,6 +216,7 @@ struct omni_plugin_desc {
     uint32_t devices; /* OMNI_DEVICE_BIT mask the stage runs on */
     const struct omni_adapter_ops *adapter; /* NULL unless the stage is an adapter */
     const char *params_doc; /* one "key: meaning" per line, shown by `omni plugins NAME` */
+    uint32_t flags;         /* enum omni_plugin_flags */
 };
 
 typedef const struct omni_plugin_desc *(*omni_plugin_entry_fn)(void);

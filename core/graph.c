@@ -1,0 +1,123 @@
+/* CUDA graphs for the generation loop: capture a run of graph-safe stages
+ * once, replay it per token; device counters and on-device token collection
+ * so that a loop without stop ids needs no host round trip per token. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph_impl.h"
+#include "omni/cuda.h"
+
+#ifdef OMNI_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#define CK(expr)                                                                              \
+    do {                                                                                      \
+        cudaError_t e_ = (expr);                                                              \
+        if (e_ != cudaSuccess)                                                                \
+            return omni_error_set(err, OMNI_ECUDA, "%s:%d: %s: %s", __FILE__, __LINE__, #expr, \
+                                  cudaGetErrorString(e_));                                    \
+    } while (0)
+
+int omni__graph_begin(struct omni_device dev, void **capture_stream, struct omni_error *err)
+{
+    cudaStream_t s;
+    CK(cudaSetDevice(dev.index));
+    /* the device's own stream must be idle and ordered before the capture */
+    void *own = omni_cuda_stream(dev);
+    if (!own)
+        return omni_error_set(err, OMNI_EDEVICE, "cuda:%d is not usable", dev.index);
+    CK(cudaStreamSynchronize((cudaStream_t)own));
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    omni_cuda_set_stream(dev, s);
+    cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        omni_cuda_set_stream(dev, NULL);
+        cudaStreamDestroy(s);
+        return omni_error_set(err, OMNI_ECUDA, "cudaStreamBeginCapture: %s", cudaGetErrorString(e));
+    }
+    *capture_stream = s;
+    return OMNI_OK;
+}
+
+int omni__graph_end(struct omni_device dev, void *capture_stream, void **exec, struct omni_error *err)
+{
+    cudaStream_t s = capture_stream;
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t x = NULL;
+    *exec = NULL;
+    cudaError_t e = cudaStreamEndCapture(s, &g);
+    omni_cuda_set_stream(dev, NULL);
+    cudaStreamDestroy(s);
+    if (e != cudaSuccess || !g) {
+        cudaGetLastError();
+        return omni_error_set(err, OMNI_ECUDA, "cudaStreamEndCapture: %s", cudaGetErrorString(e));
+    }
+    e = cudaGraphInstantiate(&x, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return omni_error_set(err, OMNI_ECUDA, "cudaGraphInstantiate: %s", cudaGetErrorString(e));
+    }
+    *exec = x;
+    return OMNI_OK;
+}
+
+void omni__graph_abort(struct omni_device dev, void *capture_stream)
+{
+    cudaGraph_t g = NULL;
+    cudaStreamEndCapture((cudaStream_t)capture_stream, &g);
+    if (g)
+        cudaGraphDestroy(g);
+    omni_cuda_set_stream(dev, NULL);
+    cudaStreamDestroy((cudaStream_t)capture_stream);
+    cudaGetLastError();
+}
+
+int omni__graph_launch(struct omni_device dev, void *exec, struct omni_error *err)
+{
+    CK(cudaGraphLaunch((cudaGraphExec_t)exec, (cudaStream_t)omni_cuda_stream(dev)));
+    return OMNI_OK;
+}
+
+void omni__graph_free(void *exec)
+{
+    if (exec)
+        cudaGraphExecDestroy((cudaGraphExec_t)exec);
+}
+
+int omni__graph_set_i64x2(struct omni_device dev, int64_t *dst, int64_t a, int64_t b, struct omni_error *err)
+{
+    /* a small pinned ring so that a copy still queued never sees its source change */
+    static int64_t *ring;
+    static int slot;
+    if (!ring)
+        CK(cudaMallocHost((void **)&ring, 64 * 2 * sizeof *ring));
+    int64_t *src = ring + 2 * slot;
+    slot = (slot + 1) % 64;
+    src[0] = a;
+    src[1] = b;
+    CK(cudaMemcpyAsync(dst, src, 2 * sizeof *src, cudaMemcpyHostToDevice, (cudaStream_t)omni_cuda_stream(dev)));
+    return OMNI_OK;
+}
+
+int omni__graph_copy_column(struct omni_device dev, void *dst, int64_t ld, int64_t col, const void *src,
+                            int64_t src_ld, int64_t rows, struct omni_error *err)
+{
+    CK(cudaMemcpy2DAsync((char *)dst + col * 4, (size_t)ld * 4, src, (size_t)src_ld * 4, 4, (size_t)rows,
+                         cudaMemcpyDeviceToDevice, (cudaStream_t)omni_cuda_stream(dev)));
+    return OMNI_OK;
+}
+
+#else /* no CUDA */
+
+#define NO_CUDA return omni_error_set(err, OMNI_EDEVICE, "omni was built without CUDA")
+
+int omni__graph_begin(struct omni_device dev, void **s, struct omni_error *err) { NO_CUDA; }
+int omni__graph_end(struct omni_device dev, void *s, void **x, struct omni_error *err) { *x = NULL; NO_CUDA; }
+void omni__graph_abort(struct omni_device dev, void *s) {}
+int omni__graph_launch(struct omni_device dev, void *x, struct omni_error *err) { NO_CUDA; }
+void omni__graph_free(void *x) {}
+int omni__graph_set_i64x2(struct omni_device dev, int64_t *d, int64_t a, int64_t b, struct omni_error *err) { NO_CUDA; }
+int omni__graph_copy_column(struct omni_device dev, void *d, int64_t ld, int64_t c, const void *s, int64_t sl,
+                            int64_t r, struct omni_error *err) { NO_CUDA; }
+#endif
