@@ -5,7 +5,12 @@
 #include <string.h>
 
 #include "graph_impl.h"
-#include "omni/cuda.h"
+
+/* The CUDA backend's stream API (omni/cuda.h, core/cuda.c), referenced weakly
+ * so that this file builds and links whether or not that backend is in the
+ * build; without it graphs report OMNI_EDEVICE. */
+void *omni_cuda_stream(struct omni_device dev) __attribute__((weak));
+void *omni_cuda_set_stream(struct omni_device dev, void *stream) __attribute__((weak));
 
 #ifdef OMNI_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -21,6 +26,8 @@
 int omni__graph_begin(struct omni_device dev, void **capture_stream, struct omni_error *err)
 {
     cudaStream_t s;
+    if (!omni_cuda_stream || !omni_cuda_set_stream)
+        return omni_error_set(err, OMNI_EDEVICE, "CUDA graphs need the CUDA backend (core/cuda.c)");
     CK(cudaSetDevice(dev.index));
     /* the device's own stream must be idle and ordered before the capture */
     void *own = omni_cuda_stream(dev);
@@ -75,6 +82,8 @@ void omni__graph_abort(struct omni_device dev, void *capture_stream)
 
 int omni__graph_launch(struct omni_device dev, void *exec, struct omni_error *err)
 {
+    if (!omni_cuda_stream)
+        return omni_error_set(err, OMNI_EDEVICE, "CUDA graphs need the CUDA backend (core/cuda.c)");
     CK(cudaGraphLaunch((cudaGraphExec_t)exec, (cudaStream_t)omni_cuda_stream(dev)));
     return OMNI_OK;
 }
@@ -90,6 +99,8 @@ int omni__graph_set_i64x2(struct omni_device dev, int64_t *dst, int64_t a, int64
     /* a small pinned ring so that a copy still queued never sees its source change */
     static int64_t *ring;
     static int slot;
+    if (!omni_cuda_stream)
+        return omni_error_set(err, OMNI_EDEVICE, "device counters need the CUDA backend (core/cuda.c)");
     if (!ring)
         CK(cudaMallocHost((void **)&ring, 64 * 2 * sizeof *ring));
     int64_t *src = ring + 2 * slot;
@@ -103,6 +114,8 @@ int omni__graph_set_i64x2(struct omni_device dev, int64_t *dst, int64_t a, int64
 int omni__graph_copy_column(struct omni_device dev, void *dst, int64_t ld, int64_t col, const void *src,
                             int64_t src_ld, int64_t rows, struct omni_error *err)
 {
+    if (!omni_cuda_stream)
+        return omni_error_set(err, OMNI_EDEVICE, "device token collection needs the CUDA backend (core/cuda.c)");
     CK(cudaMemcpy2DAsync((char *)dst + col * 4, (size_t)ld * 4, src, (size_t)src_ld * 4, 4, (size_t)rows,
                          cudaMemcpyDeviceToDevice, (cudaStream_t)omni_cuda_stream(dev)));
     return OMNI_OK;
