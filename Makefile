@@ -117,7 +117,7 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/obj/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  NVCC    $<")
-	$(Q)$(NVCC) $(CPPFLAGS_ALL) $(NVFLAGS) -MMD -MP -c $< -o $@
+	$(Q)$(NVCC) $(filter-out -pthread,$(CPPFLAGS_ALL)) $(NVFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(dir $@)
