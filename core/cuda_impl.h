@@ -89,4 +89,24 @@ void omni__cuda_account(int device_index, long long delta);
 }
 #endif
 #endif /* OMNI_HAVE_CUDA */
+
+/* In an op wrapper, after the checks: when `dev` is a CUDA device, run
+ * `call` (a kernels/cuda function) between omni__cuda_begin and
+ * omni__cuda_end and return; otherwise fall through to the host path. */
+#ifdef OMNI_HAVE_CUDA
+#define OMNI__CUDA_DISPATCH(err, op, dev, call)                                                    \
+    do {                                                                                           \
+        if ((dev).type == OMNI_DEVICE_CUDA) {                                                      \
+            int rc_cd_ = omni__cuda_begin((err), (op), (dev));                                     \
+            if (rc_cd_)                                                                            \
+                return rc_cd_;                                                                     \
+            call;                                                                                  \
+            return omni__cuda_end((err), (op));                                                    \
+        }                                                                                          \
+    } while (0)
+#else
+#define OMNI__CUDA_DISPATCH(err, op, dev, call)                                                    \
+    do {                                                                                           \
+    } while (0)
+#endif
 #endif

@@ -4,6 +4,7 @@
 #include "omni/ops/act.h"
 
 #include "act.h"
+#include "cuda_impl.h"
 #include "ops/op_check.h"
 
 #define TRY(expr)                                                                                  \
@@ -38,6 +39,8 @@ int omni_op_silu(struct omni_tensor *y, const struct omni_tensor *x, struct omni
     static const char op[] = "omni_op_silu";
     int64_t M, D, ldy, ldx;
     TRY(check_unary(err, op, y, x, "x", &M, &D, &ldy, &ldx));
+    OMNI__CUDA_DISPATCH(err, op, x->device,
+                        omni_silu_cuda(omni_tensor_data(y), ldy, omni_tensor_data(x), ldx, M, D));
     TRY(omni__cpu_only(err, op, x));
     omni_silu_cpu(omni_tensor_data(y), ldy, omni_tensor_data(x), ldx, M, D);
     return OMNI_OK;
@@ -48,6 +51,8 @@ int omni_op_softplus(struct omni_tensor *y, const struct omni_tensor *x, struct 
     static const char op[] = "omni_op_softplus";
     int64_t M, D, ldy, ldx;
     TRY(check_unary(err, op, y, x, "x", &M, &D, &ldy, &ldx));
+    OMNI__CUDA_DISPATCH(err, op, x->device,
+                        omni_softplus_cuda(omni_tensor_data(y), ldy, omni_tensor_data(x), ldx, M, D));
     TRY(omni__cpu_only(err, op, x));
     omni_softplus_cpu(omni_tensor_data(y), ldy, omni_tensor_data(x), ldx, M, D);
     return OMNI_OK;
@@ -67,6 +72,9 @@ int omni_op_mul(struct omni_tensor *y, const struct omni_tensor *a, const struct
         ldb = 1;
     else
         TRY(omni__rows(err, op, "b", b, 0, &M, &D, &ldb));
+    OMNI__CUDA_DISPATCH(err, op, a->device,
+                        omni_mul_cuda(omni_tensor_data(y), ldy, omni_tensor_data(a), lda,
+                                      omni_tensor_data(b), ldb, M, D));
     TRY(omni__cpu_only(err, op, a));
     omni_mul_cpu(omni_tensor_data(y), ldy, omni_tensor_data(a), lda, omni_tensor_data(b), ldb, M, D);
     return OMNI_OK;

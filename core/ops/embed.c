@@ -4,6 +4,7 @@
 #include "omni/ops/embed.h"
 
 #include "embed.h"
+#include "cuda_impl.h"
 #include "ops/op_check.h"
 
 #define TRY(expr)                                                                                  \
@@ -45,8 +46,13 @@ int omni_op_embedding(struct omni_tensor *out, const struct omni_tensor *table,
     TRY(omni__check_writable(err, op, "out", out));
     TRY(omni__check_same_device(err, op, "table", table, "out", out));
     TRY(omni__check_same_device(err, op, "ids", ids, "out", out));
-    TRY(omni__cpu_only(err, op, out));
     int64_t M = omni_tensor_numel(ids), bad = -1;
+    /* CUDA: bad ids are reported by the next omni_cuda_synchronize (omni/cuda.h) */
+    OMNI__CUDA_DISPATCH(err, op, out->device,
+                        omni_embedding_cuda(omni_tensor_data(out), omni_tensor_data(table),
+                                            table->dtype, ldt, omni_tensor_data(ids), ids->dtype, M,
+                                            V, D, &bad));
+    TRY(omni__cpu_only(err, op, out));
     if (omni_embedding_cpu(omni_tensor_data(out), omni_tensor_data(table), table->dtype, ldt,
                            omni_tensor_data(ids), ids->dtype, M, V, D, &bad)) {
         const void *p = omni_tensor_data(ids);

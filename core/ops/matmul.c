@@ -4,6 +4,10 @@
 #include "omni/ops/matmul.h"
 
 #include "matmul.h"
+#include "cuda_impl.h"
+#ifdef OMNI_HAVE_CUDA
+#include "cuda/extra.h"
+#endif
 #include "ops/op_check.h"
 
 #define TRY(expr)                                                                                  \
@@ -60,6 +64,11 @@ int omni_op_matmul(struct omni_tensor *y, const struct omni_tensor *x, const str
     }
     TRY(omni__check_same_device(err, op, "x", x, "y", y));
     TRY(omni__check_same_device(err, op, "w", w, "y", y));
+    OMNI__CUDA_DISPATCH(err, op, y->device,
+                        omni_matmul_cuda(omni_tensor_data(y), ldy, omni_tensor_data(x), ldx,
+                                         omni_tensor_data(w), w->dtype,
+                                         bias ? omni_tensor_data(bias) : NULL, M, N, K, alpha,
+                                         beta));
     TRY(omni__cpu_only(err, op, y));
     omni_matmul_cpu(omni_tensor_data(y), ldy, omni_tensor_data(x), ldx, omni_tensor_data(w),
                     w->dtype, bias ? omni_tensor_data(bias) : NULL, M, N, K, alpha, beta);
@@ -93,6 +102,9 @@ int omni_op_add(struct omni_tensor *y, const struct omni_tensor *a, const struct
     if (omni_tensor_numel(y) == 0)
         return OMNI_OK;
     if (y->ndim == 0) { /* scalar */
+        OMNI__CUDA_DISPATCH(err, op, y->device,
+                            omni_add_cuda(omni_tensor_data(y), 1, omni_tensor_data(a), 1,
+                                          omni_tensor_data(b), 1, 1, 1));
         TRY(omni__cpu_only(err, op, y));
         omni_add_cpu(omni_tensor_data(y), 1, omni_tensor_data(a), 1, omni_tensor_data(b), 1, 1, 1);
         return OMNI_OK;
@@ -101,6 +113,9 @@ int omni_op_add(struct omni_tensor *y, const struct omni_tensor *a, const struct
     TRY(omni__rows(err, op, "y", y, 1, &M, &D, &ldy));
     TRY(omni__rows(err, op, "a", a, 0, &M, &D, &lda));
     TRY(omni__rows(err, op, "b", b, 0, &M, &D, &ldb));
+    OMNI__CUDA_DISPATCH(err, op, y->device,
+                        omni_add_cuda(omni_tensor_data(y), ldy, omni_tensor_data(a), lda,
+                                      omni_tensor_data(b), ldb, M, D));
     TRY(omni__cpu_only(err, op, y));
     omni_add_cpu(omni_tensor_data(y), ldy, omni_tensor_data(a), lda, omni_tensor_data(b), ldb, M, D);
     return OMNI_OK;
@@ -119,6 +134,8 @@ int omni_op_add_row(struct omni_tensor *y, const struct omni_tensor *row, struct
     TRY(omni__check_contiguous(err, op, "row", row));
     TRY(omni__check_writable(err, op, "y", y));
     TRY(omni__check_same_device(err, op, "row", row, "y", y));
+    OMNI__CUDA_DISPATCH(err, op, y->device,
+                        omni_add_row_cuda(omni_tensor_data(y), ldy, omni_tensor_data(row), M, D));
     TRY(omni__cpu_only(err, op, y));
     omni_add_row_cpu(omni_tensor_data(y), ldy, omni_tensor_data(row), M, D);
     return OMNI_OK;
@@ -142,6 +159,61 @@ static void iter_next(struct flat_iter *it, const struct omni_tensor *t)
     }
 }
 
+#ifdef OMNI_HAVE_CUDA
+static void strided_of(struct omni__strided *s, const struct omni_tensor *t)
+{
+    s->ndim = t->ndim;
+    for (int i = 0; i < t->ndim; i++) {
+        s->shape[i] = t->shape[i];
+        s->strides[i] = t->strides[i];
+    }
+}
+
+/* omni_op_copy with a CUDA tensor on either side: device-to-device through
+ * the conversion / strided kernels; host<->device as one cudaMemcpy when both
+ * sides are contiguous and of one dtype (a copy to the host waits for it). */
+static int copy_cuda(struct omni_error *err, const char *op, struct omni_tensor *dst,
+                     const struct omni_tensor *src, int64_t n)
+{
+    const int dcu = dst->device.type == OMNI_DEVICE_CUDA, scu = src->device.type == OMNI_DEVICE_CUDA;
+    const struct omni_device dev = dcu ? dst->device : src->device;
+    if (dcu && scu && dst->device.index != src->device.index)
+        return omni_error_set(err, OMNI_EDEVICE, "%s: copy between cuda:%d and cuda:%d is not supported",
+                              op, src->device.index, dst->device.index);
+    int dc = omni_tensor_is_contiguous(dst), sc = omni_tensor_is_contiguous(src);
+    if (!dcu || !scu) {
+        if (!dc || !sc || dst->dtype != src->dtype) {
+            char a[64], b[64];
+            return omni_error_set(err, OMNI_EUNSUPPORTED,
+                                  "%s: a copy between host and device needs contiguous tensors of one "
+                                  "dtype (dst %s, src %s)",
+                                  op, omni_tensor_str(dst, a, sizeof a), omni_tensor_str(src, b, sizeof b));
+        }
+    }
+    int rc = omni__cuda_begin(err, op, dev);
+    if (rc)
+        return rc;
+    if (n > 0) {
+        if (!dcu || !scu) {
+            const size_t bytes = (size_t)n * omni_dtype_size(dst->dtype);
+            if (!OMNI_CUDA_CHECK(cudaMemcpyAsync(omni_tensor_data(dst), omni_tensor_data(src), bytes,
+                                                 cudaMemcpyDefault, omni__cuda_cur_stream())) &&
+                !dcu)
+                OMNI_CUDA_CHECK(cudaStreamSynchronize(omni__cuda_cur_stream()));
+        } else if (dc && sc) {
+            omni_copy_cuda(omni_tensor_data(dst), dst->dtype, omni_tensor_data(src), src->dtype, n);
+        } else {
+            struct omni__strided ds, ss;
+            strided_of(&ds, dst);
+            strided_of(&ss, src);
+            omni__copy_strided_cuda(omni_tensor_data(dst), dst->dtype, &ds, omni_tensor_data(src),
+                                    src->dtype, &ss, n);
+        }
+    }
+    return omni__cuda_end(err, op);
+}
+#endif
+
 int omni_op_copy(struct omni_tensor *dst, const struct omni_tensor *src, struct omni_error *err)
 {
     static const char op[] = "omni_op_copy";
@@ -162,8 +234,13 @@ int omni_op_copy(struct omni_tensor *dst, const struct omni_tensor *src, struct 
                               (long long)omni_tensor_numel(src));
     }
     TRY(omni__check_writable(err, op, "dst", dst));
-    if (dst->device.type != OMNI_DEVICE_CPU || src->device.type != OMNI_DEVICE_CPU)
+    if (dst->device.type != OMNI_DEVICE_CPU || src->device.type != OMNI_DEVICE_CPU) {
+#ifdef OMNI_HAVE_CUDA
+        if (dst->device.type == OMNI_DEVICE_CUDA || src->device.type == OMNI_DEVICE_CUDA)
+            return copy_cuda(err, op, dst, src, n);
+#endif
         TRY(omni__cpu_only(err, op, dst->device.type != OMNI_DEVICE_CPU ? dst : src));
+    }
     if (n == 0)
         return OMNI_OK;
     size_t ds = omni_dtype_size(dst->dtype), ss = omni_dtype_size(src->dtype);

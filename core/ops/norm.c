@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "norm.h"
+#include "cuda_impl.h"
 #include "ops/op_check.h"
 
 #define TRY(expr)                                                                                  \
@@ -53,6 +54,9 @@ int omni_op_rmsnorm(struct omni_tensor *out, const struct omni_tensor *x,
     TRY(check_eps(err, op, eps));
     TRY(omni__check_writable(err, op, "out", out));
     TRY(omni__check_same_device(err, op, "out", out, "x", x));
+    OMNI__CUDA_DISPATCH(err, op, x->device,
+                        omni_rmsnorm_cuda(omni_tensor_data(out), ldo, omni_tensor_data(x), ldx,
+                                          omni_tensor_data(w), M, D, eps));
     TRY(omni__cpu_only(err, op, x));
     omni_rmsnorm_cpu(omni_tensor_data(out), ldo, omni_tensor_data(x), ldx, omni_tensor_data(w), M,
                      D, eps);
@@ -83,6 +87,10 @@ int omni_op_add_rmsnorm(struct omni_tensor *out, struct omni_tensor *residual,
     TRY(omni__check_same_device(err, op, "out", out, "residual", residual));
     if (omni_tensor_numel(out) > 0 && omni_tensor_data(out) == omni_tensor_data(residual))
         return omni_error_set(err, OMNI_EINVAL, "%s: out and residual must not be the same memory", op);
+    OMNI__CUDA_DISPATCH(err, op, residual->device,
+                        omni_add_rmsnorm_cuda(omni_tensor_data(out), ldo, omni_tensor_data(residual),
+                                              ldr, x ? omni_tensor_data(x) : NULL, ldx,
+                                              omni_tensor_data(w), M, D, eps));
     TRY(omni__cpu_only(err, op, residual));
     omni_add_rmsnorm_cpu(omni_tensor_data(out), ldo, omni_tensor_data(residual), ldr,
                          x ? omni_tensor_data(x) : NULL, ldx, omni_tensor_data(w), M, D, eps);
@@ -111,6 +119,10 @@ int omni_op_gated_rmsnorm(struct omni_tensor *out, const struct omni_tensor *y,
     TRY(omni__check_writable(err, op, "out", out));
     TRY(omni__check_same_device(err, op, "z", z, "y", y));
     TRY(omni__check_same_device(err, op, "out", out, "y", y));
+    OMNI__CUDA_DISPATCH(err, op, y->device,
+                        omni_gated_rmsnorm_cuda(omni_tensor_data(out), ldo, omni_tensor_data(y), ldy,
+                                                omni_tensor_data(z), ldz, omni_tensor_data(w), M, E,
+                                                group_size, eps));
     TRY(omni__cpu_only(err, op, y));
     omni_gated_rmsnorm_cpu(omni_tensor_data(out), ldo, omni_tensor_data(y), ldy,
                            omni_tensor_data(z), ldz, omni_tensor_data(w), M, E, group_size, eps);

@@ -5,6 +5,7 @@
 
 #include <math.h>
 
+#include "cuda_impl.h"
 #include "ops/op_check.h"
 #include "sample.h"
 
@@ -33,6 +34,8 @@ int omni_op_softmax(struct omni_tensor *y, const struct omni_tensor *x, struct o
     TRY(omni__rows(err, op, "y", y, 1, &M, &V, &ldy));
     TRY(omni__check_writable(err, op, "y", y));
     TRY(omni__check_same_device(err, op, "y", y, "x", x));
+    OMNI__CUDA_DISPATCH(err, op, x->device,
+                        omni_softmax_cuda(omni_tensor_data(y), ldy, omni_tensor_data(x), ldx, M, V));
     TRY(omni__cpu_only(err, op, x));
     omni_softmax_cpu(omni_tensor_data(y), ldy, omni_tensor_data(x), ldx, M, V);
     return OMNI_OK;
@@ -66,6 +69,8 @@ int omni_op_argmax(struct omni_tensor *ids, const struct omni_tensor *logits, st
     static const char op[] = "omni_op_argmax";
     int64_t B, V, ld;
     TRY(check_ids_logits(err, op, ids, logits, &B, &V, &ld));
+    OMNI__CUDA_DISPATCH(err, op, logits->device,
+                        omni_argmax_cuda(omni_tensor_data(ids), omni_tensor_data(logits), ld, B, V));
     TRY(omni__cpu_only(err, op, logits));
     omni_argmax_cpu(omni_tensor_data(ids), omni_tensor_data(logits), ld, B, V);
     return OMNI_OK;
@@ -88,6 +93,9 @@ int omni_op_sample(struct omni_tensor *ids, const struct omni_tensor *logits,
                               (double)s->temperature);
     if (isnan(s->top_p))
         return omni_error_set(err, OMNI_EINVAL, "%s: top_p is NaN", op);
+    OMNI__CUDA_DISPATCH(err, op, logits->device,
+                        omni_sample_cuda(omni_tensor_data(ids), omni_tensor_data(logits), ld, B, V, s,
+                                         seed, step));
     TRY(omni__cpu_only(err, op, logits));
     int rc = omni_sample_cpu(omni_tensor_data(ids), omni_tensor_data(logits), ld, B, V, s, seed, step);
     if (rc)

@@ -3,6 +3,7 @@
  * yet). Contracts in core/include/omni/ops/ssm.h. */
 #include "omni/ops/ssm.h"
 
+#include "cuda_impl.h"
 #include "ops/op_check.h"
 #include "ssm.h"
 
@@ -96,6 +97,12 @@ int omni_op_conv1d_causal(struct omni_tensor *out, const struct omni_tensor *x,
     struct omni_conv_state_strides ss = {0, 0, 0};
     if (state)
         TRY(check_state(err, op, state, B, C, K, x, &ss));
+    OMNI__CUDA_DISPATCH(err, op, x->device,
+                        omni_conv1d_causal_cuda(omni_tensor_data(out), omni_tensor_data(x),
+                                                x->strides[0], x->strides[1], omni_tensor_data(w),
+                                                bias ? omni_tensor_data(bias) : NULL,
+                                                state ? omni_tensor_data(state) : NULL, ss, B, T, C,
+                                                K, apply_silu));
     TRY(omni__cpu_only(err, op, x));
     omni_conv1d_causal_cpu(omni_tensor_data(out), omni_tensor_data(x), x->strides[0], x->strides[1],
                            omni_tensor_data(w), bias ? omni_tensor_data(bias) : NULL,
@@ -121,6 +128,10 @@ int omni_op_conv1d_step(struct omni_tensor *out, const struct omni_tensor *x,
         return omni_error_set(err, OMNI_EINVAL, "%s: state is NULL (a decode step needs the conv state)", op);
     struct omni_conv_state_strides ss;
     TRY(check_state(err, op, state, B, C, K, x, &ss));
+    OMNI__CUDA_DISPATCH(err, op, x->device,
+                        omni_conv1d_step_cuda(omni_tensor_data(out), ldo, omni_tensor_data(x), ldx,
+                                              omni_tensor_data(w), bias ? omni_tensor_data(bias) : NULL,
+                                              omni_tensor_data(state), ss, B, C, K, apply_silu));
     TRY(omni__cpu_only(err, op, x));
     omni_conv1d_step_cpu(omni_tensor_data(out), ldo, omni_tensor_data(x), ldx, omni_tensor_data(w),
                          bias ? omni_tensor_data(bias) : NULL, omni_tensor_data(state), ss, B, C, K,
@@ -190,6 +201,12 @@ int omni_op_ssd_scan(struct omni_tensor *y, const struct omni_tensor *x,
     if (chunk < 0)
         return omni_error_set(err, OMNI_EINVAL, "%s: chunk %lld must be >= 0 (0 = sequential)", op,
                               (long long)chunk);
+    OMNI__CUDA_DISPATCH(err, op, x->device,
+                        omni_ssd_scan_cuda(omni_tensor_data(y), omni_tensor_data(x),
+                                           omni_tensor_data(dt_raw), omni_tensor_data(A),
+                                           omni_tensor_data(Bm), omni_tensor_data(Cm),
+                                           omni_tensor_data(D), omni_tensor_data(dt_bias),
+                                           omni_tensor_data(state), &d, chunk));
     TRY(omni__cpu_only(err, op, x));
     int rc = omni_ssd_scan_cpu(omni_tensor_data(y), omni_tensor_data(x), omni_tensor_data(dt_raw),
                                omni_tensor_data(A), omni_tensor_data(Bm), omni_tensor_data(Cm),
@@ -210,6 +227,12 @@ int omni_op_ssd_step(struct omni_tensor *y, const struct omni_tensor *x,
     static const char op[] = "omni_op_ssd_step";
     struct omni_ssd_dims d;
     TRY(check_ssd(err, op, 0, y, x, dt_raw, A, Bm, Cm, D, dt_bias, state, &d));
+    OMNI__CUDA_DISPATCH(err, op, x->device,
+                        omni_ssd_step_cuda(omni_tensor_data(y), omni_tensor_data(x),
+                                           omni_tensor_data(dt_raw), omni_tensor_data(A),
+                                           omni_tensor_data(Bm), omni_tensor_data(Cm),
+                                           omni_tensor_data(D), omni_tensor_data(dt_bias),
+                                           omni_tensor_data(state), &d));
     TRY(omni__cpu_only(err, op, x));
     omni_ssd_step_cpu(omni_tensor_data(y), omni_tensor_data(x), omni_tensor_data(dt_raw),
                       omni_tensor_data(A), omni_tensor_data(Bm), omni_tensor_data(Cm),

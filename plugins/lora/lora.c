@@ -316,7 +316,11 @@ static const struct omni_plugin_desc lora_desc = {
     .ops = &lora_ops,
     .ports = NULL,
     .n_ports = 0,
+#ifdef OMNI_HAVE_CUDA
+    .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU) | OMNI_DEVICE_BIT(OMNI_DEVICE_CUDA),
+#else
     .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
+#endif
     .adapter = &lora_adapter_ops,
     .params_doc = "task: the request task this adapter serves (required; e.g. mmu, t2i)\n"
                   "scale: multiplier of the low-rank term (default alpha / rank)\n"

@@ -951,7 +951,11 @@ static const struct omni_plugin_desc m2_desc = {
     .ops = &m2_ops,
     .ports = m2_ports,
     .n_ports = OMNI_ARRAY_LEN(m2_ports),
+#ifdef OMNI_HAVE_CUDA
+    .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU) | OMNI_DEVICE_BIT(OMNI_DEVICE_CUDA),
+#else
     .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
+#endif
     .adapter = NULL,
     .params_doc = "d_model: model width (optional; inferred from the weights and checked)\n"
                   "n_layer: number of layers (optional; counted from layers.N. keys)\n"

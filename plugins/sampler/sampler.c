@@ -20,6 +20,13 @@ struct smp_stage {
     struct omni_sampling def;
 };
 
+/* Per request: the token buffer, reused by every call so that a decode step
+ * allocates nothing (the output is a new reference to it). */
+struct smp_state {
+    struct omni_buffer *tok; /* (cap) i32 on the logits' device */
+    int64_t cap;
+};
+
 static char *smp_strdup(const char *s)
 {
     size_t n = strlen(s ? s : "") + 1;
@@ -89,6 +96,29 @@ static int smp_create(const struct omni_stage_config *cfg, struct omni_stage **o
     return OMNI_OK;
 }
 
+static int smp_state_new(struct omni_stage *st, const struct omni_run_ctx *ctx, void **state,
+                         struct omni_error *err)
+{
+    (void)ctx;
+    struct smp_state *x = calloc(1, sizeof *x);
+    if (!x)
+        return omni_error_set(err, OMNI_ENOMEM, "stage '%s': out of memory",
+                              ((struct smp_stage *)st)->name);
+    *state = x;
+    return OMNI_OK;
+}
+
+static void smp_state_free(struct omni_stage *st, void *state)
+{
+    (void)st;
+    struct smp_state *x = state;
+    if (!x)
+        return;
+    if (x->tok)
+        omni_buffer_unref(x->tok);
+    free(x);
+}
+
 static int smp_forward(struct omni_stage *st, void *state, struct omni_io *io,
                        struct omni_error *err)
 {
@@ -110,7 +140,18 @@ static int smp_forward(struct omni_stage *st, void *state, struct omni_io *io,
         return rc;
     const int64_t B = lg->shape[0];
     const int64_t sh[2] = {B, 1};
-    if ((rc = omni_tensor_alloc(&tok, OMNI_DTYPE_I32, 2, sh, lg->device, err)))
+    struct smp_state *x = state;
+    if (x && (B > x->cap || !omni_device_eq(omni_buffer_device(x->tok), lg->device))) {
+        if (x->tok)
+            omni_buffer_unref(x->tok);
+        x->cap = 0;
+        if (!(x->tok = omni_buffer_new(lg->device, (size_t)B * sizeof(int32_t), err)))
+            return omni_error_prefix(err, "stage '%s': ", s->name);
+        x->cap = B;
+    }
+    rc = x ? omni_tensor_view(&tok, x->tok, 0, OMNI_DTYPE_I32, 2, sh, err)
+           : omni_tensor_alloc(&tok, OMNI_DTYPE_I32, 2, sh, lg->device, err);
+    if (rc)
         return omni_error_prefix(err, "stage '%s': ", s->name);
     ids = tok; /* the same buffer seen as (B) for the op; tok keeps the reference */
     ids.ndim = 1;
@@ -136,6 +177,8 @@ static const struct omni_stage_ops smp_ops = {
     .create = smp_create,
     .destroy = smp_destroy,
     .forward = smp_forward,
+    .state_new = smp_state_new,
+    .state_free = smp_state_free,
 };
 
 static const struct omni_plugin_desc smp_desc = {
@@ -146,7 +189,11 @@ static const struct omni_plugin_desc smp_desc = {
     .ops = &smp_ops,
     .ports = smp_ports,
     .n_ports = OMNI_ARRAY_LEN(smp_ports),
+#ifdef OMNI_HAVE_CUDA
+    .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU) | OMNI_DEVICE_BIT(OMNI_DEVICE_CUDA),
+#else
     .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
+#endif
     .adapter = NULL,
     .params_doc = "temperature: divide logits by this before sampling (default 1.0)\n"
                   "top_k: keep the k largest (default 1 = greedy argmax; 0 = all)\n"

@@ -260,7 +260,11 @@ static const struct omni_plugin_desc th_desc = {
     .ops = &th_ops,
     .ports = th_ports,
     .n_ports = OMNI_ARRAY_LEN(th_ports),
+#ifdef OMNI_HAVE_CUDA
+    .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU) | OMNI_DEVICE_BIT(OMNI_DEVICE_CUDA),
+#else
     .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
+#endif
     .adapter = NULL,
     .params_doc = "weight: key of the head matrix (V, D) under prefix (default lm_head.weight)\n"
                   "fallback: key used when weight is absent, tied embeddings (default "
