@@ -91,6 +91,7 @@ struct server {
     pthread_cond_t cv;
     struct job *jobs;
     int stopping;
+    int loading; /* a load job is running */
     pthread_t *threads;
     int n_threads;
     pthread_t zap;
@@ -699,12 +700,23 @@ static void *job_main(void *arg)
     zmq_connect(push, RESULTS_EP);
     pthread_mutex_lock(&S->mu);
     for (;;) {
-        while (!S->jobs && !S->stopping)
+        /* loads run one at a time and in the order they came (an adapter's
+         * load needs its target's); runs and ends run beside them */
+        struct job **pick = NULL;
+        for (;;) {
+            for (struct job **pp = &S->jobs; *pp && !pick; pp = &(*pp)->next)
+                if ((*pp)->kind != J_LOAD || !S->loading)
+                    pick = pp;
+            if (pick || S->stopping)
+                break;
             pthread_cond_wait(&S->cv, &S->mu);
-        if (!S->jobs && S->stopping)
+        }
+        if (!pick)
             break;
-        struct job *j = S->jobs;
-        S->jobs = j->next;
+        struct job *j = *pick;
+        *pick = j->next;
+        if (j->kind == J_LOAD)
+            S->loading = 1;
         pthread_mutex_unlock(&S->mu);
         if (j->kind == J_LOAD)
             job_load(S, push, j);
@@ -715,9 +727,13 @@ static void *job_main(void *arg)
         if (j->kind != J_END)
             atomic_fetch_sub(&S->in_flight, 1);
         atomic_fetch_add(&S->served, 1);
+        pthread_mutex_lock(&S->mu);
+        if (j->kind == J_LOAD) {
+            S->loading = 0;
+            pthread_cond_broadcast(&S->cv);
+        }
         omni__ipc_msg_free(j->env);
         free(j);
-        pthread_mutex_lock(&S->mu);
     }
     pthread_mutex_unlock(&S->mu);
     zmq_close(push);
