@@ -4,6 +4,10 @@
 
 #include "omni/ops.h"
 #include "attention.h"
+#include "cuda_impl.h"
+#ifdef OMNI_HAVE_CUDA
+#include "cuda/extra.h"
+#endif
 #include "ops/op_check.h"
 
 #define OP "omni_op_attention"
@@ -69,9 +73,6 @@ int omni_op_attention(struct omni_tensor *out, const struct omni_tensor *q,
         return OMNI_OK;
     if (!(scale > 0.0f)) /* also catches NaN */
         scale = (float)(1.0 / sqrt((double)P));
-    if ((rc = omni__cpu_only(err, OP, out)))
-        return rc;
-
     struct omni_attention_args a = {
         .out = omni_tensor_data(out),
         .q = omni_tensor_data(q),
@@ -83,6 +84,9 @@ int omni_op_attention(struct omni_tensor *out, const struct omni_tensor *q,
         .v_bs = v->strides[0], .v_rs = v->strides[1],
         .scale = scale,
     };
+    OMNI__CUDA_DISPATCH(err, OP, out->device, omni_attention_cuda(&a));
+    if ((rc = omni__cpu_only(err, OP, out)))
+        return rc;
     omni_attention_cpu(&a);
     return OMNI_OK;
 }

@@ -3,6 +3,10 @@
  * (no CUDA twin yet). */
 #include "omni/ops.h"
 #include "conv2d.h"
+#include "cuda_impl.h"
+#ifdef OMNI_HAVE_CUDA
+#include "cuda/extra.h"
+#endif
 #include "ops/op_check.h"
 
 static int check_conv(const char *op, struct omni_tensor *out, const struct omni_tensor *x,
@@ -91,6 +95,16 @@ static int conv_run(const char *op, struct omni_tensor *out, const struct omni_t
         return rc;
     if (omni_tensor_numel(out) == 0)
         return OMNI_OK;
+#ifdef OMNI_HAVE_CUDA
+    if (x->device.type == OMNI_DEVICE_CUDA) {
+        if ((rc = omni__cuda_begin(err, op, x->device)))
+            return rc;
+        omni_conv2d_cuda(omni_tensor_data(out), omni_tensor_data(x), omni_tensor_data(w), w->dtype,
+                         bias ? omni_tensor_data(bias) : NULL, bias ? bias->dtype : OMNI_DTYPE_F32,
+                         &g);
+        return omni__cuda_end(err, op);
+    }
+#endif
     if ((rc = omni__cpu_only(err, op, x)))
         return rc;
     rc = omni_conv2d_cpu(omni_tensor_data(out), omni_tensor_data(x), omni_tensor_data(w),
@@ -142,6 +156,10 @@ int omni_op_upsample_nearest2x(struct omni_tensor *out, const struct omni_tensor
         return rc;
     if (omni_tensor_numel(x) == 0)
         return OMNI_OK;
+    OMNI__CUDA_DISPATCH(err, op, x->device,
+                        omni_upsample_nearest2x_cuda(omni_tensor_data(out), omni_tensor_data(x),
+                                                     x->shape[0] * x->shape[1], x->shape[2],
+                                                     x->shape[3]));
     if ((rc = omni__cpu_only(err, op, x)))
         return rc;
     omni_upsample_nearest2x_cpu(omni_tensor_data(out), omni_tensor_data(x),

@@ -3,6 +3,10 @@
  * same shape; y may alias x. */
 #include "omni/ops.h"
 #include "gelu.h"
+#include "cuda_impl.h"
+#ifdef OMNI_HAVE_CUDA
+#include "cuda/extra.h"
+#endif
 #include "ops/op_check.h"
 
 static int check(const char *op, struct omni_tensor *y, const struct omni_tensor *x,
@@ -21,6 +25,10 @@ static int check(const char *op, struct omni_tensor *y, const struct omni_tensor
         return rc;
     if (omni_tensor_numel(x) == 0)
         return OMNI_OK;
+#ifdef OMNI_HAVE_CUDA
+    if (x->device.type == OMNI_DEVICE_CUDA)
+        return OMNI_OK; /* the callers dispatch */
+#endif
     return omni__cpu_only(err, op, x);
 }
 
@@ -29,6 +37,8 @@ int omni_op_gelu(struct omni_tensor *y, const struct omni_tensor *x, struct omni
     int rc = check("omni_op_gelu", y, x, err);
     if (rc || omni_tensor_numel(x) == 0)
         return rc;
+    OMNI__CUDA_DISPATCH(err, "omni_op_gelu", x->device,
+                        omni_gelu_cuda(omni_tensor_data(y), omni_tensor_data(x), omni_tensor_numel(x)));
     omni_gelu_cpu(omni_tensor_data(y), omni_tensor_data(x), omni_tensor_numel(x));
     return OMNI_OK;
 }
@@ -38,6 +48,9 @@ int omni_op_gelu_tanh(struct omni_tensor *y, const struct omni_tensor *x, struct
     int rc = check("omni_op_gelu_tanh", y, x, err);
     if (rc || omni_tensor_numel(x) == 0)
         return rc;
+    OMNI__CUDA_DISPATCH(err, "omni_op_gelu_tanh", x->device,
+                        omni_gelu_tanh_cuda(omni_tensor_data(y), omni_tensor_data(x),
+                                            omni_tensor_numel(x)));
     omni_gelu_tanh_cpu(omni_tensor_data(y), omni_tensor_data(x), omni_tensor_numel(x));
     return OMNI_OK;
 }

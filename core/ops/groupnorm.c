@@ -2,6 +2,10 @@
  * kernels/cpu/groupnorm.c (no CUDA twin yet). */
 #include "omni/ops.h"
 #include "groupnorm.h"
+#include "cuda_impl.h"
+#ifdef OMNI_HAVE_CUDA
+#include "cuda/extra.h"
+#endif
 #include "ops/op_check.h"
 
 #define OP "omni_op_groupnorm"
@@ -54,6 +58,10 @@ int omni_op_groupnorm(struct omni_tensor *out, const struct omni_tensor *x,
         return omni_error_set(err, OMNI_EINVAL, "%s: eps %g must be >= 0", OP, (double)eps);
     if (B == 0 || C == 0 || S == 0)
         return OMNI_OK;
+    OMNI__CUDA_DISPATCH(err, OP, x->device,
+                        omni_groupnorm_cuda(omni_tensor_data(out), omni_tensor_data(x),
+                                            w ? omni_tensor_data(w) : NULL,
+                                            b ? omni_tensor_data(b) : NULL, B, C, S, groups, eps));
     if ((rc = omni__cpu_only(err, OP, x)))
         return rc;
     omni_groupnorm_cpu(omni_tensor_data(out), omni_tensor_data(x), w ? omni_tensor_data(w) : NULL,

@@ -2,6 +2,10 @@
  * kernels/cpu/layernorm.c (no CUDA twin yet). */
 #include "omni/ops.h"
 #include "layernorm.h"
+#include "cuda_impl.h"
+#ifdef OMNI_HAVE_CUDA
+#include "cuda/extra.h"
+#endif
 #include "ops/op_check.h"
 
 #define OP "omni_op_layernorm"
@@ -45,6 +49,10 @@ int omni_op_layernorm(struct omni_tensor *out, const struct omni_tensor *x,
         return omni_error_set(err, OMNI_EINVAL, "%s: eps %g must be >= 0", OP, (double)eps);
     if (M == 0 || D == 0)
         return OMNI_OK;
+    OMNI__CUDA_DISPATCH(err, OP, x->device,
+                        omni_layernorm_cuda(omni_tensor_data(out), ldo, omni_tensor_data(x), ldx,
+                                            w ? omni_tensor_data(w) : NULL,
+                                            b ? omni_tensor_data(b) : NULL, M, D, eps));
     if ((rc = omni__cpu_only(err, OP, x)))
         return rc;
     omni_layernorm_cpu(omni_tensor_data(out), ldo, omni_tensor_data(x), ldx,

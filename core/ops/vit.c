@@ -4,6 +4,10 @@
 #include <stdio.h>
 
 #include "omni/ops.h"
+#include "cuda_impl.h"
+#ifdef OMNI_HAVE_CUDA
+#include "cuda/extra.h"
+#endif
 #include "ops/op_check.h"
 #include "vit.h"
 
@@ -61,7 +65,12 @@ int omni_op_patch_embed(struct omni_tensor *out, const struct omni_tensor *x,
     TRY(omni__check_contiguous(err, op, "out", out));
     TRY(omni__check_same_device(err, op, "w", w, "x", x));
     TRY(omni__check_same_device(err, op, "out", out, "x", x));
+#ifndef OMNI_HAVE_CUDA
     TRY(omni__cpu_only(err, op, x));
+#else
+    if (x->device.type != OMNI_DEVICE_CUDA)
+        TRY(omni__cpu_only(err, op, x));
+#endif
     if (B == 0)
         return OMNI_OK;
 
@@ -71,7 +80,19 @@ int omni_op_patch_embed(struct omni_tensor *out, const struct omni_tensor *x,
         omni_error_prefix(err, "%s: patch buffer: ", op);
         return rc;
     }
-    omni_patch_gather_cpu(omni_tensor_data(&cols), omni_tensor_data(x), B, C, H, W, p);
+#ifdef OMNI_HAVE_CUDA
+    if (x->device.type == OMNI_DEVICE_CUDA) {
+        if (!(rc = omni__cuda_begin(err, op, x->device))) {
+            omni_patch_gather_cuda(omni_tensor_data(&cols), omni_tensor_data(x), B, C, H, W, p);
+            rc = omni__cuda_end(err, op);
+        }
+        if (rc) {
+            omni_tensor_release(&cols);
+            return rc;
+        }
+    } else
+#endif
+        omni_patch_gather_cpu(omni_tensor_data(&cols), omni_tensor_data(x), B, C, H, W, p);
     w2.ndim = 2; /* (D, C, p, p) contiguous viewed as (D, C*p*p) */
     w2.shape[0] = D;
     w2.shape[1] = K;
@@ -126,18 +147,35 @@ int omni_op_concat_last(struct omni_tensor *out, const struct omni_tensor *xs, i
     TRY(omni__rows(err, op, "out", out, 1, &rows, &cols, &ldo));
     if (rows == 0 || total == 0)
         return OMNI_OK;
-    TRY(omni__cpu_only(err, op, out));
+#ifdef OMNI_HAVE_CUDA
+    const int on_cuda = out->device.type == OMNI_DEVICE_CUDA;
+    if (on_cuda)
+        TRY(omni__cuda_begin(err, op, out->device));
+    else
+#endif
+        TRY(omni__cpu_only(err, op, out));
     const int64_t es = (int64_t)omni_dtype_size(out->dtype);
     int64_t c0 = 0;
     for (int i = 0; i < n; i++) {
         int64_t xr, xc, ldx;
         snprintf(arg, sizeof arg, "xs[%d]", i);
         TRY(omni__rows(err, op, arg, &xs[i], 0, &xr, &xc, &ldx));
-        if (xc)
+        if (!xc)
+            continue;
+#ifdef OMNI_HAVE_CUDA
+        if (on_cuda)
+            omni_copy_rows_cuda((char *)omni_tensor_data(out) + c0 * es, ldo * es,
+                                omni_tensor_data(&xs[i]), ldx * es, rows, xc * es);
+        else
+#endif
             omni_copy_rows_cpu((char *)omni_tensor_data(out) + c0 * es, ldo * es,
                                omni_tensor_data(&xs[i]), ldx * es, rows, xc * es);
         c0 += xc;
     }
+#ifdef OMNI_HAVE_CUDA
+    if (on_cuda)
+        return omni__cuda_end(err, op);
+#endif
     return OMNI_OK;
 }
 

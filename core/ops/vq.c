@@ -3,6 +3,10 @@
 #include "omni/ops.h"
 #include "omni/ops/vq.h"
 #include "vq.h"
+#include "cuda_impl.h"
+#ifdef OMNI_HAVE_CUDA
+#include "cuda/extra.h"
+#endif
 #include "ops/op_check.h"
 
 int omni_op_l2_normalize(struct omni_tensor *out, const struct omni_tensor *x, float eps,
@@ -27,6 +31,9 @@ int omni_op_l2_normalize(struct omni_tensor *out, const struct omni_tensor *x, f
     const int64_t D = x->shape[x->ndim - 1];
     if (omni_tensor_numel(x) == 0)
         return OMNI_OK;
+    OMNI__CUDA_DISPATCH(err, op, x->device,
+                        omni_l2_normalize_cuda(omni_tensor_data(out), omni_tensor_data(x),
+                                               omni_tensor_numel(x) / D, D, eps));
     if ((rc = omni__cpu_only(err, op, x)))
         return rc;
     omni_l2_normalize_cpu(omni_tensor_data(out), omni_tensor_data(x), omni_tensor_numel(x) / D, D,
@@ -68,6 +75,9 @@ int omni_op_vq_nearest(struct omni_tensor *ids, const struct omni_tensor *z,
         return omni_error_set(err, OMNI_ESHAPE, "%s: the codebook is empty", op);
     if (N == 0)
         return OMNI_OK;
+    OMNI__CUDA_DISPATCH(err, op, z->device,
+                        omni_vq_nearest_cuda(omni_tensor_data(ids), omni_tensor_data(z),
+                                             omni_tensor_data(codebook), N, V, D));
     if ((rc = omni__cpu_only(err, op, z)))
         return rc;
     if ((rc = omni_vq_nearest_cpu(omni_tensor_data(ids), omni_tensor_data(z),
