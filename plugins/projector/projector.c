@@ -243,7 +243,11 @@ static const struct omni_plugin_desc proj_desc = {
     .ops = &proj_ops,
     .ports = proj_ports,
     .n_ports = OMNI_ARRAY_LEN(proj_ports),
+#ifdef OMNI_HAVE_CUDA
+    .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU) | OMNI_DEVICE_BIT(OMNI_DEVICE_CUDA),
+#else
     .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
+#endif
     .adapter = NULL,
     .params_doc = "module: key stem of the linears under prefix (default projector.: keys "
                   "projector.0.weight, projector.2.weight, ...)\n"

@@ -679,7 +679,11 @@ static const struct omni_plugin_desc vit_desc = {
     .ops = &vit_ops,
     .ports = vit_ports,
     .n_ports = OMNI_ARRAY_LEN(vit_ports),
+#ifdef OMNI_HAVE_CUDA
+    .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU) | OMNI_DEVICE_BIT(OMNI_DEVICE_CUDA),
+#else
     .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
+#endif
     .adapter = NULL,
     .params_doc =
         "variant: dinov2_reg4_l14 | siglip_so400m_14_384 | custom (default custom)\n"

@@ -578,6 +578,7 @@ fail:
 struct vq_ws {
     struct omni_buffer *buf[3];
     int64_t B;
+    struct omni_device dev; /* the stage's device */
 };
 
 static struct omni_tensor view(const struct vq_ws *ws, int i, int64_t C, int64_t H, int64_t W)
@@ -591,7 +592,7 @@ static struct omni_tensor view(const struct vq_ws *ws, int i, int64_t C, int64_t
     t.shape[2] = H;
     t.shape[3] = W;
     omni_tensor_set_contiguous(&t);
-    t.device = OMNI_CPU;
+    t.device = ws->dev;
     t.buf = ws->buf[i];
     return t;
 }
@@ -654,7 +655,7 @@ static int transpose_bcs(struct omni_tensor *dst, const struct omni_tensor *src,
 }
 
 static struct omni_tensor tview(struct omni_buffer *b, int64_t off_floats, int64_t B, int64_t S,
-                                int64_t C)
+                                int64_t C, struct omni_device dev)
 {
     struct omni_tensor t;
     memset(&t, 0, sizeof t);
@@ -665,7 +666,7 @@ static struct omni_tensor tview(struct omni_buffer *b, int64_t off_floats, int64
     t.shape[2] = C;
     omni_tensor_set_contiguous(&t);
     t.offset = off_floats * (int64_t)sizeof(float);
-    t.device = OMNI_CPU;
+    t.device = dev;
     t.buf = b;
     return t;
 }
@@ -677,12 +678,12 @@ static int attn_fwd(struct vq_stage *s, const struct vq_attn *a, struct vq_ws *w
     const int64_t B = ws->B, S = H * W, n = B * S * C;
     const int t1 = (hi + 1) % 3;
     struct omni_tensor x = view(ws, hi, C, H, W), nn = view(ws, t1, C, H, W);
-    struct omni_buffer *tmp = omni_buffer_new(OMNI_CPU, (size_t)(4 * n) * sizeof(float), err);
+    struct omni_buffer *tmp = omni_buffer_new(ws->dev, (size_t)(4 * n) * sizeof(float), err);
     int rc;
     if (!tmp)
         return err ? err->status : OMNI_ENOMEM;
-    struct omni_tensor tok = tview(tmp, 0, B, S, C), q = tview(tmp, n, B, S, C);
-    struct omni_tensor k = tview(tmp, 2 * n, B, S, C), v = tview(tmp, 3 * n, B, S, C);
+    struct omni_tensor tok = tview(tmp, 0, B, S, C, ws->dev), q = tview(tmp, n, B, S, C, ws->dev);
+    struct omni_tensor k = tview(tmp, 2 * n, B, S, C, ws->dev), v = tview(tmp, 3 * n, B, S, C, ws->dev);
     struct omni_tensor o = tok, p = q;
     struct omni_tensor back = nn;
     back.ndim = 3;
@@ -724,11 +725,13 @@ static int64_t coder_maxact(const struct vq_coder *c, int decode, int64_t side0)
     return m;
 }
 
-static int ws_alloc(struct vq_ws *ws, int64_t B, int64_t floats, struct omni_error *err)
+static int ws_alloc(struct vq_ws *ws, int64_t B, int64_t floats, struct omni_device dev,
+                    struct omni_error *err)
 {
     ws->B = B;
+    ws->dev = dev;
     for (int i = 0; i < 3; i++) {
-        ws->buf[i] = omni_buffer_new(OMNI_CPU, (size_t)(B * floats) * sizeof(float), err);
+        ws->buf[i] = omni_buffer_new(dev, (size_t)(B * floats) * sizeof(float), err);
         if (!ws->buf[i])
             return err ? err->status : OMNI_ENOMEM;
     }
@@ -856,9 +859,9 @@ static int decode(struct vq_stage *s, const struct omni_tensor *codes, struct om
         m = s->D * S;
     const int64_t chunk = chunk_images(s, B, m);
     const int64_t esh[3] = {chunk, S, s->D}, osh[4] = {B, 3, side, side};
-    if ((rc = ws_alloc(&ws, chunk, m, err)) ||
-        (rc = omni_tensor_alloc(&emb, OMNI_DTYPE_F32, 3, esh, OMNI_CPU, err)) ||
-        (rc = omni_tensor_alloc(image, OMNI_DTYPE_F32, 4, osh, OMNI_CPU, err)))
+    if ((rc = ws_alloc(&ws, chunk, m, s->base.device, err)) ||
+        (rc = omni_tensor_alloc(&emb, OMNI_DTYPE_F32, 3, esh, s->base.device, err)) ||
+        (rc = omni_tensor_alloc(image, OMNI_DTYPE_F32, 4, osh, s->base.device, err)))
         goto done;
     for (int64_t b0 = 0; b0 < B; b0 += chunk) {
         ws.B = B - b0 < chunk ? B - b0 : chunk;
@@ -937,14 +940,14 @@ static int encode(struct vq_stage *s, const struct omni_tensor *image, struct om
     const int64_t chunk = chunk_images(s, B, m);
     const int64_t zsh[3] = {chunk, S, s->D}, csh[2] = {B, S};
     const struct omni_tensor *x = image;
-    if (!omni_tensor_is_contiguous(image)) {
-        if ((rc = omni_tensor_copy_to(&xin, image, OMNI_CPU, err)))
+    if (!omni_tensor_is_contiguous(image) || !omni_device_eq(image->device, s->base.device)) {
+        if ((rc = omni_tensor_copy_to(&xin, image, s->base.device, err)))
             goto done;
         x = &xin;
     }
-    if ((rc = ws_alloc(&ws, chunk, m, err)) ||
-        (rc = omni_tensor_alloc(&zt, OMNI_DTYPE_F32, 3, zsh, OMNI_CPU, err)) ||
-        (rc = omni_tensor_alloc(codes, OMNI_DTYPE_I32, 2, csh, OMNI_CPU, err)))
+    if ((rc = ws_alloc(&ws, chunk, m, s->base.device, err)) ||
+        (rc = omni_tensor_alloc(&zt, OMNI_DTYPE_F32, 3, zsh, s->base.device, err)) ||
+        (rc = omni_tensor_alloc(codes, OMNI_DTYPE_I32, 2, csh, s->base.device, err)))
         goto done;
     for (int64_t b0 = 0; b0 < B; b0 += chunk) {
         ws.B = B - b0 < chunk ? B - b0 : chunk;
@@ -977,8 +980,13 @@ static int check_codes(struct vq_stage *s, const struct omni_tensor *codes, stru
                               "(grid %lld)",
                               sn, omni_shape_str(codes->ndim, codes->shape, a, sizeof a),
                               (long long)N, (long long)s->grid);
-    if (codes->device.type != OMNI_DEVICE_CPU)
-        return omni_error_set(err, OMNI_EDEVICE, "stage '%s': input 'codes' is not on the host", sn);
+    struct omni_tensor hc = {0}; /* codes on a device: checked on a host copy */
+    if (codes->device.type != OMNI_DEVICE_CPU) {
+        if ((rc = omni_tensor_copy_to(&hc, codes, OMNI_CPU, err)))
+            return rc;
+        codes = &hc;
+    }
+    rc = OMNI_OK;
     const char *base = (const char *)omni_buffer_data(codes->buf) + codes->offset;
     const size_t es = omni_dtype_size(codes->dtype);
     for (int64_t b = 0; b < codes->shape[0]; b++)
@@ -992,14 +1000,18 @@ static int check_codes(struct vq_stage *s, const struct omni_tensor *codes, stru
             } else {
                 memcpy(&v, p, 8);
             }
-            if (v < 0 || v >= s->V)
-                return omni_error_set(err, OMNI_ERANGE,
-                                      "stage '%s': code %lld at codes[%lld, %lld] (row %lld, "
-                                      "position %lld) is outside the codebook [0, %lld)",
-                                      sn, (long long)v, (long long)b, (long long)k, (long long)b,
-                                      (long long)k, (long long)s->V);
+            if (v < 0 || v >= s->V) {
+                rc = omni_error_set(err, OMNI_ERANGE,
+                                    "stage '%s': code %lld at codes[%lld, %lld] (row %lld, "
+                                    "position %lld) is outside the codebook [0, %lld)",
+                                    sn, (long long)v, (long long)b, (long long)k, (long long)b,
+                                    (long long)k, (long long)s->V);
+                goto out;
+            }
         }
-    return OMNI_OK;
+out:
+    omni_tensor_release(&hc);
+    return rc;
 }
 
 static int check_image(struct vq_stage *s, const struct omni_tensor *img, struct omni_error *err)
@@ -1017,9 +1029,7 @@ static int check_image(struct vq_stage *s, const struct omni_tensor *img, struct
                               sn, omni_shape_str(img->ndim, img->shape, a, sizeof a),
                               (long long)side, (long long)side, (long long)s->grid,
                               1 << (s->enc.L - 1));
-    if (img->device.type != OMNI_DEVICE_CPU)
-        return omni_error_set(err, OMNI_EDEVICE, "stage '%s': input 'image' is not on the host", sn);
-    return OMNI_OK;
+    return OMNI_OK; /* encode() brings it to the stage's device */
 }
 
 static int vq_forward(struct omni_stage *st, void *state, struct omni_io *io,
@@ -1051,8 +1061,8 @@ static int vq_forward(struct omni_stage *st, void *state, struct omni_io *io,
         struct omni_tensor packed = {0};
         if ((rc = check_codes(s, codes, err)))
             goto fail;
-        if (!omni_tensor_is_contiguous(codes)) {
-            if ((rc = omni_tensor_copy_to(&packed, codes, OMNI_CPU, err)))
+        if (!omni_tensor_is_contiguous(codes) || !omni_device_eq(codes->device, s->base.device)) {
+            if ((rc = omni_tensor_copy_to(&packed, codes, s->base.device, err)))
                 goto fail;
             codes = &packed;
         }
@@ -1101,7 +1111,11 @@ static const struct omni_plugin_desc vq_desc = {
     .ops = &vq_ops,
     .ports = vq_ports,
     .n_ports = OMNI_ARRAY_LEN(vq_ports),
+#ifdef OMNI_HAVE_CUDA
+    .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU) | OMNI_DEVICE_BIT(OMNI_DEVICE_CUDA),
+#else
     .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
+#endif
     .adapter = NULL,
     .params_doc =
         "mode: decode (default), encode, or both (encode 'image' if given, decode 'codes' if "
