@@ -1,0 +1,793 @@
+/* tests/cuda/check_cuda_ops.c - every CUDA op against its CPU twin.
+ *
+ * Each case draws fresh random inputs, runs the omni_op_* on host tensors
+ * (the CPU reference) and on device copies, and compares: f32 paths within
+ * 1e-4 of max|ref|, paths that round activations to f16/bf16 within 2e-2,
+ * integer outputs (argmax, sampled ids, VQ codes) exactly. Device outputs
+ * start as NaN bytes and carry a guard region that must stay untouched; host
+ * tensors are guarded too (tests/kernels/ktest.h). Shapes cover T = 1, chunk
+ * boundaries, odd sizes and batch 1/16/32, and the full Mamba-2 1.3B widths.
+ *
+ * Without a device the suite prints a skip message and exits 0, unless
+ * OMNI_REQUIRE_CUDA is set (make test-cuda), which makes it a failure. */
+#include <math.h>
+#include <time.h>
+
+#include "cudatest.h"
+
+#ifdef OMNI_HAVE_CUDA
+
+static struct tu_rng R;
+static long live0;
+
+/* fresh inputs every run; the seed is printed so a failure can be replayed
+ * (OMNI_TEST_SEED=...) */
+static void setup(void)
+{
+    live0 = omni_buffer_live_count();
+    const char *fixed = getenv("OMNI_TEST_SEED");
+    uint64_t seed = fixed ? strtoull(fixed, NULL, 0)
+                          : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
+    printf("seed 0x%llx\n", (unsigned long long)seed);
+    tu_rng_seed(&R, seed);
+}
+
+static void teardown(void) { TU_ASSERT_NO_LEAK(live0); }
+
+#define SH(...) ((const int64_t[]){__VA_ARGS__})
+
+/* host random tensor + its device copy */
+static void pair(struct omni_tensor *h, struct omni_tensor *d, int dtype, float scale, int ndim,
+                 const int64_t *shape)
+{
+    ct_hrand(h, &R, dtype, scale, ndim, shape);
+    ct_up(d, h);
+}
+
+static void rel2(struct omni_tensor *a, struct omni_tensor *b)
+{
+    kt_release(a);
+    omni_tensor_release(b);
+}
+
+/* ---- matmul family ----------------------------------------------------------------------- */
+
+static void one_matmul(int64_t M, int64_t N, int64_t K, int wdt, int64_t ldx, int64_t ldy,
+                       int with_bias, float alpha, float beta)
+{
+    struct omni_error e = {0};
+    struct omni_tensor hx, dx, hw, dw, hb, db, hy, dy, vx, vdx, vy, vdy;
+    char what[160];
+    pair(&hx, &dx, OMNI_DTYPE_F32, 1.0f, 2, SH(M, ldx));
+    pair(&hw, &dw, wdt, 1.0f / sqrtf((float)(K ? K : 1)), 2, SH(N, K));
+    pair(&hb, &db, OMNI_DTYPE_F32, 1.0f, 1, SH(N));
+    pair(&hy, &dy, OMNI_DTYPE_F32, 1.0f, 2, SH(M, ldy));
+    vx = kt_slice_last(&hx, 0, K), vdx = kt_slice_last(&dx, 0, K);
+    vy = kt_slice_last(&hy, 0, N), vdy = kt_slice_last(&dy, 0, N);
+    ck_assert_int_eq(omni_op_matmul(&vy, &vx, &hw, with_bias ? &hb : NULL, alpha, beta, &e), OMNI_OK);
+    int rc = omni_op_matmul(&vdy, &vdx, &dw, with_bias ? &db : NULL, alpha, beta, &e);
+    ck_assert_msg(rc == OMNI_OK, "matmul on CUDA: %s", e.msg);
+    ct_sync();
+    snprintf(what, sizeof what, "matmul M=%lld N=%lld K=%lld w=%s ldx=%lld ldy=%lld bias=%d a=%g b=%g",
+             (long long)M, (long long)N, (long long)K, omni_dtype_name(wdt), (long long)ldx,
+             (long long)ldy, with_bias, (double)alpha, (double)beta);
+    /* M > 8 with a 16-bit weight rounds x to that dtype on the device */
+    const double tol = (wdt != OMNI_DTYPE_F32 && M > 8) ? 2e-2 : 1e-4;
+    ct_cmp_dev(what, &dy, &hy, tol);
+    rel2(&hx, &dx), rel2(&hw, &dw), rel2(&hb, &db), rel2(&hy, &dy);
+}
+
+START_TEST(test_matmul_matches_cpu_over_shape_table)
+{
+    static const int64_t t[][3] = {
+        {1, 1, 1},    {1, 8512, 2048}, {1, 33, 5},      {2, 257, 64},   {3, 100, 130},
+        {8, 64, 2048}, {9, 257, 64},   {16, 2048, 4096}, {32, 513, 2048}, {72, 1000, 2048},
+        {5, 7, 3},    {16, 8512, 2048}, {1, 2048, 4096}, {32, 16384, 64}, {256, 130, 96},
+    };
+    static const int dts[3] = {OMNI_DTYPE_F32, OMNI_DTYPE_F16, OMNI_DTYPE_BF16};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        for (int d = 0; d < 3; d++)
+            one_matmul(t[i][0], t[i][1], t[i][2], dts[d], t[i][2], t[i][1], (int)(i % 2), 1.0f, 0.0f);
+    /* strided rows, alpha/beta, bias */
+    for (int d = 0; d < 3; d++) {
+        one_matmul(4, 300, 64, dts[d], 80, 310, 1, 0.5f, 1.0f);
+        one_matmul(20, 300, 64, dts[d], 68, 301, 1, 4.0f, 1.0f);
+        one_matmul(7, 33, 17, dts[d], 19, 40, 0, -1.5f, 0.25f);
+    }
+}
+END_TEST
+
+START_TEST(test_add_add_row_and_copies_match_cpu)
+{
+    struct omni_error e = {0};
+    struct omni_tensor ha, da, hb, db, hy, dy, hr, dr;
+    /* add over strided rows */
+    pair(&ha, &da, OMNI_DTYPE_F32, 1, 2, SH(33, 70));
+    pair(&hb, &db, OMNI_DTYPE_F32, 1, 2, SH(33, 65));
+    ct_hrand(&hy, &R, OMNI_DTYPE_F32, 1, 2, SH(33, 64));
+    ct_dalloc(&dy, OMNI_DTYPE_F32, 2, SH(33, 64));
+    struct omni_tensor va = kt_slice_last(&ha, 3, 64), vda = kt_slice_last(&da, 3, 64);
+    struct omni_tensor vb = kt_slice_last(&hb, 1, 64), vdb = kt_slice_last(&db, 1, 64);
+    ck_assert_int_eq(omni_op_add(&hy, &va, &vb, &e), OMNI_OK);
+    ck_assert_int_eq(omni_op_add(&dy, &vda, &vdb, &e), OMNI_OK);
+    ct_sync();
+    ct_cmp_dev("add", &dy, &hy, 1e-6);
+    /* add_row in place */
+    pair(&hr, &dr, OMNI_DTYPE_F32, 1, 1, SH(64));
+    ck_assert_int_eq(omni_op_add_row(&hy, &hr, &e), OMNI_OK);
+    ck_assert_int_eq(omni_op_add_row(&dy, &dr, &e), OMNI_OK);
+    ct_sync();
+    ct_cmp_dev("add_row", &dy, &hy, 1e-6);
+    rel2(&ha, &da), rel2(&hb, &db), rel2(&hr, &dr);
+
+    /* dtype-converting copies f32 -> bf16/f16 -> f32 on the device vs host */
+    static const int dts[2] = {OMNI_DTYPE_BF16, OMNI_DTYPE_F16};
+    for (int i = 0; i < 2; i++) {
+        struct omni_tensor hh, dh, hback, dback;
+        kt_tensor(&hh, dts[i], 2, SH(33, 64));
+        ct_dalloc(&dh, dts[i], 2, SH(33, 64));
+        kt_tensor(&hback, OMNI_DTYPE_F32, 2, SH(33, 64));
+        ct_dalloc(&dback, OMNI_DTYPE_F32, 2, SH(33, 64));
+        ck_assert_int_eq(omni_op_copy(&hh, &hy, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_copy(&hback, &hh, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_copy(&dh, &dy, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_copy(&dback, &dh, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("copy through a 16-bit dtype", &dback, &hback, 0.0);
+        rel2(&hh, &dh), rel2(&hback, &dback);
+    }
+    /* strided (transposed) device copy, and host <-> device */
+    {
+        struct omni_tensor ht, dt, vt, vdt, hh2;
+        kt_tensor(&ht, OMNI_DTYPE_F32, 2, SH(64, 33));
+        ct_dalloc(&dt, OMNI_DTYPE_F32, 2, SH(64, 33));
+        vt = hy, vdt = dy;
+        vt.shape[0] = vdt.shape[0] = 64, vt.shape[1] = vdt.shape[1] = 33;
+        vt.strides[0] = vdt.strides[0] = 1, vt.strides[1] = vdt.strides[1] = 64;
+        ck_assert_int_eq(omni_op_copy(&ht, &vt, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_copy(&dt, &vdt, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("strided copy", &dt, &ht, 0.0);
+        kt_tensor(&hh2, OMNI_DTYPE_F32, 2, SH(64, 33));
+        ck_assert_int_eq(omni_op_copy(&hh2, &dt, &e), OMNI_OK); /* device -> host */
+        ct_cmp("device to host copy", kt_f(&hh2), kt_f(&ht), 64 * 33, 0.0);
+        ck_assert_int_eq(omni_op_copy(&dt, &hy, &e), OMNI_OK); /* host -> device */
+        ct_sync();
+        ct_cmp_dev("host to device copy", &dt, &hy, 0.0);
+        kt_release(&hh2);
+        rel2(&ht, &dt);
+    }
+    rel2(&hy, &dy);
+}
+END_TEST
+
+/* ---- norms and activations --------------------------------------------------------------- */
+
+START_TEST(test_norms_match_cpu)
+{
+    struct omni_error e = {0};
+    static const int64_t shapes[][2] = {{1, 2048}, {5, 77}, {32, 2048}, {16, 4096}, {3, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int64_t M = shapes[i][0], D = shapes[i][1];
+        struct omni_tensor hx, dx, hw, dw, hr, dr, ho, dout, ho2, dout2;
+        pair(&hx, &dx, OMNI_DTYPE_F32, 1, 2, SH(M, D));
+        pair(&hw, &dw, OMNI_DTYPE_F32, 1, 1, SH(D));
+        pair(&hr, &dr, OMNI_DTYPE_F32, 3, 2, SH(M, D));
+        kt_tensor(&ho, OMNI_DTYPE_F32, 2, SH(M, D));
+        ct_dalloc(&dout, OMNI_DTYPE_F32, 2, SH(M, D));
+        kt_tensor(&ho2, OMNI_DTYPE_F32, 2, SH(M, D));
+        ct_dalloc(&dout2, OMNI_DTYPE_F32, 2, SH(M, D));
+        ck_assert_int_eq(omni_op_rmsnorm(&ho, &hx, &hw, 1e-5f, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_rmsnorm(&dout, &dx, &dw, 1e-5f, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_add_rmsnorm(&ho2, &hr, &hx, &hw, 1e-5f, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_add_rmsnorm(&dout2, &dr, &dx, &dw, 1e-5f, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("rmsnorm", &dout, &ho, 1e-4);
+        ct_cmp_dev("add_rmsnorm out", &dout2, &ho2, 1e-4);
+        ct_cmp_dev("add_rmsnorm residual", &dr, &hr, 1e-5);
+        /* x == NULL: residual already holds the sum */
+        ck_assert_int_eq(omni_op_add_rmsnorm(&ho2, &hr, NULL, &hw, 1e-5f, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_add_rmsnorm(&dout2, &dr, NULL, &dw, 1e-5f, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("add_rmsnorm without x", &dout2, &ho2, 1e-4);
+        rel2(&hx, &dx), rel2(&hw, &dw), rel2(&hr, &dr), rel2(&ho, &dout), rel2(&ho2, &dout2);
+    }
+    /* gated: y and z as views of a zxbcdt-like row, groups of E and of 64 */
+    static const int64_t g[][3] = {{1, 4096, 4096}, {16, 4096, 4096}, {3, 256, 64}, {2, 6, 3}};
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+        const int64_t M = g[i][0], E = g[i][1], G = g[i][2], F = 2 * E + 9;
+        struct omni_tensor hz, dz, hy, dy, hw, dw, ho, dout;
+        pair(&hz, &dz, OMNI_DTYPE_F32, 2, 2, SH(M, F));
+        pair(&hy, &dy, OMNI_DTYPE_F32, 1, 2, SH(M, E));
+        pair(&hw, &dw, OMNI_DTYPE_F32, 1, 1, SH(E));
+        kt_tensor(&ho, OMNI_DTYPE_F32, 2, SH(M, E));
+        ct_dalloc(&dout, OMNI_DTYPE_F32, 2, SH(M, E));
+        struct omni_tensor vz = kt_slice_last(&hz, 0, E), vdz = kt_slice_last(&dz, 0, E);
+        ck_assert_int_eq(omni_op_gated_rmsnorm(&ho, &hy, &vz, &hw, 1e-5f, G, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_gated_rmsnorm(&dout, &dy, &vdz, &dw, 1e-5f, G, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("gated_rmsnorm", &dout, &ho, 1e-4);
+        rel2(&hz, &dz), rel2(&hy, &dy), rel2(&hw, &dw), rel2(&ho, &dout);
+    }
+}
+END_TEST
+
+START_TEST(test_activations_match_cpu_across_the_softplus_threshold)
+{
+    struct omni_error e = {0};
+    struct omni_tensor hx, dx, hb, db, ho, dout;
+    pair(&hx, &dx, OMNI_DTYPE_F32, 8, 2, SH(7, 1001));
+    static const float special[] = {-30.f, -17.f, 0.f, 19.9f, 20.0f, 20.1f, 40.f, -90.f, 90.f};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
+        kt_f(&hx)[i * 3] = special[i];
+    omni_tensor_release(&dx);
+    ct_up(&dx, &hx);
+    pair(&hb, &db, OMNI_DTYPE_F32, 1, 2, SH(7, 1001));
+    kt_tensor(&ho, OMNI_DTYPE_F32, 2, SH(7, 1001));
+    ct_dalloc(&dout, OMNI_DTYPE_F32, 2, SH(7, 1001));
+    ck_assert_int_eq(omni_op_silu(&ho, &hx, &e), OMNI_OK);
+    ck_assert_int_eq(omni_op_silu(&dout, &dx, &e), OMNI_OK);
+    ct_sync();
+    ct_cmp_dev("silu", &dout, &ho, 1e-6);
+    ck_assert_int_eq(omni_op_softplus(&ho, &hx, &e), OMNI_OK);
+    ck_assert_int_eq(omni_op_softplus(&dout, &dx, &e), OMNI_OK);
+    ct_sync();
+    ct_cmp_dev("softplus", &dout, &ho, 1e-6);
+    ck_assert_int_eq(omni_op_mul(&ho, &hx, &hb, &e), OMNI_OK);
+    ck_assert_int_eq(omni_op_mul(&dout, &dx, &db, &e), OMNI_OK);
+    ct_sync();
+    ct_cmp_dev("mul", &dout, &ho, 0.0);
+    rel2(&hx, &dx), rel2(&hb, &db), rel2(&ho, &dout);
+}
+END_TEST
+
+/* ---- conv1d and SSD ------------------------------------------------------------------------- */
+
+static void one_conv(int64_t B, int64_t T, int64_t C, int64_t K, int with_state)
+{
+    struct omni_error e = {0};
+    const int64_t F = C + 11; /* x is a view of wider rows */
+    struct omni_tensor hx, dx, hw, dw, hb, db, hs, ds, ho, dout;
+    char what[128];
+    pair(&hx, &dx, OMNI_DTYPE_F32, 1, 3, SH(B, T, F));
+    pair(&hw, &dw, OMNI_DTYPE_F32, 0.5f, 2, SH(C, K));
+    pair(&hb, &db, OMNI_DTYPE_F32, 0.5f, 1, SH(C));
+    pair(&hs, &ds, OMNI_DTYPE_F32, 1, 3, SH(B, C, K));
+    kt_tensor(&ho, OMNI_DTYPE_F32, 3, SH(B, T, C));
+    ct_dalloc(&dout, OMNI_DTYPE_F32, 3, SH(B, T, C));
+    struct omni_tensor vx = kt_slice_last(&hx, 5, C), vdx = kt_slice_last(&dx, 5, C);
+    ck_assert_int_eq(omni_op_conv1d_causal(&ho, &vx, &hw, &hb, with_state ? &hs : NULL, 1, &e), OMNI_OK);
+    int rc = omni_op_conv1d_causal(&dout, &vdx, &dw, &db, with_state ? &ds : NULL, 1, &e);
+    ck_assert_msg(rc == OMNI_OK, "%s", e.msg);
+    ct_sync();
+    snprintf(what, sizeof what, "conv1d_causal B=%lld T=%lld C=%lld K=%lld state=%d", (long long)B,
+             (long long)T, (long long)C, (long long)K, with_state);
+    ct_cmp_dev(what, &dout, &ho, 1e-5);
+    ct_cmp_dev("conv1d_causal state", &ds, &hs, 0.0);
+    rel2(&hx, &dx), rel2(&hw, &dw), rel2(&hb, &db), rel2(&hs, &ds), rel2(&ho, &dout);
+}
+
+START_TEST(test_conv1d_matches_cpu_sequence_and_step)
+{
+    static const int64_t t[][4] = {{1, 1, 4352, 4}, {1, 2, 7, 4},   {3, 3, 33, 4},  {1, 4, 4352, 4},
+                                   {2, 5, 100, 4},  {1, 300, 4352, 4}, {16, 72, 130, 4}, {2, 9, 5, 3}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        for (int s = 0; s < 2; s++)
+            one_conv(t[i][0], t[i][1], t[i][2], t[i][3], s);
+    static const int64_t st[] = {1, 16, 32};
+    for (int i = 0; i < 3; i++) {
+        struct omni_error e = {0};
+        const int64_t B = st[i], C = 4352, K = 4, F = 8512;
+        struct omni_tensor hx, dx, hw, dw, hb, db, hs, ds, ho, dout;
+        pair(&hx, &dx, OMNI_DTYPE_F32, 1, 2, SH(B, F));
+        pair(&hw, &dw, OMNI_DTYPE_F32, 0.5f, 2, SH(C, K));
+        pair(&hb, &db, OMNI_DTYPE_F32, 0.5f, 1, SH(C));
+        pair(&hs, &ds, OMNI_DTYPE_F32, 1, 3, SH(B, C, K));
+        kt_tensor(&ho, OMNI_DTYPE_F32, 2, SH(B, C));
+        ct_dalloc(&dout, OMNI_DTYPE_F32, 2, SH(B, C));
+        struct omni_tensor vx = kt_slice_last(&hx, 4096, C), vdx = kt_slice_last(&dx, 4096, C);
+        for (int step = 0; step < 3; step++) {
+            ck_assert_int_eq(omni_op_conv1d_step(&ho, &vx, &hw, &hb, &hs, 1, &e), OMNI_OK);
+            ck_assert_int_eq(omni_op_conv1d_step(&dout, &vdx, &dw, &db, &ds, 1, &e), OMNI_OK);
+        }
+        ct_sync();
+        ct_cmp_dev("conv1d_step", &dout, &ho, 1e-5);
+        ct_cmp_dev("conv1d_step state", &ds, &hs, 0.0);
+        rel2(&hx, &dx), rel2(&hw, &dw), rel2(&hb, &db), rel2(&hs, &ds), rel2(&ho, &dout);
+    }
+}
+END_TEST
+
+/* SSD inputs as views of one xBC-like buffer (B, T, H*P + 2*G*N) plus dt (B, T, H + 3). */
+struct ssd_case {
+    int64_t B, T, H, P, G, N;
+    struct omni_tensor hxbc, dxbc, hdt, ddt, hA, dA, hD, dD, hbias, dbias, hs, ds;
+};
+
+static void ssd_make(struct ssd_case *c)
+{
+    const int64_t W = c->H * c->P + 2 * c->G * c->N;
+    pair(&c->hxbc, &c->dxbc, OMNI_DTYPE_F32, 1, 3, SH(c->B, c->T, W));
+    ct_hrand(&c->hdt, &R, OMNI_DTYPE_F32, 1.5f, 3, SH(c->B, c->T, c->H + 3));
+    /* dt_raw + bias across the softplus threshold and large (decay underflow) */
+    static const float special[] = {-30.f, -17.f, 0.f, 19.9f, 20.1f, 40.f};
+    float *dt = kt_f(&c->hdt);
+    for (int64_t i = 0; i < (int64_t)(sizeof special / sizeof special[0]) && i * 7 < omni_tensor_numel(&c->hdt); i++)
+        dt[i * 7] = special[i];
+    ct_up(&c->ddt, &c->hdt);
+    ct_hrand(&c->hA, &R, OMNI_DTYPE_F32, 1, 1, SH(c->H));
+    for (int64_t h = 0; h < c->H; h++)
+        kt_f(&c->hA)[h] = -expf(tu_rng_uniform(&R, 0.0f, 2.77f)); /* A in [-16, -1] */
+    ct_up(&c->dA, &c->hA);
+    pair(&c->hD, &c->dD, OMNI_DTYPE_F32, 1, 1, SH(c->H));
+    ct_hrand(&c->hbias, &R, OMNI_DTYPE_F32, 1, 1, SH(c->H));
+    for (int64_t h = 0; h < c->H; h++)
+        kt_f(&c->hbias)[h] = tu_rng_uniform(&R, -6.0f, -2.0f);
+    ct_up(&c->dbias, &c->hbias);
+    pair(&c->hs, &c->ds, OMNI_DTYPE_F32, 0.5f, 4, SH(c->B, c->H, c->P, c->N));
+}
+
+static void ssd_free(struct ssd_case *c)
+{
+    rel2(&c->hxbc, &c->dxbc), rel2(&c->hdt, &c->ddt), rel2(&c->hA, &c->dA);
+    rel2(&c->hD, &c->dD), rel2(&c->hbias, &c->dbias), rel2(&c->hs, &c->ds);
+}
+
+/* views x (B,T,H,P), Bm/Cm (B,T,G,N), dt (B,T,H) of base tensors (host or device) */
+static void ssd_views(const struct ssd_case *c, const struct omni_tensor *xbc,
+                      const struct omni_tensor *dtb, struct omni_tensor *x, struct omni_tensor *Bm,
+                      struct omni_tensor *Cm, struct omni_tensor *dt)
+{
+    const int64_t W = c->H * c->P + 2 * c->G * c->N;
+    *x = *xbc;
+    x->ndim = 4;
+    x->shape[0] = c->B, x->shape[1] = c->T, x->shape[2] = c->H, x->shape[3] = c->P;
+    x->strides[0] = c->T * W, x->strides[1] = W, x->strides[2] = c->P, x->strides[3] = 1;
+    *Bm = *x;
+    Bm->shape[2] = c->G, Bm->shape[3] = c->N, Bm->strides[2] = c->N;
+    Bm->offset = xbc->offset + c->H * c->P * 4;
+    *Cm = *Bm;
+    Cm->offset = Bm->offset + c->G * c->N * 4;
+    *dt = *dtb;
+    dt->shape[2] = c->H;
+}
+
+static void one_scan(int64_t B, int64_t T, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk)
+{
+    struct omni_error e = {0};
+    struct ssd_case c = {.B = B, .T = T, .H = H, .P = P, .G = G, .N = N};
+    struct omni_tensor hx, hB, hC, hdt, dx, dB, dC, ddt, hy, dy;
+    char what[160];
+    ssd_make(&c);
+    ssd_views(&c, &c.hxbc, &c.hdt, &hx, &hB, &hC, &hdt);
+    ssd_views(&c, &c.dxbc, &c.ddt, &dx, &dB, &dC, &ddt);
+    kt_tensor(&hy, OMNI_DTYPE_F32, 4, SH(B, T, H, P));
+    ct_dalloc(&dy, OMNI_DTYPE_F32, 4, SH(B, T, H, P));
+    ck_assert_int_eq(omni_op_ssd_scan(&hy, &hx, &hdt, &c.hA, &hB, &hC, &c.hD, &c.hbias, &c.hs, chunk, &e), OMNI_OK);
+    int rc = omni_op_ssd_scan(&dy, &dx, &ddt, &c.dA, &dB, &dC, &c.dD, &c.dbias, &c.ds, chunk, &e);
+    ck_assert_msg(rc == OMNI_OK, "%s", e.msg);
+    ct_sync();
+    snprintf(what, sizeof what, "ssd_scan B=%lld T=%lld H=%lld P=%lld G=%lld N=%lld chunk=%lld",
+             (long long)B, (long long)T, (long long)H, (long long)P, (long long)G, (long long)N,
+             (long long)chunk);
+    ct_cmp_dev(what, &dy, &hy, 1e-4);
+    ct_cmp_dev("ssd_scan final state", &c.ds, &c.hs, 1e-4);
+    rel2(&hy, &dy);
+    ssd_free(&c);
+}
+
+START_TEST(test_ssd_scan_matches_cpu_at_chunk_boundaries)
+{
+    /* small chunk (8): T around the boundaries, odd sizes, G = 2 */
+    static const int64_t t[][6] = {{1, 1, 4, 16, 1, 32},  {2, 3, 4, 16, 1, 32}, {1, 7, 4, 16, 1, 32},
+                                   {1, 8, 4, 16, 1, 32},  {1, 9, 4, 16, 1, 32}, {2, 17, 6, 10, 2, 40},
+                                   {3, 5, 3, 5, 1, 7},    {1, 64, 4, 16, 2, 32}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        one_scan(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], 8);
+        one_scan(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], 0);
+    }
+}
+END_TEST
+
+START_TEST(test_ssd_scan_matches_cpu_at_full_width)
+{
+    /* Mamba-2 1.3B heads: H 64, P 64, N 128, chunk 256 */
+    static const int64_t T[] = {1, 3, 4, 5, 255, 256, 257, 600};
+    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++)
+        one_scan(1, T[i], 64, 64, 1, 128, 256);
+    one_scan(2, 72, 64, 64, 1, 128, 256);
+    one_scan(1, 40, 64, 64, 1, 128, 0);
+}
+END_TEST
+
+START_TEST(test_ssd_step_matches_cpu_batch_1_16_32)
+{
+    static const int64_t t[][5] = {{1, 64, 64, 1, 128}, {16, 64, 64, 1, 128}, {32, 64, 64, 1, 128},
+                                   {3, 6, 10, 2, 40},   {2, 4, 16, 1, 300}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        struct omni_error e = {0};
+        struct ssd_case c = {.B = t[i][0], .T = 1, .H = t[i][1], .P = t[i][2], .G = t[i][3], .N = t[i][4]};
+        struct omni_tensor hx, hB, hC, hdt, dx, dB, dC, ddt, hy, dy;
+        ssd_make(&c);
+        ssd_views(&c, &c.hxbc, &c.hdt, &hx, &hB, &hC, &hdt);
+        ssd_views(&c, &c.dxbc, &c.ddt, &dx, &dB, &dC, &ddt);
+        /* drop the T axis: (B,H,P), (B,G,N), (B,H) */
+        struct omni_tensor *v4[3] = {&hx, &hB, &hC}, *w4[3] = {&dx, &dB, &dC};
+        for (int k = 0; k < 3; k++) {
+            for (struct omni_tensor *v = v4[k]; v; v = v == v4[k] ? w4[k] : NULL) {
+                v->ndim = 3;
+                v->shape[1] = v->shape[2], v->shape[2] = v->shape[3];
+                v->strides[1] = v->strides[2], v->strides[2] = 1;
+            }
+        }
+        hdt.ndim = ddt.ndim = 2;
+        hdt.shape[1] = ddt.shape[1] = c.H;
+        hdt.strides[1] = ddt.strides[1] = 1;
+        kt_tensor(&hy, OMNI_DTYPE_F32, 3, SH(c.B, c.H, c.P));
+        ct_dalloc(&dy, OMNI_DTYPE_F32, 3, SH(c.B, c.H, c.P));
+        ck_assert_int_eq(omni_op_ssd_step(&hy, &hx, &hdt, &c.hA, &hB, &hC, &c.hD, &c.hbias, &c.hs, &e), OMNI_OK);
+        int rc = omni_op_ssd_step(&dy, &dx, &ddt, &c.dA, &dB, &dC, &c.dD, &c.dbias, &c.ds, &e);
+        ck_assert_msg(rc == OMNI_OK, "%s", e.msg);
+        ct_sync();
+        ct_cmp_dev("ssd_step y", &dy, &hy, 1e-4);
+        ct_cmp_dev("ssd_step state", &c.ds, &c.hs, 1e-5);
+        rel2(&hy, &dy);
+        ssd_free(&c);
+    }
+}
+END_TEST
+
+/* ---- embedding and sampling ------------------------------------------------------------------ */
+
+START_TEST(test_embedding_matches_cpu_and_reports_bad_ids_at_sync)
+{
+    struct omni_error e = {0};
+    static const int dts[3] = {OMNI_DTYPE_F32, OMNI_DTYPE_F16, OMNI_DTYPE_BF16};
+    for (int d = 0; d < 3; d++)
+        for (int wide = 0; wide < 2; wide++) {
+            const int64_t V = 1000, D = 130, M = 37;
+            struct omni_tensor ht, dt, hi, di, ho, dout;
+            pair(&ht, &dt, dts[d], 1, 2, SH(V, D));
+            int idt = wide ? OMNI_DTYPE_I64 : OMNI_DTYPE_I32;
+            kt_tensor(&hi, idt, 2, SH(1, M));
+            for (int64_t i = 0; i < M; i++) {
+                int64_t id = (int64_t)(tu_rng_u64(&R) % (uint64_t)V);
+                if (wide)
+                    ((int64_t *)omni_tensor_data(&hi))[i] = id;
+                else
+                    ((int32_t *)omni_tensor_data(&hi))[i] = (int32_t)id;
+            }
+            ct_up(&di, &hi);
+            kt_tensor(&ho, OMNI_DTYPE_F32, 3, SH(1, M, D));
+            ct_dalloc(&dout, OMNI_DTYPE_F32, 3, SH(1, M, D));
+            ck_assert_int_eq(omni_op_embedding(&ho, &ht, &hi, &e), OMNI_OK);
+            ck_assert_int_eq(omni_op_embedding(&dout, &dt, &di, &e), OMNI_OK);
+            ct_sync();
+            ct_cmp_dev("embedding", &dout, &ho, 0.0);
+            rel2(&ht, &dt), rel2(&hi, &di), rel2(&ho, &dout);
+        }
+    /* an id past V: the op queues, the next synchronize reports it */
+    struct omni_tensor ht, dt, hi, di, dout;
+    pair(&ht, &dt, OMNI_DTYPE_F32, 1, 2, SH(50, 8));
+    kt_tensor(&hi, OMNI_DTYPE_I32, 1, SH(4));
+    int32_t *ids = omni_tensor_data(&hi);
+    ids[0] = 1, ids[1] = 49, ids[2] = 50, ids[3] = 2;
+    ct_up(&di, &hi);
+    ct_dalloc(&dout, OMNI_DTYPE_F32, 2, SH(4, 8));
+    ck_assert_int_eq(omni_op_embedding(&dout, &dt, &di, &e), OMNI_OK);
+    int rc = omni_cuda_synchronize(CT_DEV, &e);
+    KT_ASSERT_ERR(rc, e, OMNI_ERANGE, "id 50", "index 2", "V=50");
+    ck_assert_int_eq(omni_cuda_synchronize(CT_DEV, &e), OMNI_OK); /* reported once */
+    rel2(&ht, &dt), rel2(&hi, &di);
+    omni_tensor_release(&dout);
+}
+END_TEST
+
+START_TEST(test_softmax_argmax_and_sampler_match_cpu)
+{
+    struct omni_error e = {0};
+    static const int64_t t[][2] = {{1, 50288}, {16, 16384}, {32, 50288}, {3, 7}, {2, 1}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        const int64_t B = t[i][0], V = t[i][1];
+        struct omni_tensor hl, dl, ho, dout, hid, did;
+        pair(&hl, &dl, OMNI_DTYPE_F32, 3, 2, SH(B, V));
+        /* plant ties at the maximum in row 0 */
+        if (V > 10) {
+            kt_f(&hl)[3] = 100.0f, kt_f(&hl)[9] = 100.0f;
+            omni_tensor_release(&dl);
+            ct_up(&dl, &hl);
+        }
+        kt_tensor(&ho, OMNI_DTYPE_F32, 2, SH(B, V));
+        ct_dalloc(&dout, OMNI_DTYPE_F32, 2, SH(B, V));
+        ck_assert_int_eq(omni_op_softmax(&ho, &hl, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_softmax(&dout, &dl, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("softmax", &dout, &ho, 1e-5);
+        kt_tensor(&hid, OMNI_DTYPE_I32, 1, SH(B));
+        ct_dalloc(&did, OMNI_DTYPE_I32, 1, SH(B));
+        ck_assert_int_eq(omni_op_argmax(&hid, &hl, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_argmax(&did, &dl, &e), OMNI_OK);
+        ct_sync();
+        struct omni_tensor got;
+        ct_down(&got, &did);
+        ck_assert_int_eq(memcmp(omni_tensor_data(&got), omni_tensor_data(&hid), (size_t)B * 4), 0);
+        kt_release(&got);
+        static const struct omni_sampling S[] = {
+            {1.0f, 50, 0.0f}, {0.7f, 50, 0.0f}, {1.0f, 0, 0.9f}, {1.3f, 20, 0.5f}, {1.0f, 0, 0.0f},
+            {0.5f, 1000, 0.95f}, {2.0f, 2, 0.0f},
+        };
+        for (size_t s = 0; s < sizeof S / sizeof S[0]; s++)
+            for (int64_t step = 0; step < 3; step++) {
+                ck_assert_int_eq(omni_op_sample(&hid, &hl, &S[s], 1234 + s, step, &e), OMNI_OK);
+                ck_assert_int_eq(omni_op_sample(&did, &dl, &S[s], 1234 + s, step, &e), OMNI_OK);
+                ct_sync();
+                ct_down(&got, &did);
+                for (int64_t b = 0; b < B; b++)
+                    ck_assert_msg(((int32_t *)omni_tensor_data(&got))[b] == ((int32_t *)omni_tensor_data(&hid))[b],
+                                  "sample (T=%g k=%d p=%g) V=%lld row %lld step %lld: cuda %d cpu %d",
+                                  (double)S[s].temperature, S[s].top_k, (double)S[s].top_p, (long long)V,
+                                  (long long)b, (long long)step, ((int32_t *)omni_tensor_data(&got))[b],
+                                  ((int32_t *)omni_tensor_data(&hid))[b]);
+                kt_release(&got);
+            }
+        ct_guard_check(&did, "sampled ids");
+        rel2(&hl, &dl), rel2(&ho, &dout), rel2(&hid, &did);
+    }
+}
+END_TEST
+
+/* ---- vision and VQ ops --------------------------------------------------------------------- */
+
+START_TEST(test_layernorm_gelu_match_cpu)
+{
+    struct omni_error e = {0};
+    static const int64_t t[][2] = {{734, 1024}, {5, 77}, {729, 1152}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        const int64_t M = t[i][0], D = t[i][1];
+        struct omni_tensor hx, dx, hw, dw, hb, db, ho, dout;
+        pair(&hx, &dx, OMNI_DTYPE_F32, 2, 2, SH(M, D));
+        for (int64_t k = 0; k < M * D; k++)
+            kt_f(&hx)[k] += 3.0f; /* a mean to subtract */
+        omni_tensor_release(&dx);
+        ct_up(&dx, &hx);
+        pair(&hw, &dw, OMNI_DTYPE_F32, 1, 1, SH(D));
+        pair(&hb, &db, OMNI_DTYPE_F32, 1, 1, SH(D));
+        kt_tensor(&ho, OMNI_DTYPE_F32, 2, SH(M, D));
+        ct_dalloc(&dout, OMNI_DTYPE_F32, 2, SH(M, D));
+        ck_assert_int_eq(omni_op_layernorm(&ho, &hx, &hw, &hb, 1e-6f, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_layernorm(&dout, &dx, &dw, &db, 1e-6f, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("layernorm", &dout, &ho, 1e-5);
+        ck_assert_int_eq(omni_op_gelu(&ho, &hx, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_gelu(&dout, &dx, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("gelu", &dout, &ho, 1e-5);
+        ck_assert_int_eq(omni_op_gelu_tanh(&ho, &hx, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_gelu_tanh(&dout, &dx, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("gelu_tanh", &dout, &ho, 1e-5);
+        rel2(&hx, &dx), rel2(&hw, &dw), rel2(&hb, &db), rel2(&ho, &dout);
+    }
+}
+END_TEST
+
+START_TEST(test_attention_matches_cpu_on_fused_qkv_views)
+{
+    struct omni_error e = {0};
+    static const int64_t t[][4] = {{1, 734, 16, 64}, {2, 5, 3, 72}, {1, 729, 16, 72}, {3, 33, 1, 8}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        const int64_t B = t[i][0], S = t[i][1], H = t[i][2], P = t[i][3], D = H * P;
+        struct omni_tensor hq, dq, ho, dout;
+        pair(&hq, &dq, OMNI_DTYPE_F32, 1, 3, SH(B, S, 3 * D));
+        kt_tensor(&ho, OMNI_DTYPE_F32, 3, SH(B, S, D));
+        ct_dalloc(&dout, OMNI_DTYPE_F32, 3, SH(B, S, D));
+        struct omni_tensor q = kt_slice_last(&hq, 0, D), k = kt_slice_last(&hq, D, D),
+                           v = kt_slice_last(&hq, 2 * D, D);
+        struct omni_tensor dq1 = kt_slice_last(&dq, 0, D), dk = kt_slice_last(&dq, D, D),
+                           dv = kt_slice_last(&dq, 2 * D, D);
+        ck_assert_int_eq(omni_op_attention(&ho, &q, &k, &v, (int)H, 0.0f, &e), OMNI_OK);
+        int rc = omni_op_attention(&dout, &dq1, &dk, &dv, (int)H, 0.0f, &e);
+        ck_assert_msg(rc == OMNI_OK, "%s", e.msg);
+        ct_sync();
+        ct_cmp_dev("attention", &dout, &ho, 1e-4);
+        rel2(&hq, &dq), rel2(&ho, &dout);
+    }
+}
+END_TEST
+
+static void one_conv2d(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t Kk,
+                       int stride, const int pads[4], int wdt)
+{
+    struct omni_error e = {0};
+    const int64_t Ho = (pads[0] + H + pads[2] - Kk) / stride + 1;
+    const int64_t Wo = (pads[1] + W + pads[3] - Kk) / stride + 1;
+    struct omni_tensor hx, dx, hw, dw, hb, db, ho, dout;
+    char what[160];
+    pair(&hx, &dx, OMNI_DTYPE_F32, 1, 4, SH(B, Cin, H, W));
+    pair(&hw, &dw, wdt, 0.2f, 4, SH(Cout, Cin, Kk, Kk));
+    pair(&hb, &db, wdt, 1, 1, SH(Cout));
+    kt_tensor(&ho, OMNI_DTYPE_F32, 4, SH(B, Cout, Ho, Wo));
+    ct_dalloc(&dout, OMNI_DTYPE_F32, 4, SH(B, Cout, Ho, Wo));
+    ck_assert_int_eq(omni_op_conv2d_pad(&ho, &hx, &hw, &hb, stride, pads[0], pads[1], pads[2], pads[3], &e), OMNI_OK);
+    int rc = omni_op_conv2d_pad(&dout, &dx, &dw, &db, stride, pads[0], pads[1], pads[2], pads[3], &e);
+    ck_assert_msg(rc == OMNI_OK, "%s", e.msg);
+    ct_sync();
+    snprintf(what, sizeof what, "conv2d B=%lld Cin=%lld %lldx%lld Cout=%lld k=%lld s=%d w=%s",
+             (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout, (long long)Kk,
+             stride, omni_dtype_name(wdt));
+    ct_cmp_dev(what, &dout, &ho, wdt == OMNI_DTYPE_F32 ? 1e-4 : 2e-2);
+    rel2(&hx, &dx), rel2(&hw, &dw), rel2(&hb, &db), rel2(&ho, &dout);
+}
+
+START_TEST(test_conv2d_groupnorm_upsample_match_cpu)
+{
+    struct omni_error e = {0};
+    static const int p1[4] = {1, 1, 1, 1}, p0[4] = {0, 0, 0, 0}, pd[4] = {0, 0, 1, 1};
+    static const int dts[3] = {OMNI_DTYPE_F32, OMNI_DTYPE_F16, OMNI_DTYPE_BF16};
+    for (int d = 0; d < 3; d++) {
+        one_conv2d(2, 3, 9, 9, 5, 3, 1, p1, dts[d]);
+        one_conv2d(1, 64, 16, 16, 128, 3, 1, p1, dts[d]);
+        one_conv2d(2, 32, 17, 13, 16, 1, 1, p0, dts[d]);
+        one_conv2d(1, 16, 16, 16, 16, 3, 2, pd, dts[d]);
+        one_conv2d(1, 8, 64, 64, 3, 3, 1, p1, dts[d]);
+    }
+    /* groupnorm (in place on the device, as the VQ decoder uses it) */
+    static const int64_t g[][4] = {{2, 64, 81, 32}, {1, 128, 256, 32}, {3, 6, 5, 3}};
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+        const int64_t B = g[i][0], C = g[i][1], S = g[i][2], G = g[i][3];
+        struct omni_tensor hx, dx, hw, dw, hb, db, ho;
+        pair(&hx, &dx, OMNI_DTYPE_F32, 2, 3, SH(B, C, S));
+        pair(&hw, &dw, OMNI_DTYPE_F32, 1, 1, SH(C));
+        pair(&hb, &db, OMNI_DTYPE_F32, 1, 1, SH(C));
+        kt_tensor(&ho, OMNI_DTYPE_F32, 3, SH(B, C, S));
+        ck_assert_int_eq(omni_op_groupnorm(&ho, &hx, &hw, &hb, (int)G, 1e-6f, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_groupnorm(&dx, &dx, &dw, &db, (int)G, 1e-6f, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("groupnorm", &dx, &ho, 1e-5);
+        rel2(&hx, &dx), rel2(&hw, &dw), rel2(&hb, &db);
+        kt_release(&ho);
+    }
+    struct omni_tensor hx, dx, ho, dout;
+    pair(&hx, &dx, OMNI_DTYPE_F32, 1, 4, SH(2, 3, 5, 7));
+    kt_tensor(&ho, OMNI_DTYPE_F32, 4, SH(2, 3, 10, 14));
+    ct_dalloc(&dout, OMNI_DTYPE_F32, 4, SH(2, 3, 10, 14));
+    ck_assert_int_eq(omni_op_upsample_nearest2x(&ho, &hx, &e), OMNI_OK);
+    ck_assert_int_eq(omni_op_upsample_nearest2x(&dout, &dx, &e), OMNI_OK);
+    ct_sync();
+    ct_cmp_dev("upsample_nearest2x", &dout, &ho, 0.0);
+    rel2(&hx, &dx), rel2(&ho, &dout);
+}
+END_TEST
+
+START_TEST(test_patch_embed_concat_l2norm_vq_nearest_match_cpu)
+{
+    struct omni_error e = {0};
+    {
+        struct omni_tensor hx, dx, hw, dw, hb, db, ho, dout;
+        pair(&hx, &dx, OMNI_DTYPE_F32, 1, 4, SH(2, 3, 30, 29));
+        pair(&hw, &dw, OMNI_DTYPE_F32, 0.1f, 4, SH(40, 3, 14, 14));
+        pair(&hb, &db, OMNI_DTYPE_F32, 1, 1, SH(40));
+        kt_tensor(&ho, OMNI_DTYPE_F32, 3, SH(2, 4, 40));
+        ct_dalloc(&dout, OMNI_DTYPE_F32, 3, SH(2, 4, 40));
+        ck_assert_int_eq(omni_op_patch_embed(&ho, &hx, &hw, &hb, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_patch_embed(&dout, &dx, &dw, &db, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("patch_embed", &dout, &ho, 1e-4);
+        rel2(&hx, &dx), rel2(&hw, &dw), rel2(&hb, &db), rel2(&ho, &dout);
+    }
+    {
+        struct omni_tensor ha, da, hb, db, hc, dc, ho, dout;
+        pair(&ha, &da, OMNI_DTYPE_F32, 1, 3, SH(2, 9, 5));
+        pair(&hb, &db, OMNI_DTYPE_F32, 1, 3, SH(2, 9, 12)); /* used as a (2,9,7) view */
+        pair(&hc, &dc, OMNI_DTYPE_F32, 1, 3, SH(2, 9, 1));
+        kt_tensor(&ho, OMNI_DTYPE_F32, 3, SH(2, 9, 13));
+        ct_dalloc(&dout, OMNI_DTYPE_F32, 3, SH(2, 9, 13));
+        struct omni_tensor hx[3] = {ha, kt_slice_last(&hb, 2, 7), hc};
+        struct omni_tensor dxs[3] = {da, kt_slice_last(&db, 2, 7), dc};
+        ck_assert_int_eq(omni_op_concat_last(&ho, hx, 3, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_concat_last(&dout, dxs, 3, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("concat_last", &dout, &ho, 0.0);
+        rel2(&ha, &da), rel2(&hb, &db), rel2(&hc, &dc), rel2(&ho, &dout);
+    }
+    {
+        const int64_t N = 256, V = 16384, D = 8;
+        struct omni_tensor hz, dz, he, de, ho, dout, hid, did, got;
+        pair(&hz, &dz, OMNI_DTYPE_F32, 1, 2, SH(N, D));
+        pair(&he, &de, OMNI_DTYPE_F32, 1, 2, SH(V, D));
+        kt_tensor(&ho, OMNI_DTYPE_F32, 2, SH(N, D));
+        ct_dalloc(&dout, OMNI_DTYPE_F32, 2, SH(N, D));
+        ck_assert_int_eq(omni_op_l2_normalize(&ho, &hz, 1e-12f, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_l2_normalize(&dout, &dz, 1e-12f, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_l2_normalize(&he, &he, 1e-12f, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_l2_normalize(&de, &de, 1e-12f, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("l2_normalize", &dout, &ho, 1e-6);
+        ct_cmp_dev("l2_normalize in place", &de, &he, 1e-6);
+        /* the device codebook must equal the host one bit for bit for exact ids */
+        omni_tensor_release(&de);
+        ct_up(&de, &he);
+        kt_tensor(&hid, OMNI_DTYPE_I32, 1, SH(N));
+        ct_dalloc(&did, OMNI_DTYPE_I32, 1, SH(N));
+        ck_assert_int_eq(omni_op_vq_nearest(&hid, &ho, &he, &e), OMNI_OK);
+        omni_tensor_release(&dout);
+        ct_up(&dout, &ho);
+        ck_assert_int_eq(omni_op_vq_nearest(&did, &dout, &de, &e), OMNI_OK);
+        ct_sync();
+        ct_down(&got, &did);
+        ck_assert_int_eq(memcmp(omni_tensor_data(&got), omni_tensor_data(&hid), (size_t)N * 4), 0);
+        ct_guard_check(&did, "vq ids");
+        kt_release(&got);
+        rel2(&hz, &dz), rel2(&he, &de), rel2(&ho, &dout), rel2(&hid, &did);
+    }
+}
+END_TEST
+
+START_TEST(test_context_reports_card_and_memory)
+{
+    struct omni_error e = {0};
+    struct omni_cuda_info info;
+    ck_assert_int_eq(omni_cuda_device_info(CT_DEV, &info, &e), OMNI_OK);
+    ck_assert(info.name[0] != '\0');
+    ck_assert_int_gt(info.sm_count, 0);
+    ck_assert_ptr_nonnull(omni_cuda_stream(CT_DEV));
+    size_t before = omni_cuda_memory_used(CT_DEV);
+    struct omni_tensor t;
+    ct_dalloc(&t, OMNI_DTYPE_F32, 1, SH(1 << 20));
+    ck_assert_uint_ge(omni_cuda_memory_used(CT_DEV), before + (4u << 20));
+    ck_assert_uint_ge(omni_cuda_memory_peak(CT_DEV), omni_cuda_memory_used(CT_DEV));
+    omni_tensor_release(&t);
+    ck_assert_uint_eq(omni_cuda_memory_used(CT_DEV), before);
+    printf("device: %s (sm_%d%d, %d SMs, %.1f GiB)\n", info.name, info.major, info.minor,
+           info.sm_count, (double)info.total_mem / (1 << 30));
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("cuda_ops");
+    TCase *t = tcase_create("ops");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 300);
+    tcase_add_test(t, test_context_reports_card_and_memory);
+    tcase_add_test(t, test_matmul_matches_cpu_over_shape_table);
+    tcase_add_test(t, test_add_add_row_and_copies_match_cpu);
+    tcase_add_test(t, test_norms_match_cpu);
+    tcase_add_test(t, test_activations_match_cpu_across_the_softplus_threshold);
+    tcase_add_test(t, test_conv1d_matches_cpu_sequence_and_step);
+    tcase_add_test(t, test_ssd_scan_matches_cpu_at_chunk_boundaries);
+    tcase_add_test(t, test_ssd_scan_matches_cpu_at_full_width);
+    tcase_add_test(t, test_ssd_step_matches_cpu_batch_1_16_32);
+    tcase_add_test(t, test_embedding_matches_cpu_and_reports_bad_ids_at_sync);
+    tcase_add_test(t, test_softmax_argmax_and_sampler_match_cpu);
+    tcase_add_test(t, test_layernorm_gelu_match_cpu);
+    tcase_add_test(t, test_attention_matches_cpu_on_fused_qkv_views);
+    tcase_add_test(t, test_conv2d_groupnorm_upsample_match_cpu);
+    tcase_add_test(t, test_patch_embed_concat_l2norm_vq_nearest_match_cpu);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    int status;
+    if (ct_gate("check_cuda_ops", &status))
+        return status;
+    SRunner *sr = srunner_create(suite());
+    srunner_set_fork_status(sr, CK_FORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
+
+#else /* !OMNI_HAVE_CUDA */
+
+int main(void)
+{
+    int status = 0;
+    ct_gate("check_cuda_ops", &status);
+    return status;
+}
+
+#endif
