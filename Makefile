@@ -45,9 +45,10 @@ CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcub
 endif
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 CFLAGS_ALL := -std=c11 $(OPT) -g -fPIC -fvisibility=hidden -pthread $(WARN) $(SANFLAGS) $(CFLAGS)
+# a literal comma for use inside $(if ...)
+, := ,
 NVFLAGS := -std=c++17 $(OPT) -g -lineinfo $(CUDA_ARCH) --Werror all-warnings \
   -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wextra,-Wno-unused-parameter $(if $(SANFLAGS),-Xcompiler -fsanitize=address$(,)-fsanitize=undefined)
-, := ,
 LDFLAGS_ALL := -pthread $(SANFLAGS) $(LDFLAGS)
 
 # ---- libomni ----------------------------------------------------------------
@@ -168,7 +169,7 @@ $(foreach t,$(TEST_SRCS) $(CUDA_TEST_SRCS),$(eval $(call TEST_RULE,$(notdir $(t:
 
 # ---- running tests ------------------------------------------------------------
 test: deps-check all tests tiny
-	$(Q)OMNI_PLUGIN_PATH=$(BUILD)/plugins:$(BUILD)/testplugins OMNI_BUILD=$(BUILD) tests/run-suites $(TEST_BINS)
+	$(Q)OMNI_PLUGIN_PATH=$(BUILD)/plugins:$(BUILD)/testplugins OMNI_BUILD=$(BUILD) OMNI_SANFLAGS='$(SANFLAGS)' tests/run-suites $(TEST_BINS)
 	@if [ "$(CUDA)" = 1 ]; then echo "GPU suites: $(words $(CUDA_TEST_BINS)) built and linked; they run with 'make test-cuda' on a machine with a CUDA device"; fi
 
 test-cuda: deps-check all tests
@@ -177,14 +178,14 @@ test-cuda: deps-check all tests
 # ---- fuzzing (libFuzzer; clang) --------------------------------------------------
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
-FUZZ_CORE := $(wildcard core/*.c)
+FUZZ_CORE := $(wildcard core/*.c core/ipc/*.c)
 fuzz: $(FUZZ_BINS)
-build/fuzz/%: tests/fuzz/%.c $(FUZZ_CORE)
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_CORE) $(PROTO_GEN)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
-	$(Q)clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Icore/include -Icore -Ikernels -D_GNU_SOURCE \
-	  -DOMNI_PLUGIN_DIR='"$(PREFIX)/lib/omni/plugins"' $(PKG_CFLAGS) -o $@ $^ \
-	  $(call pkglibs,yaml-0.1 libcjson libpng libjpeg) -ldl -lm -lrt -pthread
+	$(Q)clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Icore/include -Icore -Ikernels -I$(BUILD)/gen -D_GNU_SOURCE \
+	  -DOMNI_PLUGIN_DIR='"$(PREFIX)/lib/omni/plugins"' $(PKG_CFLAGS) -o $@ $(filter %.c,$^) \
+	  $(call pkglibs,yaml-0.1 libcjson libpng libjpeg libzmq libprotobuf-c) -ldl -lm -lrt -pthread
 
 # ---- dependencies -------------------------------------------------------------------
 APT_PKGS := libyaml-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler check libsubunit-dev \

@@ -24,10 +24,12 @@ START_TEST(test_embed_example_builds_with_pkg_config_and_runs)
     snprintf(cmd, sizeof cmd, "make -s --no-print-directory BUILD=%s install PREFIX=%s > %s/install.log 2>&1",
              build, prefix, tu_tmpdir());
     ck_assert_msg(sh(cmd) == 0, "make install failed (see %s/install.log)", tu_tmpdir());
+    /* a sanitizer build of omni needs the program built with the same runtime */
+    const char *san = getenv("OMNI_SANFLAGS") ? getenv("OMNI_SANFLAGS") : "";
     snprintf(cmd, sizeof cmd,
-             "PKG_CONFIG_PATH=%s/lib/pkgconfig cc -o %s/embed examples/embed/embed.c "
+             "PKG_CONFIG_PATH=%s/lib/pkgconfig cc %s -o %s/embed examples/embed/embed.c "
              "$(PKG_CONFIG_PATH=%s/lib/pkgconfig pkg-config --cflags --libs omni)",
-             prefix, tu_tmpdir(), prefix);
+             prefix, san, tu_tmpdir(), prefix);
     ck_assert_msg(sh(cmd) == 0, "building examples/embed with pkg-config failed: %s", cmd);
     snprintf(png, sizeof png, "%s/embed.png", tu_tmpdir());
     /* no OMNI_PLUGIN_PATH: the installed library must find its installed plugins */
