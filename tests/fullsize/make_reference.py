@@ -65,7 +65,7 @@ def sizes(small):
             vq=rq.VQConfig(codebook_size=512, embed_dim=8, ch=32, ch_mult=(1, 1, 2), z_channels=32,
                            num_res_blocks=1, codebook_used=1024),
             vq_grid=8,
-            timm_dino=None, timm_siglip=None,
+            timm_dino="vit_large_patch14_reg4_dinov2", timm_siglip="vit_so400m_patch14_siglip_384",
             dino_params="{variant: custom, heads: 4, image_size: 56}",
             siglip_params="{variant: custom, heads: 4, image_size: 56}",
         )

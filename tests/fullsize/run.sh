@@ -16,7 +16,8 @@
 #   OMNI_PLUGIN_PATH  plugin dir (default $OMNI_BUILD/plugins)
 #   OMNI_THREADS      CPU threads for omni (default: nproc)
 #   PYTHON            interpreter with torch (+ timm, pillow, numpy) (default python3)
-#   STAGE_RUN         a prebuilt stage_run binary (default: compiled here with ${CC:-cc})
+#   STAGE_RUN         a prebuilt stage_run binary (default: $OMNI_BUILD/bin/fullsize_stage_run when
+#                     present, else compiled into OUTDIR with ${CC:-cc})
 #   FULLSIZE_REUSE=1  keep an existing OUTDIR/ref.safetensors (skip step a)
 # Run from anywhere; paths are relative to the repository root.
 set -euo pipefail
@@ -64,7 +65,9 @@ else
 fi
 
 # ---- (b) omni
-if [[ -z ${STAGE_RUN:-} ]]; then
+if [[ -z ${STAGE_RUN:-} && -x $OMNI_BUILD/bin/fullsize_stage_run ]]; then
+    STAGE_RUN=$OMNI_BUILD/bin/fullsize_stage_run       # prebuilt (see README: no compiler needed)
+elif [[ -z ${STAGE_RUN:-} ]]; then
     STAGE_RUN=$OUT/stage_run
     ${CC:-cc} -std=c11 -O2 -Wall -Wextra -Icore/include tests/fullsize/stage_run.c \
         -L"$OMNI_BUILD/lib" -lomni -Wl,-rpath,"$OMNI_BUILD/lib" -o "$STAGE_RUN" \
