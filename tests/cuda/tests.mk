@@ -1,0 +1,2 @@
+# tests/cuda: extra sources per GPU suite (a plain list of assignments).
+check_cuda_stages_EXTRA := core/cli/bench_model.c
