@@ -25,13 +25,15 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
 from omniref import st  # noqa: E402
 
-# Tolerances on max-abs / max|ref| for fp32 stages. See tests/fullsize/README.md for the measured
-# errors they were set from.
+# Tolerances on max-abs / max|ref| for fp32 stages, set from a full-size measurement
+# (tests/fullsize/results/): omni 3.7e-7 (projector) .. 2.3e-6 (VQ), PyTorch's own fp32
+# 1.4e-6 .. 2.8e-6 against the same float64 reference. 2e-5 is ~10x omni's worst and ~7x
+# PyTorch's, yet catches e.g. a LayerNorm eps of 1e-5 instead of 1e-6 (1e-5 .. 2.4e-5 at --small).
 TOL = {
-    "dino": 1e-4,
-    "siglip": 1e-4,
-    "projector": 1e-4,
-    "vq": 1e-4,
+    "dino": 2e-5,
+    "siglip": 2e-5,
+    "projector": 2e-5,
+    "vq": 2e-5,
 }
 
 
