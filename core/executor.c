@@ -520,6 +520,8 @@ struct run {
         struct omni_device dev;
         void *exec;
         int disabled;
+        const void *inputs[32]; /* data addresses fed into the run from outside, at capture */
+        int n_inputs;
     } runs[8];
     int n_runs;
     struct omni_tensor dtokens; /* deferred collection: [B, cap] i32 on the device */
@@ -864,6 +866,31 @@ static int64_t loop_position_limit(struct run *R)
     return limit;
 }
 
+/* Data addresses of the tensors fed into a run from outside it (loop edges
+ * from other stages, feed values): a captured graph reads them by address, so
+ * a replay is valid only while they stay where they were at capture. */
+static int run_inputs(struct run *R, const struct loop_run *run, const void **addr, int max)
+{
+    const struct omni__pipeline_spec *spec = R->spec;
+    const int *order = spec->order[OMNI__PHASE_LOOP] + run->first;
+    int n = 0;
+    for (int i = 0; i < run->count; i++) {
+        int s = order[i];
+        for (int e = 0; e < spec->n_edges[OMNI__PHASE_LOOP]; e++) {
+            const struct omni__edge *ed = &spec->edges[OMNI__PHASE_LOOP][e];
+            int inside = 0;
+            for (int j = 0; j < run->count; j++)
+                inside |= ed->from.stage_idx == order[j];
+            if (ed->to.stage_idx == s && !inside && n < max)
+                addr[n++] = omni_tensor_data(&R->outs[ed->from.stage_idx][ed->from.port_idx]);
+        }
+        for (int f = 0; f < spec->n_feed; f++)
+            if (spec->feed[f].to.stage_idx == s && n < max)
+                addr[n++] = omni_tensor_data(&R->fed[f]);
+    }
+    return n;
+}
+
 /* Run a graph-safe run of loop stages: capture it on its first use (the
  * second iteration: the first one sized every buffer), replay it after. */
 static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct omni_error *err)
@@ -910,6 +937,24 @@ static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct o
         }
         OMNI_LOG(OMNI_LOG_INFO, "captured loop stages %s..%s in a CUDA graph", R->p->stages[order[0]].name,
                  R->p->stages[order[run->count - 1]].name);
+        run->n_inputs = run_inputs(R, run, run->inputs, 32);
+    } else {
+        const void *now[32];
+        int n = run_inputs(R, run, now, 32);
+        int same = n == run->n_inputs;
+        for (int i = 0; same && i < n; i++)
+            same = now[i] == run->inputs[i];
+        if (!same) { /* an input moved: the graph would read stale memory */
+            OMNI_LOG(OMNI_LOG_WARN, "CUDA graph of loop stages %s..%s dropped: an input moved; running them eagerly",
+                     R->p->stages[order[0]].name, R->p->stages[order[run->count - 1]].name);
+            omni__graph_free(run->exec);
+            run->exec = NULL;
+            run->disabled = 1;
+            for (int i = 0; i < run->count; i++)
+                if ((rc = call_stage(R, OMNI__PHASE_LOOP, order[i], step, err)))
+                    return rc;
+            return OMNI_OK;
+        }
     }
     if ((rc = omni__graph_launch(run->dev, run->exec, err)))
         return rc;
