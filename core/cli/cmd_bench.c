@@ -103,6 +103,11 @@ static int graph_capture(struct ctx *c, struct step_graph *g, struct omni_harnes
         return OMNI_OK;
     cudaStream_t s = (cudaStream_t)omni_cuda_stream(c->dev);
     cudaGraph_t graph = NULL;
+    /* swap the backbone's input before capturing: dropping the last reference
+     * to the previous one frees device memory, which no capture may do */
+    int prc = omni_harness_push(bb, "embeds", e, err);
+    if (prc)
+        return prc;
     cudaGraphExec_t exec = NULL;
     cudaError_t ce = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
     if (ce != cudaSuccess)
@@ -369,9 +374,10 @@ static int case_long(struct ctx *c, cJSON *out, char *line, size_t n, struct omn
     const int64_t T = c->o.context, shw[3] = {1, 256, 2048}, sh[3] = {1, T, 2048}, sh1[3] = {1, 1, 2048};
     TRY(rand_f32(c, &warme, 3, shw, 0.05f, 21, err));
     TRY(rand_f32(c, &e1, 3, sh1, 0.05f, 23, err));
-    /* warm-up: a short prefill and a few steps */
+    /* warm-up: a short prefill and a few steps (none with --warmup 0) */
     omni_harness_reset_state(m.bb);
-    TRY(run1(m.bb, "embeds", &warme, 0, err));
+    if (c->o.warm > 0)
+        TRY(run1(m.bb, "embeds", &warme, 0, err));
     for (int k = 0; k < c->o.warm; k++)
         TRY(lm_step(m.bb, m.head, m.smp, &e1, err));
     omni_tensor_release(&warme);

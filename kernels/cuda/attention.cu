@@ -10,10 +10,19 @@
  * online (scores rescaled by exp(m_old - m_new)); the score tile never leaves
  * shared memory. Finally out = acc / l. Layouts as kernels/attention.h
  * (q, k, v strided (B,S,H*P) views with a contiguous last dim, out
- * contiguous). Heads up to P = 256. */
+ * contiguous). Heads up to P = 256.
+ *
+ * Wider heads (the VQ decoder's single 512-wide head over 256 positions)
+ * take a materialised path instead: per head, scores = scale Q Kᵀ for all
+ * batches by one strided-batched cuBLAS GEMM (f32, no TF32 unless allowed)
+ * into the prefill workspace (B S S floats), the row softmax kernel, then
+ * out = P V by a second batched GEMM. */
+#include <cublas_v2.h>
+
 #include "attention.h"
 #include "common.cuh"
 #include "extra.h"
+#include "sample.h"
 
 #define AQ 64 /* query rows per block */
 #define AK 32 /* keys per tile */
@@ -126,6 +135,39 @@ template <int PT> static void attention_launch(const struct omni_attention_args 
     OMNI_LAUNCH(attention_k<PT>, (unsigned)(a->B * a->H * nq), 256, smem, *a);
 }
 
+static void attention_wide(const struct omni_attention_args *a)
+{
+    const int64_t B = a->B, S = a->S, P = a->P, HP = a->H * a->P;
+    if (S > INT32_MAX / 2 || HP > INT32_MAX || a->q_rs > INT32_MAX || a->k_rs > INT32_MAX ||
+        a->v_rs > INT32_MAX) {
+        omni__cuda_fail(__FILE__, __LINE__, "attention dims exceed cuBLAS's int range");
+        return;
+    }
+    cublasHandle_t hd = omni__cuda_blas();
+    if (!hd)
+        return;
+    float *sc = (float *)omni__cuda_workspace((size_t)(B * S * S) * sizeof(float));
+    if (!sc)
+        return;
+    const cublasComputeType_t ct = omni__cuda_allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    const float zero = 0.0f, one = 1.0f, scale = a->scale;
+    for (int64_t h = 0; h < a->H; h++) {
+        /* sc[b][i][j] = scale * q_i . k_j: column-major (S_j x S_i) = K^T Q */
+        if (OMNI_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+                hd, CUBLAS_OP_T, CUBLAS_OP_N, (int)S, (int)S, (int)P, &scale, a->k + h * P, CUDA_R_32F,
+                (int)a->k_rs, a->k_bs, a->q + h * P, CUDA_R_32F, (int)a->q_rs, a->q_bs, &zero, sc,
+                CUDA_R_32F, (int)S, S * S, (int)B, ct, CUBLAS_GEMM_DEFAULT)))
+            return;
+        omni_softmax_cuda(sc, S, sc, S, B * S, S);
+        /* out[b][i][hP + p] = sum_j sc[b][i][j] v_j[p]: column-major (P x S_i) = V sc */
+        if (OMNI_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+                hd, CUBLAS_OP_N, CUBLAS_OP_N, (int)P, (int)S, (int)S, &one, a->v + h * P, CUDA_R_32F,
+                (int)a->v_rs, a->v_bs, sc, CUDA_R_32F, (int)S, S * S, &zero, a->out + h * P,
+                CUDA_R_32F, (int)HP, S * HP, (int)B, ct, CUBLAS_GEMM_DEFAULT)))
+            return;
+    }
+}
+
 extern "C" void omni_attention_cuda(const struct omni_attention_args *a)
 {
     if (a->B * a->S * a->H * a->P == 0)
@@ -142,6 +184,5 @@ extern "C" void omni_attention_cuda(const struct omni_attention_args *a)
     else if (pt <= 64)
         attention_launch<64>(a);
     else
-        omni__cuda_fail(__FILE__, __LINE__, "attention on CUDA supports head dims up to 256, got %lld",
-                        (long long)a->P);
+        attention_wide(a);
 }

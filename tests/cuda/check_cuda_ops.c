@@ -574,7 +574,10 @@ END_TEST
 START_TEST(test_attention_matches_cpu_on_fused_qkv_views)
 {
     struct omni_error e = {0};
-    static const int64_t t[][4] = {{1, 734, 16, 64}, {2, 5, 3, 72}, {1, 729, 16, 72}, {3, 33, 1, 8}};
+    /* DINOv2-L, SigLIP so400m, odd sizes, and the VQ decoder's single 512-wide head
+     * (wider than 256: the materialised cuBLAS path) */
+    static const int64_t t[][4] = {{1, 734, 16, 64}, {2, 5, 3, 72}, {1, 729, 16, 72}, {3, 33, 1, 8},
+                                   {2, 256, 1, 512}, {1, 17, 2, 300}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         const int64_t B = t[i][0], S = t[i][1], H = t[i][2], P = t[i][3], D = H * P;
         struct omni_tensor hq, dq, ho, dout;

@@ -147,6 +147,62 @@ START_TEST(test_mamba2_tiny_on_cuda_matches_cpu)
 }
 END_TEST
 
+/* The decode step allocates nothing and never waits for the device: it can
+ * be captured once in a CUDA graph and replayed with new inputs written into
+ * the same device buffer, matching the CPU stage step by step. */
+START_TEST(test_mamba2_decode_step_replays_as_a_cuda_graph)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s", tu_repo_path("tests/fixtures/data/mamba2_tiny/model.safetensors"));
+    struct omni_harness *c = mk("mamba2", "chunk_size: 8", "cpu", NULL, path, "backbone.");
+    struct omni_harness *g = mk("mamba2", "chunk_size: 8", "cuda:0", NULL, path, "backbone.");
+    struct omni_harness *lc = mk("lora", "task: t2i", "cpu", NULL, path, "backbone.");
+    struct omni_harness *lg = mk("lora", "task: t2i", "cuda:0", NULL, path, "backbone.");
+    OK(omni_harness_attach(c, "in_proj", lc, &err));
+    OK(omni_harness_attach(g, "in_proj", lg, &err));
+    omni_harness_set_task(c, "t2i");
+    omni_harness_set_task(g, "t2i");
+    struct omni_tensor ids, hstep, dstep;
+    rand_ids(&ids, 2, 9, 300);
+    push2(c, g, "ids", &ids);
+    omni_tensor_release(&ids);
+    OK(omni_harness_forward(c, &err));
+    OK(omni_harness_forward(g, &err));
+    /* the step input lives in one device buffer for the whole loop */
+    rand_ids(&hstep, 2, 1, 300);
+    OK(omni_tensor_copy_to(&dstep, &hstep, CT_DEV, &err));
+    OK(omni_harness_push(g, "ids", &dstep, &err));
+    ct_sync();
+    cudaStream_t s = (cudaStream_t)omni_cuda_stream(CT_DEV);
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
+    CT_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    omni_error_clear(&err);
+    int rc = omni_harness_step(g, &err);
+    CT_CUDA(cudaStreamEndCapture(s, &graph));
+    ck_assert_msg(rc == OMNI_OK, "step under capture: %s", err.msg);
+    CT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+    for (int k = 0; k < 6; k++) {
+        for (int b = 0; b < 2; b++)
+            ((int32_t *)omni_tensor_data(&hstep))[b] = (int32_t)(tu_rng_u64(&R) % 300u);
+        CT_CUDA(cudaMemcpy(omni_tensor_data(&dstep), omni_tensor_data(&hstep), 8, cudaMemcpyHostToDevice));
+        CT_CUDA(cudaGraphLaunch(exec, s));
+        OK(omni_harness_push(c, "ids", &hstep, &err));
+        OK(omni_harness_step(c, &err));
+        cmp_out("mamba2 step replayed from a CUDA graph", omni_harness_pull(g, "hidden"),
+                omni_harness_pull(c, "hidden"), 1e-4);
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    omni_tensor_release(&hstep);
+    omni_tensor_release(&dstep);
+    omni_harness_free(c);
+    omni_harness_free(g);
+    omni_harness_free(lc);
+    omni_harness_free(lg);
+}
+END_TEST
+
 /* two layers at the 1.3B widths, random f32 weights */
 static void write_wide(const char *path)
 {
@@ -480,6 +536,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_set_timeout(t, 600);
     tcase_add_test(t, test_mamba2_tiny_on_cuda_matches_cpu);
+    tcase_add_test(t, test_mamba2_decode_step_replays_as_a_cuda_graph);
     tcase_add_test(t, test_mamba2_two_layers_at_full_width_match_cpu);
     tcase_add_test(t, test_vision_towers_projector_and_vq_on_cuda_match_cpu);
     tcase_add_test(t, test_t2i_full_size_cuda_f32_matches_cpu_f32);
