@@ -600,9 +600,10 @@ int omni_cmd_bench(int argc, char **argv)
                     date, c.card, c.o.commit ? c.o.commit : "unknown", c.o.dtype,
                     c.o.graph && c.dev.type == OMNI_DEVICE_CUDA ? ", decode steps replayed as CUDA graphs" : "",
                     (unsigned long long)c.o.seed);
+            fprintf(f, "```text\n");
             for (int i = 0; i < nl; i++)
                 fprintf(f, "%s\n", lines[i]);
-            fprintf(f, "\n```json\n%s\n```\n", js);
+            fprintf(f, "```\n\n```json\n%s\n```\n", js);
             fclose(f);
         } else {
             fprintf(stderr, "omni bench: cannot append to %s\n", c.o.markdown);
