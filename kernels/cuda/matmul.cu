@@ -6,9 +6,12 @@
  *
  * Two matmul paths:
  * - M <= 8 (decode): a weight-streaming GEMV. One warp per output column n
- *   reads the row w[n,:] once with 16-byte loads and forms up to 8 dot
- *   products against x rows (read through L1); f32 accumulation; the warp
- *   reduces by shuffles. No scratch, no library call: graph-capture safe.
+ *   (or per part of it: K is split over up to 8 warps when N is small, so
+ *   the grid keeps about four blocks per multiprocessor) reads w[n,:] once
+ *   with 16-byte loads and forms up to 8 dot products against x rows (read
+ *   through L1); f32 accumulation, shuffle and shared-memory reductions.
+ *   K <= 32 (a LoRA factor's rank) takes one thread per output. No scratch,
+ *   no library call: graph-capture safe.
  * - M > 8: cuBLAS. f32 weights: cublasGemmEx in CUBLAS_COMPUTE_32F (true
  *   f32; CUBLAS_COMPUTE_32F_FAST_TF32 when OMNI_ALLOW_TF32=1). f16/bf16
  *   weights: x is rounded to the weight dtype into scratch (the fixed small
@@ -55,69 +58,108 @@ __device__ __forceinline__ void unpack(const uint4 &u, float *f, const __nv_bflo
     }
 }
 
+/* One warp per (column n, K part): the block's 8 warps cover 8 / ks columns,
+ * each column split into ks parts of K whose partial sums meet in shared
+ * memory (ks > 1 keeps enough loads in flight when N is small, e.g. out_proj's
+ * 2048 columns or a LoRA factor's 8). */
 template <typename T, int MT>
 __global__ void __launch_bounds__(GV_WARPS * 32)
     gemv_k(float *y, int64_t ldy, const float *x, int64_t ldx, const T *w, const float *bias,
-           int64_t M, int64_t N, int64_t K, float alpha, float beta, int vec)
+           int64_t M, int64_t N, int64_t K, float alpha, float beta, int vec, int ks)
 {
+    __shared__ float part[GV_WARPS][MT];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int64_t n = (int64_t)blockIdx.x * GV_WARPS + warp;
+    const int rpb = GV_WARPS / ks, row = warp % rpb, kp = warp / rpb;
+    const int64_t n = (int64_t)blockIdx.x * rpb + row;
     const int64_t m0 = (int64_t)blockIdx.y * MT;
-    if (n >= N)
-        return;
-    const T *wr = w + n * K;
+    const int mt = (int)min((int64_t)MT, M - m0);
     float acc[MT];
 #pragma unroll
     for (int m = 0; m < MT; m++)
         acc[m] = 0.0f;
-    const int mt = (int)min((int64_t)MT, M - m0);
-    if (vec) {
-        constexpr int V = vec16<T>::n;
-        const uint4 *wv = reinterpret_cast<const uint4 *>(wr);
-        const int64_t nv = K / V;
+    if (n < N) {
+        const T *wr = w + n * K;
+        if (vec) {
+            constexpr int V = vec16<T>::n;
+            const uint4 *wv = reinterpret_cast<const uint4 *>(wr);
+            const int64_t nv = K / V, per = (nv + ks - 1) / ks, lo = kp * per;
+            const int64_t hi = min(nv, lo + per);
 #pragma unroll 4
-        for (int64_t i = lane; i < nv; i += 32) {
-            const uint4 u = __ldg(wv + i);
-            float wf[V];
-            unpack(u, wf, (const T *)nullptr);
+            for (int64_t i = lo + lane; i < hi; i += 32) {
+                const uint4 u = __ldg(wv + i);
+                float wf[V];
+                unpack(u, wf, (const T *)nullptr);
 #pragma unroll
-            for (int m = 0; m < MT; m++) {
-                if (m < mt) {
-                    const float4 *xp = reinterpret_cast<const float4 *>(x + (m0 + m) * ldx + i * V);
+                for (int m = 0; m < MT; m++) {
+                    if (m < mt) {
+                        const float4 *xp = reinterpret_cast<const float4 *>(x + (m0 + m) * ldx + i * V);
 #pragma unroll
-                    for (int q = 0; q < V / 4; q++) {
-                        const float4 xv = __ldg(xp + q);
-                        acc[m] += wf[4 * q] * xv.x + wf[4 * q + 1] * xv.y + wf[4 * q + 2] * xv.z +
-                                  wf[4 * q + 3] * xv.w;
+                        for (int q = 0; q < V / 4; q++) {
+                            const float4 xv = __ldg(xp + q);
+                            acc[m] += wf[4 * q] * xv.x + wf[4 * q + 1] * xv.y +
+                                      wf[4 * q + 2] * xv.z + wf[4 * q + 3] * xv.w;
+                        }
                     }
                 }
             }
-        }
-    } else {
-        for (int64_t k = lane; k < K; k += 32) {
-            const float wk = omni__ld(wr + k);
+        } else {
+            const int64_t per = (K + ks - 1) / ks, lo = kp * per, hi = min(K, lo + per);
+            for (int64_t k = lo + lane; k < hi; k += 32) {
+                const float wk = omni__ld(wr + k);
 #pragma unroll
-            for (int m = 0; m < MT; m++)
-                if (m < mt)
-                    acc[m] += wk * x[(m0 + m) * ldx + k];
+                for (int m = 0; m < MT; m++)
+                    if (m < mt)
+                        acc[m] += wk * x[(m0 + m) * ldx + k];
+            }
         }
     }
 #pragma unroll
     for (int m = 0; m < MT; m++)
         acc[m] = omni__warp_sum(acc[m]);
     if (lane == 0) {
+#pragma unroll
+        for (int m = 0; m < MT; m++)
+            part[warp][m] = acc[m];
+    }
+    __syncthreads();
+    if (kp == 0 && lane == 0 && n < N) {
         const float bv = bias ? bias[n] : 0.0f;
 #pragma unroll
         for (int m = 0; m < MT; m++) {
             if (m < mt) {
+                float sum = 0.0f;
+                for (int p = 0; p < ks; p++)
+                    sum += part[row + p * rpb][m];
                 float *yp = y + (m0 + m) * ldy + n;
-                float v = alpha * acc[m];
+                float v = alpha * sum;
                 if (beta != 0.0f)
                     v += beta * *yp;
                 *yp = v + bv;
             }
         }
     }
+}
+
+/* K <= 32 (a LoRA factor's rank): one thread per output element. */
+template <typename T>
+__global__ void gemv_smallk_k(float *y, int64_t ldy, const float *x, int64_t ldx, const T *w,
+                              const float *bias, int64_t M, int64_t N, int64_t K, float alpha,
+                              float beta)
+{
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= M * N)
+        return;
+    const int64_t m = i / N, n = i % N;
+    const T *wr = w + n * K;
+    const float *xr = x + m * ldx;
+    float acc = 0.0f;
+    for (int64_t k = 0; k < K; k++)
+        acc += omni__ld(wr + k) * xr[k];
+    float *yp = y + m * ldy + n;
+    float v = alpha * acc;
+    if (beta != 0.0f)
+        v += beta * *yp;
+    *yp = v + (bias ? bias[n] : 0.0f);
 }
 
 template <typename T, int MT>
@@ -128,16 +170,24 @@ static void gemv_launch(float *y, int64_t ldy, const float *x, int64_t ldx, cons
     constexpr int V = vec16<T>::n;
     const int vec = K % V == 0 && ((uintptr_t)w & 15) == 0 && ((uintptr_t)x & 15) == 0 &&
                     (M == 1 || ldx % 4 == 0);
-    const dim3 grid(omni__blocks(N, GV_WARPS), omni__blocks(M, MT));
+    /* split K until the grid has about four blocks per multiprocessor */
+    const int64_t want = 4 * (int64_t)omni__cuda_sm_count();
+    int ks = 1;
+    while (ks < GV_WARPS && (N * ks + GV_WARPS - 1) / GV_WARPS < want)
+        ks *= 2;
+    const dim3 grid(omni__blocks(N, GV_WARPS / ks), omni__blocks(M, MT));
     OMNI_LAUNCH((gemv_k<T, MT>), grid, GV_WARPS * 32, 0, y, ldy, x, ldx, (const T *)w, bias, M, N,
-                K, alpha, beta, vec);
+                K, alpha, beta, vec, ks);
 }
 
 template <typename T>
 static void gemv(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                  const float *bias, int64_t M, int64_t N, int64_t K, float alpha, float beta)
 {
-    if (M <= 1)
+    if (K <= 32)
+        OMNI_LAUNCH(gemv_smallk_k<T>, omni__blocks(M * N, 256), 256, 0, y, ldy, x, ldx, (const T *)w,
+                    bias, M, N, K, alpha, beta);
+    else if (M <= 1)
         gemv_launch<T, 1>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta);
     else if (M <= 2)
         gemv_launch<T, 2>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta);

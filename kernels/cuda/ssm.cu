@@ -127,7 +127,7 @@ extern "C" void omni_conv1d_step_cuda(float *out, int64_t ldo, const float *x, i
 
 /* ---- decode step and sequential scan ------------------------------------------------- */
 
-#define STEP_ROWS 16 /* state rows (p) per block: 4 warps x 4 rows */
+#define STEP_ROWS 8 /* state rows (p) per block: 4 warps x 2 rows */
 
 /* One warp per state row; T tokens walked in order (T = 1 for the step).
  * y: (B,T,H,P) contiguous; state (B,H,P,N) contiguous. */
