@@ -968,6 +968,9 @@ static const struct omni_plugin_desc m2_desc = {
                   "chunk_size: SSD chunk size (default 256; 0 = sequential scan)\n"
                   "eps: RMSNorm epsilon (default 1e-5)\n"
                   "all_positions: output every position instead of the last (default false)\n",
+    /* steps allocate nothing (scratch and states sized by the prefill) and never wait:
+     * the executor may capture them in a CUDA graph */
+    .flags = OMNI_PLUGIN_GRAPH_SAFE,
 };
 
 OMNI_PLUGIN_DEFINE(m2_desc)

@@ -270,6 +270,8 @@ static const struct omni_plugin_desc th_desc = {
                   "fallback: key used when weight is absent, tied embeddings (default "
                   "embedding.weight; \"\" = none)\n"
                   "vocab: expected V (optional, checked)\n",
+    /* the logits live in the request state: a loop call allocates nothing */
+    .flags = OMNI_PLUGIN_GRAPH_SAFE,
 };
 
 OMNI_PLUGIN_DEFINE(th_desc)
