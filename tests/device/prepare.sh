@@ -18,7 +18,7 @@ rm -f .carry/build/lib/libomni.a
 bins=$(ls .carry/build/lib/*.so .carry/build/bin/omni .carry/build/plugins/*.so .carry/build/testplugins/*.so .carry/build/tests/check_*)
 for so in $(ldd $bins 2>/dev/null | awk '/=> \//{print $3}' | sort -u); do
   case "$(basename "$so")" in
-    libc.so*|libm.so*|libpthread*|libdl.so*|librt.so*|ld-linux*|libcuda*|libcudart*|libcublas*|libstdc++*|libgcc_s*|libomni.so|libz.so*) continue ;;
+    libc.so*|libm.so*|libpthread*|libresolv*|libdl.so*|librt.so*|ld-linux*|libcuda*|libcudart*|libcublas*|libstdc++*|libgcc_s*|libomni.so|libz.so*) continue ;;
   esac
   cp -L "$so" .carry/lib/
 done
