@@ -364,6 +364,12 @@ int omni__pipeline_check(struct omni__pipeline_spec *spec, struct omni_error *er
             return omni_error_set(err, OMNI_EPIPELINE, "%s:%d:%d: stage '%s': plugin file %s provides '%s', not '%s'",
                                   AT(st->loc), st->name, st->plugin_file, st->plugin->desc->name, st->type);
         const struct omni_plugin_desc *d = st->plugin->desc;
+        if (d->devices && !(d->devices & OMNI_DEVICE_BIT(st->device.type)) && !st->device_explicit &&
+            (d->devices & OMNI_DEVICE_BIT(OMNI_DEVICE_CPU))) {
+            /* the pipeline's (or --device's) default: host-only stages (tokenizers, image I/O) stay on the CPU */
+            OMNI_LOG(OMNI_LOG_DEBUG, "stage '%s' (%s) runs on the CPU: the plugin has no other device", st->name, d->name);
+            st->device = OMNI_CPU;
+        }
         if (d->devices && !(d->devices & OMNI_DEVICE_BIT(st->device.type))) {
             char ds[16];
             return omni_error_set(err, OMNI_EDEVICE, "%s:%d:%d: stage '%s': plugin '%s' cannot run on %s",

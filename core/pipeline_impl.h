@@ -32,6 +32,7 @@ struct omni__stage_spec {
     char *name, *type, *weights, *prefix, *attach, *plugin_file;
     struct omni__ynode *params; /* borrowed from the document tree; may be NULL */
     struct omni_device device;
+    int device_explicit; /* the stage's own device: (not the pipeline's or --device) */
     int dtype;
     struct omni__loc loc, weights_loc;
     const struct omni__plugin *plugin; /* resolved by the checker */

@@ -439,6 +439,7 @@ static int parse_stage(struct omni__pipeline_spec *spec, int idx, const char *na
         if (!strcmp(k, "device")) {
             if ((rc = parse_device_node(spec, v, &st->device, err)))
                 return rc;
+            st->device_explicit = 1;
             continue;
         }
         if (!strcmp(k, "dtype")) {
@@ -655,8 +656,10 @@ static int parse_doc(struct omni__pipeline_spec *spec, const struct omni_pipelin
             return rc;
     /* --device/--dtype on the command line beat the stages' own values */
     for (int i = 0; opt && opt->size >= sizeof *opt && i < spec->n_stages; i++) {
-        if (opt->device)
+        if (opt->device) {
             spec->stages[i].device = spec->device;
+            spec->stages[i].device_explicit = 0;
+        }
         if (opt->dtype)
             spec->stages[i].dtype = spec->dtype;
     }

@@ -142,12 +142,11 @@ static int lora_create(const struct omni_stage_config *cfg, struct omni_stage **
                             (long long)s->n_layer_given);
         goto fail;
     }
-    if (cfg->dtype != OMNI_DTYPE_INVALID && cfg->dtype != OMNI_DTYPE_F32) {
-        rc = omni_error_set(err, OMNI_EDTYPE,
-                            "lora keeps its factors in f32; dtype %s is not supported",
-                            omni_dtype_name(cfg->dtype));
-        goto fail;
-    }
+    /* The rank-r factors are tiny (A: r x K, B: N x r): they stay f32 whatever the
+     * pipeline's weight dtype, so a bf16/f16 backbone keeps exact adapters. */
+    if (cfg->dtype != OMNI_DTYPE_INVALID && cfg->dtype != OMNI_DTYPE_F32)
+        OMNI_LOG(OMNI_LOG_DEBUG, "lora '%s': factors kept in f32 (stage dtype %s)", cfg->name,
+                 omni_dtype_name(cfg->dtype));
     *out = &s->base;
     return OMNI_OK;
 fail:
