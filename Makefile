@@ -203,6 +203,8 @@ deps-check:
 WEIGHTS ?= weights
 PROMPT ?= A bed in a bedroom between two lamps.
 OUT ?= out.png
+# on a machine with an NVIDIA GPU the main job runs there, in bf16
+RUN_DEVICE ?= $(if $(shell nvidia-smi -L 2>/dev/null | grep -m1 GPU),--device cuda --dtype bf16)
 weights:
 	pipelines/fetch-weights.sh $(WEIGHTS) $(or $(WHAT),all)
 
@@ -217,7 +219,7 @@ $(BUILD)/tiny/omnimamba.pth: $(TINY_SRC)/omnimamba.pth.xz $(TINY_SRC)/vq.pth.xz
 
 run: all
 	@test -f $(WEIGHTS)/OmniMamba-1.3b.pth -a -f $(WEIGHTS)/vq_ds16_t2i.pt || $(MAKE) --no-print-directory weights WHAT=t2i
-	OMNI_WEIGHTS=$(WEIGHTS) $(BUILD)/bin/omni run pipelines/t2i.yaml --prompt "$(PROMPT)" -o $(OUT) $(RUNFLAGS)
+	OMNI_WEIGHTS=$(WEIGHTS) $(BUILD)/bin/omni run pipelines/t2i.yaml --prompt "$(PROMPT)" -o $(OUT) $(RUN_DEVICE) $(RUNFLAGS)
 
 # ---- install ---------------------------------------------------------------------------
 install: all
