@@ -1,5 +1,6 @@
 /* dtypes and exact f16 conversions. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -55,6 +56,19 @@ int omni_dtype_is_float(int dtype)
 {
     return dtype == OMNI_DTYPE_F32 || dtype == OMNI_DTYPE_F16 || dtype == OMNI_DTYPE_BF16 ||
            dtype == OMNI_DTYPE_F64;
+}
+
+const char *omni_dtype_mask_str(uint32_t mask, char *buf, size_t n)
+{
+    size_t used = 0;
+    if (!mask)
+        return "any";
+    if (n)
+        buf[0] = '\0';
+    for (int d = 1; d < OMNI_DTYPE_COUNT; d++)
+        if (mask & (1u << d))
+            used += (size_t)snprintf(buf + used, used < n ? n - used : 0, "%s%s", used ? "|" : "", omni_dtype_name(d));
+    return buf;
 }
 
 float omni_f16_to_f32(uint16_t h)

@@ -137,11 +137,16 @@ int omni_params_int_list(const struct omni_params *p, const char *key, int64_t *
     return OMNI_OK;
 }
 
-static int list_items(const struct omni__ynode *node, const char *key, int cap, int *n,
-                      struct omni_error *err, const struct omni__ynode ***items, int *count)
+/* The items of list param `key` (a scalar counts as a list of one): *count = 0
+ * when absent; an error naming the param when not a list or longer than cap. */
+static int list_items(const struct omni_params *p, const char *key, int cap,
+                      const struct omni__ynode ***items, int *count, struct omni_error *err)
 {
-    static const struct omni__ynode *single[1];
-    *n = 0;
+    static _Thread_local const struct omni__ynode *single[1];
+    const struct omni__ynode *node = get(p, key);
+    *count = 0;
+    if (!node)
+        return OMNI_OK;
     if (node->kind == OMNI__Y_SCALAR) {
         single[0] = node;
         *items = single;
@@ -154,8 +159,10 @@ static int list_items(const struct omni__ynode *node, const char *key, int cap, 
     }
     if (*count > cap) {
         char where[512];
+        int n = *count;
+        *count = 0;
         return omni_error_set(err, OMNI_EINVAL, "%s: param '%s': at most %d values, got %d",
-                              omni__ynode_where(node, where, sizeof where), key, cap, *count);
+                              omni__ynode_where(node, where, sizeof where), key, cap, n);
     }
     return OMNI_OK;
 }
@@ -163,13 +170,9 @@ static int list_items(const struct omni__ynode *node, const char *key, int cap, 
 int omni_params_float_list(const struct omni_params *p, const char *key, double *vals, int *n,
                            struct omni_error *err)
 {
-    const struct omni__ynode *node = get(p, key);
     const struct omni__ynode **items;
-    int count, cap = *n;
+    int count, rc = list_items(p, key, *n, &items, &count, err);
     *n = 0;
-    if (!node)
-        return OMNI_OK;
-    int rc = list_items(node, key, cap, n, err, &items, &count);
     if (rc)
         return rc;
     for (int i = 0; i < count; i++) {
@@ -189,13 +192,9 @@ int omni_params_float_list(const struct omni_params *p, const char *key, double 
 int omni_params_str_list(const struct omni_params *p, const char *key, const char **vals, int *n,
                          struct omni_error *err)
 {
-    const struct omni__ynode *node = get(p, key);
     const struct omni__ynode **items;
-    int count, cap = *n;
+    int count, rc = list_items(p, key, *n, &items, &count, err);
     *n = 0;
-    if (!node)
-        return OMNI_OK;
-    int rc = list_items(node, key, cap, n, err, &items, &count);
     if (rc)
         return rc;
     for (int i = 0; i < count; i++) {

@@ -98,18 +98,6 @@ static void uf_free(struct uf *u)
     free(u->value);
 }
 
-static const char *mask_str(uint32_t m, char *buf, size_t n)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    if (!m)
-        return "any";
-    for (int d = 1; d < OMNI_DTYPE_COUNT; d++)
-        if (m & OMNI_DTYPE_BIT(d))
-            used += (size_t)snprintf(buf + used, used < n ? n - used : 0, "%s%s", used ? "|" : "", omni_dtype_name(d));
-    return buf;
-}
-
 struct checker {
     struct omni__pipeline_spec *spec;
     struct omni_error *err;
@@ -182,7 +170,7 @@ static int check_edge(struct checker *c, struct omni__edge *e, int allow_tokens)
         char a[64], b[64];
         return omni_error_set(c->err, OMNI_EPIPELINE, "%s:%d:%d: %s.%s -> %s.%s: dtype mismatch: the output is %s, the input takes %s",
                               AT(e->loc), e->from.stage, e->from.port, e->to.stage, e->to.port,
-                              mask_str(from->dtypes, a, sizeof a), mask_str(to->dtypes, b, sizeof b));
+                              omni_dtype_mask_str(from->dtypes, a, sizeof a), omni_dtype_mask_str(to->dtypes, b, sizeof b));
     }
     struct dims df, dt;
     parse_dims(from->dims, &df);

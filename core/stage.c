@@ -98,14 +98,9 @@ int omni_check_tensor(const struct omni_stage *s, const char *port, const struct
     if (!t || !t->buf)
         return omni_error_set(err, OMNI_EINVAL, "stage '%s': input '%s' is missing", sn, port);
     if (dtypes && !(dtypes & OMNI_DTYPE_BIT(t->dtype))) {
-        char want[64] = "";
-        size_t used = 0;
-        for (int d = 1; d < OMNI_DTYPE_COUNT; d++)
-            if (dtypes & OMNI_DTYPE_BIT(d))
-                used += (size_t)snprintf(want + used, sizeof want - used, "%s%s", used ? "|" : "",
-                                         omni_dtype_name(d));
+        char want[64];
         return omni_error_set(err, OMNI_EDTYPE, "stage '%s': port '%s' has dtype %s, expected %s", sn,
-                              port, omni_dtype_name(t->dtype), want);
+                              port, omni_dtype_name(t->dtype), omni_dtype_mask_str(dtypes, want, sizeof want));
     }
     int bad = ndim >= 0 && t->ndim != ndim;
     for (int i = 0; !bad && ndim > 0 && dims && i < ndim; i++)

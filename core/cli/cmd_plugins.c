@@ -4,18 +4,6 @@
 
 #include "cli.h"
 
-static const char *dtypes_str(uint32_t m, char *buf, size_t n)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    if (!m)
-        return "any";
-    for (int d = 1; d < OMNI_DTYPE_COUNT; d++)
-        if (m & OMNI_DTYPE_BIT(d))
-            used += (size_t)snprintf(buf + used, used < n ? n - used : 0, "%s%s", used ? "|" : "", omni_dtype_name(d));
-    return buf;
-}
-
 static const char *devices_str(uint32_t m)
 {
     if (!m || m == (OMNI_DEVICE_BIT(OMNI_DEVICE_CPU) | OMNI_DEVICE_BIT(OMNI_DEVICE_CUDA)))
@@ -29,7 +17,7 @@ static void print_ports(const struct omni_plugin_desc *d, const char *indent)
         const struct omni_port_desc *p = &d->ports[i];
         char dt[64];
         printf("%s%-4s %-12s %-14s [%s]%s%s%s%s\n", indent, p->dir == OMNI_PORT_IN ? "in" : "out", p->name,
-               dtypes_str(p->dtypes, dt, sizeof dt), p->dims ? p->dims : "*",
+               omni_dtype_mask_str(p->dtypes, dt, sizeof dt), p->dims ? p->dims : "*",
                (p->flags & OMNI_PORT_OPTIONAL) ? " optional" : "", (p->flags & OMNI_PORT_HOST) ? " host" : "",
                p->doc ? "  " : "", p->doc ? p->doc : "");
     }

@@ -33,6 +33,9 @@ OMNI_API const char *omni_dtype_name(int dtype);
  * "fp16"); returns OMNI_DTYPE_INVALID when unknown. */
 OMNI_API int omni_dtype_parse(const char *s);
 OMNI_API int omni_dtype_is_float(int dtype);
+/* "f32|f16|bf16" for a mask of (1 << dtype) bits (OMNI_DTYPE_BIT); "any" for 0.
+ * Writes into buf (returns buf, or the literal "any"). */
+OMNI_API const char *omni_dtype_mask_str(uint32_t mask, char *buf, size_t n);
 
 /* Exact conversions. f32 -> f16/bf16 rounds to nearest even; NaN stays NaN
  * (quiet), overflow gives infinity; subnormals are handled exactly. */
