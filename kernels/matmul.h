@@ -35,6 +35,39 @@ void omni_add_row_cpu(float *y, int64_t ldy, const float *row, int64_t M, int64_
  *   dst: (n) dst_dtype; src: (n) src_dtype */
 void omni_copy_cpu(void *dst, int dst_dtype, const void *src, int src_dtype, int64_t n);
 
+/* Low-rank update (a LoRA term) in one op, for decode-sized inputs:
+ *   y[m,n] += scale * sum_r b[n,r] * (sum_k x[m,k] * a[r,k])
+ *   y: (M,N) f32, row stride ldy >= N
+ *   x: (M,K) f32, row stride ldx >= K
+ *   a: (R,K) contiguous, b: (N,R) contiguous, both of dtype ab_dtype (f32, f16, bf16)
+ * M <= OMNI_LORA_MAX_M, R <= OMNI_LORA_MAX_R. The CPU twin is exactly the two
+ * matmuls t = x·aᵀ (t: (M,R) contiguous), y = scale·t·bᵀ + y; the CUDA twin
+ * does both in one kernel (each block forms t in shared memory, then one
+ * thread per output column). */
+#ifndef OMNI_LORA_MAX_M /* also in omni/ops/matmul.h */
+#define OMNI_LORA_MAX_M 8
+#define OMNI_LORA_MAX_R 32
+#endif
+void omni_lora_update_cpu(float *y, int64_t ldy, const float *x, int64_t ldx, const void *a,
+                          const void *b, int ab_dtype, int64_t M, int64_t N, int64_t K, int64_t R,
+                          float scale);
+
+/* out = gated_rmsnorm(y, z, gw) · Wᵀ, the Mamba-2 mixer's norm + out_proj:
+ *   yn[m,i] = (y[m,i] silu(z[m,i])) * rstd[m,group(i)] * gw[i]   (kernels/norm.h)
+ *   out[m,n] = sum_i yn[m,i] w[n,i]
+ *   out: (M,N) f32 row stride ldo; yn: (M,E) f32 row stride ldyn (scratch: written
+ *   by the CPU twin and the unfused CUDA path, untouched by the fused one)
+ *   y, z: (M,E) f32 row strides ldy, ldz; gw: (E) f32; w: (N,E) contiguous, w_dtype
+ * CPU: exactly omni_gated_rmsnorm_cpu into yn, then omni_matmul_cpu. CUDA, one
+ * row (batch-1 decode), E <= 4096 (16-bit w) or 2048 (f32 w), at most 8 groups:
+ * one kernel (a warp per output column loads its weight row into registers
+ * while the block forms yn in shared memory); otherwise the two CUDA kernels
+ * through yn. */
+void omni_gated_rmsnorm_matmul_cpu(float *out, int64_t ldo, float *yn, int64_t ldyn,
+                                   const float *y, int64_t ldy, const float *z, int64_t ldz,
+                                   const float *gw, const void *w, int w_dtype, int64_t M,
+                                   int64_t N, int64_t E, int64_t group_size, float eps);
+
 #ifdef OMNI_HAVE_CUDA
 /* Same contracts; pointers are device memory, the work is queued on the
  * current stream. */
@@ -45,6 +78,13 @@ void omni_add_cuda(float *y, int64_t ldy, const float *a, int64_t lda, const flo
                    int64_t ldb, int64_t M, int64_t D);
 void omni_add_row_cuda(float *y, int64_t ldy, const float *row, int64_t M, int64_t D);
 void omni_copy_cuda(void *dst, int dst_dtype, const void *src, int src_dtype, int64_t n);
+void omni_lora_update_cuda(float *y, int64_t ldy, const float *x, int64_t ldx, const void *a,
+                           const void *b, int ab_dtype, int64_t M, int64_t N, int64_t K, int64_t R,
+                           float scale);
+void omni_gated_rmsnorm_matmul_cuda(float *out, int64_t ldo, float *yn, int64_t ldyn,
+                                    const float *y, int64_t ldy, const float *z, int64_t ldz,
+                                    const float *gw, const void *w, int w_dtype, int64_t M,
+                                    int64_t N, int64_t E, int64_t group_size, float eps);
 #endif
 
 #ifdef __cplusplus

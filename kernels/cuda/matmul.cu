@@ -17,6 +17,8 @@
  *   weights: x is rounded to the weight dtype into scratch (the fixed small
  *   area when it fits, else the prefill workspace), then a 16-bit GEMM with
  *   f32 accumulation and f32 output. The bias is added by a second kernel.
+ * The LoRA update y += scale·(x·Aᵀ)·Bᵀ (M <= 8, rank <= 32) is one kernel
+ * (lora_update_k, end of file).
  * Row-major y = x·Wᵀ is the column-major product yᵀ = W·xᵀ: cuBLAS sees
  * A = w (K x N col-major, transposed), B = x (K x M col-major, ld ldx).
  */
@@ -25,6 +27,7 @@
 #include "common.cuh"
 #include "extra.h"
 #include "matmul.h"
+#include "norm.h"
 
 /* ---- GEMV --------------------------------------------------------------------------- */
 
@@ -416,4 +419,226 @@ extern "C" void omni_copy_rows_cuda(void *dst, int64_t ldd, const void *src, int
     }
     OMNI_CUDA_CHECK(cudaMemcpy2DAsync(dst, (size_t)ldd, src, (size_t)lds, (size_t)row_bytes,
                                       (size_t)rows, cudaMemcpyDeviceToDevice, OMNI_STREAM));
+}
+
+/* ---- low-rank update ------------------------------------------------------------------ */
+
+/* y[m,n] += scale * sum_r b[n,r] t[m,r] with t = x·aᵀ, in one kernel: every
+ * block first forms t (M x R, at most 8 x 32) in shared memory (a is small:
+ * R rows of K, read through L2 by each block; f32 factors with 16-byte loads,
+ * all of a thread's loads issued together), then one thread per output
+ * column n adds its term. Replaces two GEMV launches per LoRA in decode. */
+#define LU_NT 256
+
+template <typename T, int RT, bool EXACT>
+__global__ void __launch_bounds__(LU_NT)
+    lora_update_k(float *y, int64_t ldy, const float *x, int64_t ldx, const T *a, const T *b,
+                  int M, int64_t N, int64_t K, int R, float scale, int vec)
+{
+    __shared__ float part[LU_NT / 32][RT];
+    __shared__ float t[OMNI_LORA_MAX_M][RT];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int m = 0; m < M; m++) {
+        float acc[RT];
+#pragma unroll
+        for (int r = 0; r < RT; r++)
+            acc[r] = 0.0f;
+        const float *xr = x + m * ldx;
+        if (vec) { /* T = float, K % 4 == 0, 16-byte aligned rows */
+            const int64_t K4 = K / 4;
+            const float4 *x4 = reinterpret_cast<const float4 *>(xr);
+            const float4 *a4 = reinterpret_cast<const float4 *>(a);
+#pragma unroll 2
+            for (int64_t i = threadIdx.x; i < K4; i += LU_NT) {
+                const float4 xv = __ldg(x4 + i);
+#pragma unroll
+                for (int r = 0; r < RT; r++)
+                    if (EXACT || r < R) {
+                        const float4 av = __ldg(a4 + r * K4 + i);
+                        acc[r] += av.x * xv.x + av.y * xv.y + av.z * xv.z + av.w * xv.w;
+                    }
+            }
+        } else {
+#pragma unroll 2
+            for (int64_t k = threadIdx.x; k < K; k += LU_NT) {
+                const float xv = xr[k];
+#pragma unroll
+                for (int r = 0; r < RT; r++)
+                    if (EXACT || r < R)
+                        acc[r] += omni__ld(a + r * K + k) * xv;
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < RT; r++)
+            acc[r] = omni__warp_sum(acc[r]);
+        if (lane == 0) {
+#pragma unroll
+            for (int r = 0; r < RT; r++)
+                part[warp][r] = acc[r];
+        }
+        __syncthreads();
+        if (threadIdx.x < R) {
+            float s = 0.0f;
+#pragma unroll
+            for (int w = 0; w < LU_NT / 32; w++)
+                s += part[w][threadIdx.x];
+            t[m][threadIdx.x] = s;
+        }
+        __syncthreads();
+    }
+    const int64_t n = (int64_t)blockIdx.x * LU_NT + threadIdx.x;
+    if (n >= N)
+        return;
+    const T *br = b + n * R;
+    float bv[RT];
+#pragma unroll
+    for (int r = 0; r < RT; r++)
+        bv[r] = (EXACT || r < R) ? omni__ld(br + r) : 0.0f;
+    for (int m = 0; m < M; m++) {
+        float s = 0.0f;
+#pragma unroll
+        for (int r = 0; r < RT; r++)
+            if (EXACT || r < R)
+                s += bv[r] * t[m][r];
+        float *yp = y + m * ldy + n;
+        *yp = scale * s + *yp;
+    }
+}
+
+#define LU_GO(RT, EX)                                                                              \
+    OMNI_LAUNCH((lora_update_k<T, RT, EX>), grid, LU_NT, 0, y, ldy, x, ldx, (const T *)a,           \
+                (const T *)b, M, N, K, R, scale, vec)
+
+template <typename T>
+static void lora_update(float *y, int64_t ldy, const float *x, int64_t ldx, const void *a,
+                        const void *b, int M, int64_t N, int64_t K, int R, float scale)
+{
+    const unsigned grid = omni__blocks(N, LU_NT);
+    const int vec = sizeof(T) == 4 && K % 4 == 0 && ((uintptr_t)a & 15) == 0 &&
+                    ((uintptr_t)x & 15) == 0 && (M == 1 || ldx % 4 == 0);
+    if (R == 8)
+        LU_GO(8, true);
+    else if (R == 16)
+        LU_GO(16, true);
+    else if (R == 32)
+        LU_GO(32, true);
+    else if (R < 8)
+        LU_GO(8, false);
+    else if (R < 16)
+        LU_GO(16, false);
+    else
+        LU_GO(32, false);
+}
+
+extern "C" void omni_lora_update_cuda(float *y, int64_t ldy, const float *x, int64_t ldx,
+                                      const void *a, const void *b, int ab_dtype, int64_t M,
+                                      int64_t N, int64_t K, int64_t R, float scale)
+{
+    if (M <= 0 || N <= 0 || M > OMNI_LORA_MAX_M || R > OMNI_LORA_MAX_R)
+        return;
+    if (ab_dtype == OMNI_DTYPE_F16)
+        lora_update<__half>(y, ldy, x, ldx, a, b, (int)M, N, K, (int)R, scale);
+    else if (ab_dtype == OMNI_DTYPE_BF16)
+        lora_update<__nv_bfloat16>(y, ldy, x, ldx, a, b, (int)M, N, K, (int)R, scale);
+    else
+        lora_update<float>(y, ldy, x, ldx, a, b, (int)M, N, K, (int)R, scale);
+}
+
+/* ---- gated RMSNorm + matmul (batch-1 decode) ------------------------------------------- */
+
+/* One row: each of a block's 16 warps first issues the loads of its whole
+ * weight row w[n,:] into registers (16-byte loads, at most GG_NCH per lane:
+ * E <= 4096 for 16-bit weights, 2048 for f32), so the weight stream runs
+ * while the block forms yn = (y silu(z)) * rstd[group] * gw in shared memory
+ * (E floats; the rounding order of gated_k in norm.cu); then each warp dots
+ * its row against yn. */
+#define GG_NT 512
+#define GG_NCH 16
+#define GG_MAX_G 8
+
+template <typename T>
+__global__ void __launch_bounds__(GG_NT)
+    gnorm_gemv_k(float *out, const float *y, const float *z, const float *gw, const T *w,
+                 int64_t N, int64_t E, int64_t group, int G, float eps)
+{
+    extern __shared__ float4 gn4[];
+    float *g = reinterpret_cast<float *>(gn4);
+    __shared__ float sh[32];
+    __shared__ float rstd[GG_MAX_G];
+    constexpr int V = vec16<T>::n;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t n = (int64_t)blockIdx.x * (GG_NT / 32) + warp;
+    const bool has = n < N;
+    const int64_t nv = E / V;
+    const uint4 *wv = reinterpret_cast<const uint4 *>(w + (has ? n : 0) * E);
+    uint4 wr[GG_NCH];
+#pragma unroll
+    for (int c = 0; c < GG_NCH; c++) {
+        const int64_t i = lane + 32 * c;
+        wr[c] = (has && i < nv) ? __ldg(wv + i) : make_uint4(0u, 0u, 0u, 0u);
+    }
+    for (int gi = 0; gi < G; gi++) {
+        float ss = 0.0f;
+        for (int64_t i = gi * group + threadIdx.x; i < (gi + 1) * group; i += GG_NT) {
+            const float v = y[i] * omni__silu(z[i]);
+            g[i] = v;
+            ss += v * v;
+        }
+        ss = omni__block_sum(ss, sh);
+        if (threadIdx.x == 0)
+            rstd[gi] = 1.0f / sqrtf(ss / (float)group + eps);
+    }
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < E; i += GG_NT)
+        g[i] = g[i] * rstd[i / group] * gw[i];
+    __syncthreads();
+    if (!has)
+        return;
+    float acc = 0.0f;
+#pragma unroll
+    for (int c = 0; c < GG_NCH; c++) {
+        const int64_t i = lane + 32 * c;
+        if (i < nv) {
+            float wf[V];
+            unpack(wr[c], wf, (const T *)nullptr);
+#pragma unroll
+            for (int q = 0; q < V / 4; q++) {
+                const float4 xv = gn4[i * (V / 4) + q];
+                acc += wf[4 * q] * xv.x + wf[4 * q + 1] * xv.y + wf[4 * q + 2] * xv.z +
+                       wf[4 * q + 3] * xv.w;
+            }
+        }
+    }
+    acc = omni__warp_sum(acc);
+    if (lane == 0)
+        out[n] = acc;
+}
+
+extern "C" void omni_gated_rmsnorm_matmul_cuda(float *out, int64_t ldo, float *yn, int64_t ldyn,
+                                               const float *y, int64_t ldy, const float *z,
+                                               int64_t ldz, const float *gw, const void *w,
+                                               int w_dtype, int64_t M, int64_t N, int64_t E,
+                                               int64_t group_size, float eps)
+{
+    if (M <= 0)
+        return;
+    const int64_t G = group_size > 0 ? E / group_size : 0;
+    const int V = w_dtype == OMNI_DTYPE_F32 ? 4 : 8;
+    if (M == 1 && N > 0 && E > 0 && E % V == 0 && E / V <= 32 * GG_NCH && G <= GG_MAX_G &&
+        ((uintptr_t)w & 15) == 0) {
+        const unsigned grid = omni__blocks(N, GG_NT / 32);
+        const size_t smem = (size_t)E * sizeof(float);
+        if (w_dtype == OMNI_DTYPE_F16)
+            OMNI_LAUNCH(gnorm_gemv_k<__half>, grid, GG_NT, smem, out, y, z, gw, (const __half *)w,
+                        N, E, group_size, (int)G, eps);
+        else if (w_dtype == OMNI_DTYPE_BF16)
+            OMNI_LAUNCH(gnorm_gemv_k<__nv_bfloat16>, grid, GG_NT, smem, out, y, z, gw,
+                        (const __nv_bfloat16 *)w, N, E, group_size, (int)G, eps);
+        else
+            OMNI_LAUNCH(gnorm_gemv_k<float>, grid, GG_NT, smem, out, y, z, gw, (const float *)w, N,
+                        E, group_size, (int)G, eps);
+        return;
+    }
+    omni_gated_rmsnorm_cuda(yn, ldyn, y, ldy, z, ldz, gw, M, E, group_size, eps);
+    omni_matmul_cuda(out, ldo, yn, ldyn, w, w_dtype, nullptr, M, N, E, 1.0f, 0.0f);
 }

@@ -8,7 +8,8 @@
  *
  * It has no ports: it is attached with `attach: <stage>.in_proj` and serves
  * the requests whose task equals its `task` param. The rank-r intermediate
- * (M, r) lives in the adapter and grows when a call brings more rows.
+ * (M, r) lives in the adapter and grows when a call brings more rows; calls of
+ * at most 8 rows (decode) go through omni_op_lora_update (one CUDA kernel).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,6 +272,10 @@ static int lora_apply(struct omni_stage *st, const char *target, int layer,
                               omni_shape_str(y->ndim, y->shape, b2, sizeof b2), (long long)s->rank,
                               (long long)s->K, (long long)s->N, (long long)s->rank);
     const int64_t M = omni_tensor_numel(x) / s->K;
+    /* decode: both factors in one op (one kernel on CUDA; on the CPU exactly the
+     * two matmuls below) */
+    if (M <= OMNI_LORA_MAX_M && s->rank <= OMNI_LORA_MAX_R)
+        return omni_op_lora_update(y, x, &s->A[layer], &s->B[layer], (float)s->scale, err);
     if (M > s->tmp_rows || (s->tmp && !omni_device_eq(omni_buffer_device(s->tmp), x->device))) {
         if (s->tmp)
             omni_buffer_unref(s->tmp);

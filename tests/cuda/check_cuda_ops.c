@@ -97,6 +97,86 @@ START_TEST(test_matmul_matches_cpu_over_shape_table)
 }
 END_TEST
 
+/* the LoRA update y += scale (x·Aᵀ)·Bᵀ (M <= 8, rank <= 32): one kernel vs the
+ * CPU's two matmuls */
+static void one_lora(int64_t M, int64_t N, int64_t K, int64_t Rk, int dt, int64_t ldx, int64_t ldy)
+{
+    struct omni_error e = {0};
+    struct omni_tensor hx, dx, ha, da, hb, db, hy, dy, vx, vdx, vy, vdy;
+    char what[160];
+    pair(&hx, &dx, OMNI_DTYPE_F32, 1.0f, 2, SH(M, ldx));
+    pair(&ha, &da, dt, 1.0f / sqrtf((float)K), 2, SH(Rk, K));
+    pair(&hb, &db, dt, 1.0f, 2, SH(N, Rk));
+    pair(&hy, &dy, OMNI_DTYPE_F32, 1.0f, 2, SH(M, ldy));
+    vx = kt_slice_last(&hx, 0, K), vdx = kt_slice_last(&dx, 0, K);
+    vy = kt_slice_last(&hy, 0, N), vdy = kt_slice_last(&dy, 0, N);
+    ck_assert_int_eq(omni_op_lora_update(&vy, &vx, &ha, &hb, 4.0f, &e), OMNI_OK);
+    int rc = omni_op_lora_update(&vdy, &vdx, &da, &db, 4.0f, &e);
+    ck_assert_msg(rc == OMNI_OK, "lora_update on CUDA: %s", e.msg);
+    ct_sync();
+    snprintf(what, sizeof what, "lora_update M=%lld N=%lld K=%lld R=%lld %s ldx=%lld ldy=%lld",
+             (long long)M, (long long)N, (long long)K, (long long)Rk, omni_dtype_name(dt),
+             (long long)ldx, (long long)ldy);
+    ct_cmp_dev(what, &dy, &hy, 1e-4);
+    rel2(&hx, &dx), rel2(&ha, &da), rel2(&hb, &db), rel2(&hy, &dy);
+}
+
+START_TEST(test_lora_update_matches_cpu_over_shape_table)
+{
+    static const int64_t t[][4] = {
+        {1, 8512, 2048, 8}, {1, 1, 1, 1}, {2, 257, 64, 16}, {3, 100, 130, 32},
+        {8, 8512, 2048, 8}, {5, 7, 3, 2}, {1, 33, 300, 9},
+    };
+    static const int dts[3] = {OMNI_DTYPE_F32, OMNI_DTYPE_F16, OMNI_DTYPE_BF16};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        for (int d = 0; d < 3; d++)
+            one_lora(t[i][0], t[i][1], t[i][2], t[i][3], dts[d], t[i][2], t[i][1]);
+    one_lora(4, 300, 64, 8, OMNI_DTYPE_F32, 80, 310); /* strided rows */
+}
+END_TEST
+
+/* gated RMSNorm + matmul: y and z are strided views into one (M, 2E+5) buffer
+ * like the mixer's [z | x | ...]; batch 1 (E <= 4096 with 16-bit w, 2048 with
+ * f32 w, <= 8 groups) is the
+ * fused kernel, the rest the two kernels through yn */
+static void one_gnorm_mm(int64_t M, int64_t N, int64_t E, int64_t group, int dt)
+{
+    struct omni_error e = {0};
+    struct omni_tensor hbuf, dbuf, hg, dg, hw, dw, hyn, dyn, ho, dout;
+    char what[160];
+    pair(&hbuf, &dbuf, OMNI_DTYPE_F32, 2.0f, 2, SH(M, 2 * E + 5));
+    pair(&hg, &dg, OMNI_DTYPE_F32, 1.0f, 1, SH(E));
+    pair(&hw, &dw, dt, 1.0f / sqrtf((float)E), 2, SH(N, E));
+    pair(&hyn, &dyn, OMNI_DTYPE_F32, 1.0f, 2, SH(M, E));
+    pair(&ho, &dout, OMNI_DTYPE_F32, 1.0f, 2, SH(M, N));
+    struct omni_tensor hz = kt_slice_last(&hbuf, 0, E), hy = kt_slice_last(&hbuf, E + 5, E);
+    struct omni_tensor dz = kt_slice_last(&dbuf, 0, E), dy = kt_slice_last(&dbuf, E + 5, E);
+    ck_assert_int_eq(omni_op_gated_rmsnorm_matmul(&ho, &hyn, &hy, &hz, &hg, &hw, 1e-5f, group, &e),
+                     OMNI_OK);
+    int rc = omni_op_gated_rmsnorm_matmul(&dout, &dyn, &dy, &dz, &dg, &dw, 1e-5f, group, &e);
+    ck_assert_msg(rc == OMNI_OK, "gated_rmsnorm_matmul on CUDA: %s", e.msg);
+    ct_sync();
+    snprintf(what, sizeof what, "gated_rmsnorm_matmul M=%lld N=%lld E=%lld group=%lld w=%s",
+             (long long)M, (long long)N, (long long)E, (long long)group, omni_dtype_name(dt));
+    ct_cmp_dev(what, &dout, &ho, (dt != OMNI_DTYPE_F32 && M > 8) ? 2e-2 : 1e-4);
+    rel2(&hbuf, &dbuf), rel2(&hg, &dg), rel2(&hw, &dw), rel2(&hyn, &dyn), rel2(&ho, &dout);
+}
+
+START_TEST(test_gated_rmsnorm_matmul_matches_cpu_fused_and_not)
+{
+    static const int64_t t[][4] = {
+        {1, 2048, 4096, 4096}, {1, 33, 64, 16},  {1, 100, 4096, 512},  {1, 7, 36, 36},
+        {1, 50, 2048, 1024},   {1, 64, 8192, 8192},
+        {1, 40, 9000, 9000},   {1, 40, 96, 8},   {2, 2048, 4096, 4096}, {16, 2048, 4096, 4096},
+        {5, 33, 130, 65},
+    };
+    static const int dts[3] = {OMNI_DTYPE_F32, OMNI_DTYPE_F16, OMNI_DTYPE_BF16};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        for (int d = 0; d < 3; d++)
+            one_gnorm_mm(t[i][0], t[i][1], t[i][2], t[i][3], dts[d]);
+}
+END_TEST
+
 START_TEST(test_add_add_row_and_copies_match_cpu)
 {
     struct omni_error e = {0};
@@ -754,6 +834,8 @@ static Suite *suite(void)
     tcase_set_timeout(t, 300);
     tcase_add_test(t, test_context_reports_card_and_memory);
     tcase_add_test(t, test_matmul_matches_cpu_over_shape_table);
+    tcase_add_test(t, test_lora_update_matches_cpu_over_shape_table);
+    tcase_add_test(t, test_gated_rmsnorm_matmul_matches_cpu_fused_and_not);
     tcase_add_test(t, test_add_add_row_and_copies_match_cpu);
     tcase_add_test(t, test_norms_match_cpu);
     tcase_add_test(t, test_activations_match_cpu_across_the_softplus_threshold);

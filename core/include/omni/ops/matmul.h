@@ -39,6 +39,37 @@ OMNI_API int omni_op_add_row(struct omni_tensor *y, const struct omni_tensor *ro
 OMNI_API int omni_op_copy(struct omni_tensor *dst, const struct omni_tensor *src,
                           struct omni_error *err);
 
+/* y += scale * (x · Aᵀ) · Bᵀ (a LoRA term) in one op, for decode-sized x:
+ *   x: (..., K) contiguous rows, M = numel/K <= 8
+ *   a: (R, K) contiguous, R <= 32; b: (N, R) contiguous; f32, f16 or bf16, same dtype
+ *   y: (..., N) contiguous, M rows
+ * On the CPU exactly omni_op_matmul(t, x, a) then omni_op_matmul(y, t, b,
+ * alpha = scale, beta = 1); on CUDA one kernel (results within f32
+ * reduction-order differences). */
+#ifndef OMNI_LORA_MAX_M /* also in kernels/matmul.h */
+#define OMNI_LORA_MAX_M 8
+#define OMNI_LORA_MAX_R 32
+#endif
+OMNI_API int omni_op_lora_update(struct omni_tensor *y, const struct omni_tensor *x,
+                                 const struct omni_tensor *a, const struct omni_tensor *b,
+                                 float scale, struct omni_error *err);
+
+/* out = gated_rmsnorm(y, z, gw, eps, group_size) · Wᵀ: omni_op_gated_rmsnorm
+ * (omni/ops/norm.h) followed by omni_op_matmul (alpha 1, beta 0, no bias).
+ *   y, z: (..., E) rows (last dim contiguous, e.g. views into in_proj's output)
+ *   gw: (E) f32; w: (N, E) contiguous f32/f16/bf16
+ *   yn: (..., E) f32 scratch with the rows of y; its contents afterwards are
+ *       unspecified (the normed rows, or untouched when fused)
+ *   out: (..., N) f32, the rows of y
+ * On the CPU exactly the two ops through yn; on CUDA a batch-1 call is one
+ * kernel (f32 reduction-order differences only). */
+OMNI_API int omni_op_gated_rmsnorm_matmul(struct omni_tensor *out, struct omni_tensor *yn,
+                                          const struct omni_tensor *y,
+                                          const struct omni_tensor *z,
+                                          const struct omni_tensor *gw,
+                                          const struct omni_tensor *w, float eps,
+                                          int64_t group_size, struct omni_error *err);
+
 #ifdef __cplusplus
 }
 #endif
