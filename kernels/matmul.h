@@ -52,22 +52,6 @@ void omni_lora_update_cpu(float *y, int64_t ldy, const float *x, int64_t ldx, co
                           const void *b, int ab_dtype, int64_t M, int64_t N, int64_t K, int64_t R,
                           float scale);
 
-/* out = gated_rmsnorm(y, z, gw) · Wᵀ, the Mamba-2 mixer's norm + out_proj:
- *   yn[m,i] = (y[m,i] silu(z[m,i])) * rstd[m,group(i)] * gw[i]   (kernels/norm.h)
- *   out[m,n] = sum_i yn[m,i] w[n,i]
- *   out: (M,N) f32 row stride ldo; yn: (M,E) f32 row stride ldyn (scratch: written
- *   by the CPU twin and the unfused CUDA path, untouched by the fused one)
- *   y, z: (M,E) f32 row strides ldy, ldz; gw: (E) f32; w: (N,E) contiguous, w_dtype
- * CPU: exactly omni_gated_rmsnorm_cpu into yn, then omni_matmul_cpu. CUDA, one
- * row (batch-1 decode), E <= 4096 (16-bit w) or 2048 (f32 w), at most 8 groups:
- * one kernel (a warp per output column loads its weight row into registers
- * while the block forms yn in shared memory); otherwise the two CUDA kernels
- * through yn. */
-void omni_gated_rmsnorm_matmul_cpu(float *out, int64_t ldo, float *yn, int64_t ldyn,
-                                   const float *y, int64_t ldy, const float *z, int64_t ldz,
-                                   const float *gw, const void *w, int w_dtype, int64_t M,
-                                   int64_t N, int64_t E, int64_t group_size, float eps);
-
 #ifdef OMNI_HAVE_CUDA
 /* Same contracts; pointers are device memory, the work is queued on the
  * current stream. */
@@ -81,10 +65,6 @@ void omni_copy_cuda(void *dst, int dst_dtype, const void *src, int src_dtype, in
 void omni_lora_update_cuda(float *y, int64_t ldy, const float *x, int64_t ldx, const void *a,
                            const void *b, int ab_dtype, int64_t M, int64_t N, int64_t K, int64_t R,
                            float scale);
-void omni_gated_rmsnorm_matmul_cuda(float *out, int64_t ldo, float *yn, int64_t ldyn,
-                                    const float *y, int64_t ldy, const float *z, int64_t ldz,
-                                    const float *gw, const void *w, int w_dtype, int64_t M,
-                                    int64_t N, int64_t E, int64_t group_size, float eps);
 #endif
 
 #ifdef __cplusplus

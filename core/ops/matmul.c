@@ -4,7 +4,6 @@
 #include "omni/ops/matmul.h"
 
 #include "matmul.h"
-#include <math.h>
 #include "cuda_impl.h"
 #ifdef OMNI_HAVE_CUDA
 #include "cuda/extra.h"
@@ -315,69 +314,5 @@ int omni_op_lora_update(struct omni_tensor *y, const struct omni_tensor *x,
     TRY(omni__cpu_only(err, op, y));
     omni_lora_update_cpu(omni_tensor_data(y), ldy, omni_tensor_data(x), ldx, omni_tensor_data(a),
                          omni_tensor_data(b), a->dtype, M, N, K, R, scale);
-    return OMNI_OK;
-}
-
-int omni_op_gated_rmsnorm_matmul(struct omni_tensor *out, struct omni_tensor *yn,
-                                 const struct omni_tensor *y, const struct omni_tensor *z,
-                                 const struct omni_tensor *gw, const struct omni_tensor *w,
-                                 float eps, int64_t group_size, struct omni_error *err)
-{
-    static const char op[] = "omni_op_gated_rmsnorm_matmul";
-    char s1[160], s2[160];
-    const char *names[5] = {"out", "yn", "y", "z", "gw"};
-    const struct omni_tensor *f32s[5] = {out, yn, y, z, gw};
-    for (int i = 0; i < 5; i++) {
-        TRY(omni__check_present(err, op, names[i], f32s[i]));
-        TRY(omni__check_dtype(err, op, names[i], f32s[i], OMNI_DTYPE_F32));
-    }
-    TRY(omni__check_present(err, op, "w", w));
-    TRY(omni__check_float_dtype(err, op, "w", w));
-    TRY(omni__check_same_shape(err, op, "z", z, "y", y));
-    TRY(omni__check_same_shape(err, op, "yn", yn, "y", y));
-    int64_t M, E, ldy, ldz, ldyn, Mo, No, ldo;
-    TRY(omni__rows(err, op, "y", y, 0, &M, &E, &ldy));
-    TRY(omni__rows(err, op, "z", z, 0, &M, &E, &ldz));
-    TRY(omni__rows(err, op, "yn", yn, 1, &M, &E, &ldyn));
-    TRY(omni__check_shape(err, op, "gw", gw, 1, &E, "the last dim of y"));
-    TRY(omni__check_contiguous(err, op, "gw", gw));
-    if (group_size <= 0 || E % group_size != 0)
-        return omni_error_set(err, OMNI_EINVAL, "%s: group_size %lld does not divide E=%lld of y",
-                              op, (long long)group_size, (long long)E);
-    if (!(eps >= 0.0f) || isinf(eps))
-        return omni_error_set(err, OMNI_EINVAL, "%s: eps %g must be finite and >= 0", op, (double)eps);
-    if (w->ndim != 2 || w->shape[1] != E)
-        return omni_error_set(err, OMNI_ESHAPE, "%s: w has shape %s, expected (N, E=%lld) of y %s",
-                              op, omni_shape_str(w->ndim, w->shape, s1, sizeof s1), (long long)E,
-                              omni_shape_str(y->ndim, y->shape, s2, sizeof s2));
-    TRY(omni__check_contiguous(err, op, "w", w));
-    const int64_t N = w->shape[0];
-    if (out->ndim < 1 || out->shape[out->ndim - 1] != N)
-        return omni_error_set(err, OMNI_ESHAPE, "%s: out has shape %s, its last dim must be N=%lld of w %s",
-                              op, omni_shape_str(out->ndim, out->shape, s1, sizeof s1), (long long)N,
-                              omni_shape_str(w->ndim, w->shape, s2, sizeof s2));
-    TRY(omni__rows(err, op, "out", out, 1, &Mo, &No, &ldo));
-    if (Mo != M)
-        return omni_error_set(err, OMNI_ESHAPE, "%s: out has shape %s (%lld rows) but y has shape %s (%lld rows)",
-                              op, omni_shape_str(out->ndim, out->shape, s1, sizeof s1), (long long)Mo,
-                              omni_shape_str(y->ndim, y->shape, s2, sizeof s2), (long long)M);
-    TRY(omni__check_writable(err, op, "out", out));
-    TRY(omni__check_writable(err, op, "yn", yn));
-    TRY(omni__check_same_device(err, op, "z", z, "y", y));
-    TRY(omni__check_same_device(err, op, "yn", yn, "y", y));
-    TRY(omni__check_same_device(err, op, "gw", gw, "y", y));
-    TRY(omni__check_same_device(err, op, "w", w, "y", y));
-    TRY(omni__check_same_device(err, op, "out", out, "y", y));
-    OMNI__CUDA_DISPATCH(err, op, y->device,
-                        omni_gated_rmsnorm_matmul_cuda(
-                            omni_tensor_data(out), ldo, omni_tensor_data(yn), ldyn,
-                            omni_tensor_data(y), ldy, omni_tensor_data(z), ldz,
-                            omni_tensor_data(gw), omni_tensor_data(w), w->dtype, M, N, E,
-                            group_size, eps));
-    TRY(omni__cpu_only(err, op, y));
-    omni_gated_rmsnorm_matmul_cpu(omni_tensor_data(out), ldo, omni_tensor_data(yn), ldyn,
-                                  omni_tensor_data(y), ldy, omni_tensor_data(z), ldz,
-                                  omni_tensor_data(gw), omni_tensor_data(w), w->dtype, M, N, E,
-                                  group_size, eps);
     return OMNI_OK;
 }

@@ -18,7 +18,6 @@
  * omni_copy_cpu: contiguous copy with f32/f16/bf16 conversion.
  */
 #include "matmul.h"
-#include "norm.h"
 
 #include <string.h>
 
@@ -321,17 +320,4 @@ void omni_lora_update_cpu(float *y, int64_t ldy, const float *x, int64_t ldx, co
         return;
     omni_matmul_cpu(t, R, x, ldx, a, ab_dtype, NULL, M, R, K, 1.0f, 0.0f);
     omni_matmul_cpu(y, ldy, t, R, b, ab_dtype, NULL, M, N, R, scale, 1.0f);
-}
-
-/* ---- gated RMSNorm + matmul ----------------------------------------------------------- */
-
-void omni_gated_rmsnorm_matmul_cpu(float *out, int64_t ldo, float *yn, int64_t ldyn,
-                                   const float *y, int64_t ldy, const float *z, int64_t ldz,
-                                   const float *gw, const void *w, int w_dtype, int64_t M,
-                                   int64_t N, int64_t E, int64_t group_size, float eps)
-{
-    if (M <= 0)
-        return;
-    omni_gated_rmsnorm_cpu(yn, ldyn, y, ldy, z, ldz, gw, M, E, group_size, eps);
-    omni_matmul_cpu(out, ldo, yn, ldyn, w, w_dtype, NULL, M, N, E, 1.0f, 0.0f);
 }

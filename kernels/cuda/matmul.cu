@@ -27,7 +27,6 @@
 #include "common.cuh"
 #include "extra.h"
 #include "matmul.h"
-#include "norm.h"
 
 /* ---- GEMV --------------------------------------------------------------------------- */
 
@@ -542,103 +541,4 @@ extern "C" void omni_lora_update_cuda(float *y, int64_t ldy, const float *x, int
         lora_update<__nv_bfloat16>(y, ldy, x, ldx, a, b, (int)M, N, K, (int)R, scale);
     else
         lora_update<float>(y, ldy, x, ldx, a, b, (int)M, N, K, (int)R, scale);
-}
-
-/* ---- gated RMSNorm + matmul (batch-1 decode) ------------------------------------------- */
-
-/* One row: each of a block's 16 warps first issues the loads of its whole
- * weight row w[n,:] into registers (16-byte loads, at most GG_NCH per lane:
- * E <= 4096 for 16-bit weights, 2048 for f32), so the weight stream runs
- * while the block forms yn = (y silu(z)) * rstd[group] * gw in shared memory
- * (E floats; the rounding order of gated_k in norm.cu); then each warp dots
- * its row against yn. */
-#define GG_NT 512
-#define GG_NCH 16
-#define GG_MAX_G 8
-
-template <typename T>
-__global__ void __launch_bounds__(GG_NT)
-    gnorm_gemv_k(float *out, const float *y, const float *z, const float *gw, const T *w,
-                 int64_t N, int64_t E, int64_t group, int G, float eps)
-{
-    extern __shared__ float4 gn4[];
-    float *g = reinterpret_cast<float *>(gn4);
-    __shared__ float sh[32];
-    __shared__ float rstd[GG_MAX_G];
-    constexpr int V = vec16<T>::n;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int64_t n = (int64_t)blockIdx.x * (GG_NT / 32) + warp;
-    const bool has = n < N;
-    const int64_t nv = E / V;
-    const uint4 *wv = reinterpret_cast<const uint4 *>(w + (has ? n : 0) * E);
-    uint4 wr[GG_NCH];
-#pragma unroll
-    for (int c = 0; c < GG_NCH; c++) {
-        const int64_t i = lane + 32 * c;
-        wr[c] = (has && i < nv) ? __ldg(wv + i) : make_uint4(0u, 0u, 0u, 0u);
-    }
-    for (int gi = 0; gi < G; gi++) {
-        float ss = 0.0f;
-        for (int64_t i = gi * group + threadIdx.x; i < (gi + 1) * group; i += GG_NT) {
-            const float v = y[i] * omni__silu(z[i]);
-            g[i] = v;
-            ss += v * v;
-        }
-        ss = omni__block_sum(ss, sh);
-        if (threadIdx.x == 0)
-            rstd[gi] = 1.0f / sqrtf(ss / (float)group + eps);
-    }
-    __syncthreads();
-    for (int64_t i = threadIdx.x; i < E; i += GG_NT)
-        g[i] = g[i] * rstd[i / group] * gw[i];
-    __syncthreads();
-    if (!has)
-        return;
-    float acc = 0.0f;
-#pragma unroll
-    for (int c = 0; c < GG_NCH; c++) {
-        const int64_t i = lane + 32 * c;
-        if (i < nv) {
-            float wf[V];
-            unpack(wr[c], wf, (const T *)nullptr);
-#pragma unroll
-            for (int q = 0; q < V / 4; q++) {
-                const float4 xv = gn4[i * (V / 4) + q];
-                acc += wf[4 * q] * xv.x + wf[4 * q + 1] * xv.y + wf[4 * q + 2] * xv.z +
-                       wf[4 * q + 3] * xv.w;
-            }
-        }
-    }
-    acc = omni__warp_sum(acc);
-    if (lane == 0)
-        out[n] = acc;
-}
-
-extern "C" void omni_gated_rmsnorm_matmul_cuda(float *out, int64_t ldo, float *yn, int64_t ldyn,
-                                               const float *y, int64_t ldy, const float *z,
-                                               int64_t ldz, const float *gw, const void *w,
-                                               int w_dtype, int64_t M, int64_t N, int64_t E,
-                                               int64_t group_size, float eps)
-{
-    if (M <= 0)
-        return;
-    const int64_t G = group_size > 0 ? E / group_size : 0;
-    const int V = w_dtype == OMNI_DTYPE_F32 ? 4 : 8;
-    if (M == 1 && N > 0 && E > 0 && E % V == 0 && E / V <= 32 * GG_NCH && G <= GG_MAX_G &&
-        ((uintptr_t)w & 15) == 0) {
-        const unsigned grid = omni__blocks(N, GG_NT / 32);
-        const size_t smem = (size_t)E * sizeof(float);
-        if (w_dtype == OMNI_DTYPE_F16)
-            OMNI_LAUNCH(gnorm_gemv_k<__half>, grid, GG_NT, smem, out, y, z, gw, (const __half *)w,
-                        N, E, group_size, (int)G, eps);
-        else if (w_dtype == OMNI_DTYPE_BF16)
-            OMNI_LAUNCH(gnorm_gemv_k<__nv_bfloat16>, grid, GG_NT, smem, out, y, z, gw,
-                        (const __nv_bfloat16 *)w, N, E, group_size, (int)G, eps);
-        else
-            OMNI_LAUNCH(gnorm_gemv_k<float>, grid, GG_NT, smem, out, y, z, gw, (const float *)w, N,
-                        E, group_size, (int)G, eps);
-        return;
-    }
-    omni_gated_rmsnorm_cuda(yn, ldyn, y, ldy, z, ldz, gw, M, E, group_size, eps);
-    omni_matmul_cuda(out, ldo, yn, ldyn, w, w_dtype, nullptr, M, N, E, 1.0f, 0.0f);
 }

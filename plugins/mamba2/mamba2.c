@@ -869,9 +869,9 @@ static int m2_run(struct omni_stage *st, void *state, struct omni_io *io, int is
                                        &ss, s->chunk, err)))
                 goto fail;
         }
-        /* gated norm + out_proj (one kernel in batch-1 CUDA decode; yn is scratch) */
-        if ((rc = omni_op_gated_rmsnorm_matmul(&mix, &yn, &y, &z, &w->gnorm_w, &w->out_proj,
-                                               (float)s->eps, E / G, err)))
+        if ((rc = omni_op_gated_rmsnorm(&yn, &y, &z, &w->gnorm_w, (float)s->eps, E / G, err)))
+            goto fail;
+        if ((rc = omni_op_matmul(&mix, &yn, &w->out_proj, NULL, 1.0f, 0.0f, err)))
             goto fail;
     }
 

@@ -1,9 +1,7 @@
 /* tests/kernels/check_fused_ops.c - the fused decode ops on the CPU:
  * omni_op_lora_update (y += scale * (x·Aᵀ)·Bᵀ) against a hand-worked case, a
  * double loop, and the two omni_op_matmul calls it replaces in plugins/lora
- * (bitwise); omni_op_gated_rmsnorm_matmul against a hand-worked case and the
- * omni_op_gated_rmsnorm + omni_op_matmul pair it replaces in plugins/mamba2
- * (bitwise). Their CUDA twins: tests/cuda/check_cuda_ops.c. */
+ * (bitwise). The CUDA twin: tests/cuda/check_cuda_ops.c. */
 #include <stdlib.h>
 
 #include "ktest.h"
@@ -136,90 +134,6 @@ START_TEST(test_lora_update_rejects_too_many_rows_rank_and_mixed_dtypes)
 }
 END_TEST
 
-START_TEST(test_gated_rmsnorm_matmul_hand_worked)
-{
-    /* y = [2, 2], z = [40, 40] (silu(40) = 40 / (1 + e^-40) = 40 in f32), one group:
-     * g = [80, 80], mean square 6400, eps 0 -> rstd 1/80, yn = [1, 1] * gw = [1, 0.5];
-     * W = [[1, 2], [3, -4]] -> out = [1 + 1, 3 - 2] = [2, 1] */
-    struct omni_tensor y, z, gw, w, yn, out;
-    struct omni_error e = {0};
-    memcpy(kt_tensorv(&y, OMNI_DTYPE_F32, 2, (int64_t)1, (int64_t)2), (float[]){2, 2}, 8);
-    memcpy(kt_tensorv(&z, OMNI_DTYPE_F32, 2, (int64_t)1, (int64_t)2), (float[]){40, 40}, 8);
-    memcpy(kt_tensorv(&gw, OMNI_DTYPE_F32, 1, (int64_t)2), (float[]){1, 0.5f}, 8);
-    memcpy(kt_tensorv(&w, OMNI_DTYPE_F32, 2, (int64_t)2, (int64_t)2), (float[]){1, 2, 3, -4}, 16);
-    kt_tensorv(&yn, OMNI_DTYPE_F32, 2, (int64_t)1, (int64_t)2);
-    float *op = kt_tensorv(&out, OMNI_DTYPE_F32, 2, (int64_t)1, (int64_t)2);
-    ck_assert_int_eq(omni_op_gated_rmsnorm_matmul(&out, &yn, &y, &z, &gw, &w, 0.0f, 2, &e), OMNI_OK);
-    ck_assert_float_eq_tol(op[0], 2.0f, 1e-6f);
-    ck_assert_float_eq_tol(op[1], 1.0f, 1e-6f);
-    kt_release(&y), kt_release(&z), kt_release(&gw), kt_release(&w), kt_release(&yn);
-    kt_release(&out);
-}
-END_TEST
-
-/* y and z as strided views into one (M, 2E+3) buffer, as in the mamba2 plugin */
-static void one_gated(int64_t M, int64_t N, int64_t E, int64_t group, int dtype, uint64_t seed)
-{
-    struct tu_rng rng;
-    tu_rng_seed(&rng, seed);
-    struct omni_tensor buf, gw, wf, w, yn, yn2, out, out2;
-    struct omni_error e = {0};
-    kt_tensorv(&buf, OMNI_DTYPE_F32, 2, M, 2 * E + 3);
-    kt_tensorv(&gw, OMNI_DTYPE_F32, 1, E);
-    kt_tensorv(&wf, OMNI_DTYPE_F32, 2, N, E);
-    kt_tensorv(&yn, OMNI_DTYPE_F32, 2, M, E);
-    kt_tensorv(&yn2, OMNI_DTYPE_F32, 2, M, E);
-    float *o1 = kt_tensorv(&out, OMNI_DTYPE_F32, 2, M, N);
-    float *o2 = kt_tensorv(&out2, OMNI_DTYPE_F32, 2, M, N);
-    kt_fill(&rng, &buf, -3, 3), kt_fill(&rng, &gw, 0.5f, 1.5f), kt_fill(&rng, &wf, -0.1f, 0.1f);
-    to_dtype(&w, dtype, &wf);
-    struct omni_tensor z = kt_slice_last(&buf, 0, E), y = kt_slice_last(&buf, E + 3, E);
-    ck_assert_int_eq(omni_op_gated_rmsnorm_matmul(&out, &yn, &y, &z, &gw, &w, 1e-5f, group, &e),
-                     OMNI_OK);
-    ck_assert_int_eq(omni_op_gated_rmsnorm(&yn2, &y, &z, &gw, 1e-5f, group, &e), OMNI_OK);
-    ck_assert_int_eq(omni_op_matmul(&out2, &yn2, &w, NULL, 1.0f, 0.0f, &e), OMNI_OK);
-    ck_assert_msg(memcmp(o1, o2, (size_t)(M * N) * sizeof(float)) == 0,
-                  "M=%lld N=%lld E=%lld group=%lld %s: differs from the two ops", (long long)M,
-                  (long long)N, (long long)E, (long long)group, omni_dtype_name(dtype));
-    kt_release(&buf), kt_release(&gw), kt_release(&wf), kt_release(&w), kt_release(&yn);
-    kt_release(&yn2), kt_release(&out), kt_release(&out2);
-}
-
-START_TEST(test_gated_rmsnorm_matmul_equals_the_two_ops_bitwise)
-{
-    static const int dts[3] = {OMNI_DTYPE_F32, OMNI_DTYPE_F16, OMNI_DTYPE_BF16};
-    static const int64_t shapes[][4] = {{1, 64, 256, 256}, {3, 33, 96, 24}, {16, 40, 128, 64}};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        for (int d = 0; d < 3; d++)
-            one_gated(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], dts[d],
-                      0x6a7e + i * 3 + (uint64_t)d);
-}
-END_TEST
-
-START_TEST(test_gated_rmsnorm_matmul_rejects_bad_group_and_shapes)
-{
-    struct omni_tensor y, gw, w, w5, yn, out, out3;
-    struct omni_error e = {0};
-    kt_tensorv(&y, OMNI_DTYPE_F32, 2, (int64_t)2, (int64_t)8);
-    kt_tensorv(&gw, OMNI_DTYPE_F32, 1, (int64_t)8);
-    kt_tensorv(&w, OMNI_DTYPE_F32, 2, (int64_t)4, (int64_t)8);
-    kt_tensorv(&w5, OMNI_DTYPE_F32, 2, (int64_t)4, (int64_t)5);
-    kt_tensorv(&yn, OMNI_DTYPE_F32, 2, (int64_t)2, (int64_t)8);
-    kt_tensorv(&out, OMNI_DTYPE_F32, 2, (int64_t)2, (int64_t)4);
-    kt_tensorv(&out3, OMNI_DTYPE_F32, 2, (int64_t)3, (int64_t)4);
-    KT_ASSERT_ERR(omni_op_gated_rmsnorm_matmul(&out, &yn, &y, &y, &gw, &w, 1e-5f, 3, &e), e,
-                  OMNI_EINVAL, "group_size 3", "E=8");
-    KT_ASSERT_ERR(omni_op_gated_rmsnorm_matmul(&out, &yn, &y, &y, &gw, &w5, 1e-5f, 8, &e), e,
-                  OMNI_ESHAPE, "[4,5]", "E=8");
-    KT_ASSERT_ERR(omni_op_gated_rmsnorm_matmul(&out3, &yn, &y, &y, &gw, &w, 1e-5f, 8, &e), e,
-                  OMNI_ESHAPE, "3 rows");
-    KT_ASSERT_ERR(omni_op_gated_rmsnorm_matmul(&out, &yn, &y, &y, &gw, &w, -1.0f, 8, &e), e,
-                  OMNI_EINVAL, "eps");
-    kt_release(&y), kt_release(&gw), kt_release(&w), kt_release(&w5), kt_release(&yn);
-    kt_release(&out), kt_release(&out3);
-}
-END_TEST
-
 int main(void)
 {
     Suite *s = suite_create("fused_ops");
@@ -229,9 +143,6 @@ int main(void)
     tcase_add_test(tc, test_lora_update_hand_worked_rank_1);
     tcase_add_test(tc, test_lora_update_matches_double_loop_and_the_two_matmuls_bitwise);
     tcase_add_test(tc, test_lora_update_rejects_too_many_rows_rank_and_mixed_dtypes);
-    tcase_add_test(tc, test_gated_rmsnorm_matmul_hand_worked);
-    tcase_add_test(tc, test_gated_rmsnorm_matmul_equals_the_two_ops_bitwise);
-    tcase_add_test(tc, test_gated_rmsnorm_matmul_rejects_bad_group_and_shapes);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

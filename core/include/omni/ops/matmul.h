@@ -54,22 +54,6 @@ OMNI_API int omni_op_lora_update(struct omni_tensor *y, const struct omni_tensor
                                  const struct omni_tensor *a, const struct omni_tensor *b,
                                  float scale, struct omni_error *err);
 
-/* out = gated_rmsnorm(y, z, gw, eps, group_size) · Wᵀ: omni_op_gated_rmsnorm
- * (omni/ops/norm.h) followed by omni_op_matmul (alpha 1, beta 0, no bias).
- *   y, z: (..., E) rows (last dim contiguous, e.g. views into in_proj's output)
- *   gw: (E) f32; w: (N, E) contiguous f32/f16/bf16
- *   yn: (..., E) f32 scratch with the rows of y; its contents afterwards are
- *       unspecified (the normed rows, or untouched when fused)
- *   out: (..., N) f32, the rows of y
- * On the CPU exactly the two ops through yn; on CUDA a batch-1 call is one
- * kernel (f32 reduction-order differences only). */
-OMNI_API int omni_op_gated_rmsnorm_matmul(struct omni_tensor *out, struct omni_tensor *yn,
-                                          const struct omni_tensor *y,
-                                          const struct omni_tensor *z,
-                                          const struct omni_tensor *gw,
-                                          const struct omni_tensor *w, float eps,
-                                          int64_t group_size, struct omni_error *err);
-
 #ifdef __cplusplus
 }
 #endif
