@@ -645,10 +645,12 @@ static int call_stage(struct run *R, int phase, int s, int64_t step, struct omni
             if (b->ep.stage_idx != s)
                 continue;
             if (!R->r->inputs[i].buf) {
-                const struct omni_port_desc *pd = in_port(R, s, b->ep.port_idx);
-                if (!(pd->flags & OMNI_PORT_OPTIONAL))
-                    rc = omni_error_set(err, OMNI_EINVAL, "pipeline '%s' needs input '%s' (for %s.%s)", spec->name,
-                                        b->name, b->ep.stage, b->ep.port);
+                /* every declared input is required: a pipeline that can do without one
+                 * should not declare it */
+                rc = omni_error_set(err, OMNI_EINVAL, "pipeline '%s' needs input '%s' (for %s.%s%s)", spec->name,
+                                    b->name, b->ep.stage, b->ep.port,
+                                    !strcmp(b->name, "prompt") ? "; omni run: --prompt TEXT"
+                                    : !strcmp(b->name, "image") ? "; omni run: --image FILE" : "");
                 continue;
             }
             rc = route(R, s, b->ep.port_idx, &R->r->inputs[i], &in[b->ep.port_idx], err);
@@ -695,10 +697,16 @@ static int call_stage(struct run *R, int phase, int s, int64_t step, struct omni
         else
             rc = use_step ? o->step(si->stage, R->states[s], &io, &local) : o->forward(si->stage, R->states[s], &io, &local);
         advance = io.advance;
-        if (rc < 0)
+        if (rc < 0) {
+            /* plugins often name themselves already ("stage 'x': ..."): say it once */
+            char own[160];
+            snprintf(own, sizeof own, "stage '%s': ", si->name);
+            const char *msg = local.msg[0] ? local.msg : omni_status_str(rc);
+            if (!strncmp(msg, own, strlen(own)))
+                msg += strlen(own);
             omni_error_set(err, rc, "stage '%s' (%s)%s: %s", si->name, d->name,
-                           phase == OMNI__PHASE_LOOP ? " in the generation loop" : "",
-                           local.msg[0] ? local.msg : omni_status_str(rc));
+                           phase == OMNI__PHASE_LOOP ? " in the generation loop" : "", msg);
+        }
         else if (rc == OMNI_DONE && local.msg[0])
             OMNI_LOG(OMNI_LOG_INFO, "stage '%s' ended the loop: %s", si->name, local.msg);
     }

@@ -435,9 +435,9 @@ START_TEST(test_missing_request_input_is_an_error)
                                    "inputs: {x: f.x}\nedges: [f.y -> g.x]\noutputs: {y: g.y}\n", NULL, 0);
     struct omni_request *r = omni_request_new(p);
     struct omni_error err;
-    /* x is optional on test_float, so an absent input runs */
-    ck_assert_int_eq(omni_pipeline_run(p, r, &err), OMNI_OK);
-    ck_assert_ptr_nonnull(omni_request_output(r, "y"));
+    /* every declared input is required, even one bound to an optional port */
+    ck_assert_int_eq(omni_pipeline_run(p, r, &err), OMNI_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "needs input 'x' (for f.x)"));
     ck_assert_int_eq(omni_request_set_text(r, "nope", "x", &err), OMNI_ENOTFOUND);
     ck_assert_ptr_nonnull(strstr(err.msg, "inputs: x"));
     omni_request_free(r);
