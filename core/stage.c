@@ -122,6 +122,15 @@ int omni_check_tensor(const struct omni_stage *s, const char *port, const struct
     return OMNI_OK;
 }
 
+int omni_stage_weight_dtype(const struct omni_stage_config *cfg, int *dtype, struct omni_error *err)
+{
+    int d = cfg->dtype == OMNI_DTYPE_INVALID ? OMNI_DTYPE_F32 : cfg->dtype;
+    if (d != OMNI_DTYPE_F32 && d != OMNI_DTYPE_F16 && d != OMNI_DTYPE_BF16)
+        return omni_error_set(err, OMNI_EDTYPE, "dtype %s is not supported (f32, f16 or bf16)", omni_dtype_name(d));
+    *dtype = d;
+    return OMNI_OK;
+}
+
 int omni_stage_load_weight(const struct omni_stage *s, const struct omni_weights_ref *w,
                            const char *key, int dtype, int ndim, const int64_t *shape,
                            struct omni_tensor *out, struct omni_error *err)

@@ -87,11 +87,8 @@ static int te_create(const struct omni_stage_config *cfg, struct omni_stage **ou
     }
     if ((rc = parse_stems(s, p, err)))
         goto fail;
-    s->wdtype = cfg->dtype == OMNI_DTYPE_INVALID ? OMNI_DTYPE_F32 : cfg->dtype;
-    if (!omni_dtype_is_float(s->wdtype) || s->wdtype == OMNI_DTYPE_F64) {
-        rc = omni_error_set(err, OMNI_EDTYPE, "dtype %s is not supported (f32, f16 or bf16)", omni_dtype_name(s->wdtype));
+    if ((rc = omni_stage_weight_dtype(cfg, &s->wdtype, err)))
         goto fail;
-    }
     *out = &s->base;
     return OMNI_OK;
 fail:

@@ -236,13 +236,8 @@ static int vq_create(const struct omni_stage_config *cfg, struct omni_stage **ou
         rc = omni_error_set(err, OMNI_EINVAL, "param ch: %lld must be >= 1", (long long)s->p_ch);
         goto fail;
     }
-    s->wdtype = cfg->dtype == OMNI_DTYPE_INVALID ? OMNI_DTYPE_F32 : cfg->dtype;
-    if (s->wdtype != OMNI_DTYPE_F32 && s->wdtype != OMNI_DTYPE_F16 &&
-        s->wdtype != OMNI_DTYPE_BF16) {
-        rc = omni_error_set(err, OMNI_EDTYPE, "dtype %s is not supported (f32, f16 or bf16)",
-                            omni_dtype_name(s->wdtype));
+    if ((rc = omni_stage_weight_dtype(cfg, &s->wdtype, err)))
         goto fail;
-    }
     *out = &s->base;
     return OMNI_OK;
 fail:

@@ -264,6 +264,11 @@ OMNI_API const char *omni_plugin_search_path(char *buf, size_t size);
 OMNI_API int omni_check_tensor(const struct omni_stage *s, const char *port,
                                const struct omni_tensor *t, uint32_t dtypes, int ndim,
                                const int64_t *dims, struct omni_error *err);
+/* The storage dtype of the stage's weights: cfg->dtype, f32 when the pipeline
+ * gives none; anything but f32/f16/bf16 is OMNI_EDTYPE
+ * ("dtype X is not supported (f32, f16 or bf16)"). */
+OMNI_API int omni_stage_weight_dtype(const struct omni_stage_config *cfg, int *dtype,
+                                     struct omni_error *err);
 /* Load prefix+key from the stage's weights as `dtype` on the stage's device
  * with an exact shape check (ndim/shape as omni_weights_load). */
 OMNI_API int omni_stage_load_weight(const struct omni_stage *s, const struct omni_weights_ref *w,
