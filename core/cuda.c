@@ -250,6 +250,11 @@ static int take_deverr(int idx, struct omni_error *err, const char *op)
     cudaMemset(c->deverr, 0, sizeof *c->deverr);
     switch (r.code) {
     case OMNI__DEVERR_EMBED_RANGE:
+        if (r.a < 0) /* omni_op_embedding_add */
+            return omni_error_set(err, OMNI_ERANGE,
+                                  "%s: omni_op_embedding_add on cuda:%d: index %lld is outside "
+                                  "[0, V=%lld) of the table (nothing was added)",
+                                  op, idx, r.b, r.c);
         return omni_error_set(err, OMNI_ERANGE,
                               "%s: omni_op_embedding on cuda:%d: id %lld at index %lld of ids is "
                               "outside [0, V=%lld) of the table",

@@ -72,7 +72,7 @@ void *omni__cuda_workspace(size_t bytes);
 /* Errors found by kernels, recorded on the device (first one wins). */
 enum omni__cuda_devcode {
     OMNI__DEVERR_NONE = 0,
-    OMNI__DEVERR_EMBED_RANGE = 1, /* a = index in ids, b = id, c = V */
+    OMNI__DEVERR_EMBED_RANGE = 1, /* a = index in ids (-1: embedding_add), b = id, c = V */
 };
 struct omni__cuda_deverr {
     int code;

@@ -151,3 +151,23 @@ int omni_stage_load_weight(const struct omni_stage *s, const struct omni_weights
     omni_tensor_release(&host);
     return rc;
 }
+
+int omni_ctx_counter(const struct omni_run_ctx *ctx, int which, struct omni_device dev,
+                     struct omni_tensor *out, struct omni_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const int64_t *p = NULL;
+    if (ctx && ctx->size >= offsetof(struct omni_run_ctx, step_dev) + sizeof ctx->step_dev)
+        p = which ? ctx->step_dev : ctx->position_dev;
+    if (!p || dev.type != OMNI_DEVICE_CUDA)
+        return omni_error_set(err, OMNI_ENOTFOUND, "no device %s counter in this call",
+                              which ? "step" : "position");
+    struct omni_buffer *b = omni_buffer_wrap(dev, (void *)p, sizeof(int64_t), OMNI_BUFFER_EXTERNAL,
+                                             NULL, NULL, err);
+    if (!b)
+        return err && err->status ? err->status : OMNI_ENOMEM;
+    const int64_t shape[1] = {1};
+    int rc = omni_tensor_view(out, b, 0, OMNI_DTYPE_I64, 1, shape, err);
+    omni_buffer_unref(b); /* the view holds its own reference */
+    return rc;
+}

@@ -45,7 +45,17 @@ void omni_argmax_cpu(int32_t *ids, const float *logits, int64_t ld, int64_t B, i
 int omni_sample_cpu(int32_t *ids, const float *logits, int64_t ld, int64_t B, int64_t V,
                     const struct omni_sampling *s, uint64_t seed, int64_t step);
 
+/* omni_sample_cpu with step = *counter + add, the counter read where it lives
+ * (on the device for the CUDA twin, so a captured CUDA graph draws with the
+ * counter's current value). */
+int omni_sample_at_cpu(int32_t *ids, const float *logits, int64_t ld, int64_t B, int64_t V,
+                       const struct omni_sampling *s, uint64_t seed, const int64_t *counter,
+                       int64_t add);
+
 #ifdef OMNI_HAVE_CUDA
+int omni_sample_at_cuda(int32_t *ids, const float *logits, int64_t ld, int64_t B, int64_t V,
+                        const struct omni_sampling *s, uint64_t seed, const int64_t *counter,
+                        int64_t add);
 void omni_softmax_cuda(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t B, int64_t V);
 void omni_argmax_cuda(int32_t *ids, const float *logits, int64_t ld, int64_t B, int64_t V);
 int omni_sample_cuda(int32_t *ids, const float *logits, int64_t ld, int64_t B, int64_t V,

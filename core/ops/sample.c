@@ -76,13 +76,8 @@ int omni_op_argmax(struct omni_tensor *ids, const struct omni_tensor *logits, st
     return OMNI_OK;
 }
 
-int omni_op_sample(struct omni_tensor *ids, const struct omni_tensor *logits,
-                   const struct omni_sampling *s, uint64_t seed, int64_t step,
-                   struct omni_error *err)
+static int check_sampling(struct omni_error *err, const char *op, const struct omni_sampling *s)
 {
-    static const char op[] = "omni_op_sample";
-    int64_t B, V, ld;
-    TRY(check_ids_logits(err, op, ids, logits, &B, &V, &ld));
     if (!s)
         return omni_error_set(err, OMNI_EINVAL, "%s: sampling parameters are NULL", op);
     if (s->top_k < 0)
@@ -93,11 +88,46 @@ int omni_op_sample(struct omni_tensor *ids, const struct omni_tensor *logits,
                               (double)s->temperature);
     if (isnan(s->top_p))
         return omni_error_set(err, OMNI_EINVAL, "%s: top_p is NaN", op);
+    return OMNI_OK;
+}
+
+int omni_op_sample(struct omni_tensor *ids, const struct omni_tensor *logits,
+                   const struct omni_sampling *s, uint64_t seed, int64_t step,
+                   struct omni_error *err)
+{
+    static const char op[] = "omni_op_sample";
+    int64_t B, V, ld;
+    TRY(check_ids_logits(err, op, ids, logits, &B, &V, &ld));
+    TRY(check_sampling(err, op, s));
     OMNI__CUDA_DISPATCH(err, op, logits->device,
                         omni_sample_cuda(omni_tensor_data(ids), omni_tensor_data(logits), ld, B, V, s,
                                          seed, step));
     TRY(omni__cpu_only(err, op, logits));
     int rc = omni_sample_cpu(omni_tensor_data(ids), omni_tensor_data(logits), ld, B, V, s, seed, step);
+    if (rc)
+        return omni_error_set(err, rc, "%s: out of memory for V=%lld sampling scratch", op, (long long)V);
+    return OMNI_OK;
+}
+
+int omni_op_sample_at(struct omni_tensor *ids, const struct omni_tensor *logits,
+                      const struct omni_sampling *s, uint64_t seed,
+                      const struct omni_tensor *counter, int64_t add, struct omni_error *err)
+{
+    static const char op[] = "omni_op_sample_at";
+    int64_t B, V, ld;
+    TRY(check_ids_logits(err, op, ids, logits, &B, &V, &ld));
+    TRY(check_sampling(err, op, s));
+    TRY(omni__check_present(err, op, "counter", counter));
+    TRY(omni__check_dtype(err, op, "counter", counter, OMNI_DTYPE_I64));
+    if (omni_tensor_numel(counter) < 1)
+        return omni_error_set(err, OMNI_ESHAPE, "%s: counter is empty", op);
+    TRY(omni__check_same_device(err, op, "counter", counter, "logits", logits));
+    OMNI__CUDA_DISPATCH(err, op, logits->device,
+                        omni_sample_at_cuda(omni_tensor_data(ids), omni_tensor_data(logits), ld, B, V,
+                                            s, seed, omni_tensor_data(counter), add));
+    TRY(omni__cpu_only(err, op, logits));
+    int rc = omni_sample_at_cpu(omni_tensor_data(ids), omni_tensor_data(logits), ld, B, V, s, seed,
+                                omni_tensor_data(counter), add);
     if (rc)
         return omni_error_set(err, rc, "%s: out of memory for V=%lld sampling scratch", op, (long long)V);
     return OMNI_OK;

@@ -183,3 +183,10 @@ int omni_sample_cpu(int32_t *ids, const float *logits, int64_t ld, int64_t B, in
     free(c), free(w);
     return OMNI_OK;
 }
+
+int omni_sample_at_cpu(int32_t *ids, const float *logits, int64_t ld, int64_t B, int64_t V,
+                       const struct omni_sampling *s, uint64_t seed, const int64_t *counter,
+                       int64_t add)
+{
+    return omni_sample_cpu(ids, logits, ld, B, V, s, seed, *counter + add);
+}

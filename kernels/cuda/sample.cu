@@ -172,8 +172,10 @@ __device__ uint64_t block_max_u64(uint64_t v, uint64_t *sh)
 
 __global__ void __launch_bounds__(SB) sample_k(int32_t *ids, const float *logits, int64_t ld,
                                                int64_t V, struct omni_sampling s, uint64_t seed,
-                                               int64_t step)
+                                               const int64_t *counter, int64_t step)
 {
+    if (counter) /* sample_at: the draw index lives on the device */
+        step += *counter;
     __shared__ samp_shared sh;
     const int tid = threadIdx.x;
     const int64_t row = blockIdx.x;
@@ -353,6 +355,21 @@ extern "C" int omni_sample_cuda(int32_t *ids, const float *logits, int64_t ld, i
         omni_argmax_cuda(ids, logits, ld, B, V);
         return OMNI_OK;
     }
-    OMNI_LAUNCH(sample_k, (unsigned)B, SB, 0, ids, logits, ld, V, *s, seed, step);
+    OMNI_LAUNCH(sample_k, (unsigned)B, SB, 0, ids, logits, ld, V, *s, seed, (const int64_t *)nullptr,
+                step);
+    return OMNI_OK;
+}
+
+extern "C" int omni_sample_at_cuda(int32_t *ids, const float *logits, int64_t ld, int64_t B,
+                                   int64_t V, const struct omni_sampling *s, uint64_t seed,
+                                   const int64_t *counter, int64_t add)
+{
+    if (B == 0)
+        return OMNI_OK;
+    if (s->top_k == 1) {
+        omni_argmax_cuda(ids, logits, ld, B, V);
+        return OMNI_OK;
+    }
+    OMNI_LAUNCH(sample_k, (unsigned)B, SB, 0, ids, logits, ld, V, *s, seed, counter, add);
     return OMNI_OK;
 }

@@ -7,6 +7,9 @@
  * draw index 0 for the prefill (ctx->step == -1) and k + 1 for loop
  * iteration k, so a request is reproducible from its seed.
  * Params give the defaults; per-request options (ctx->options) override them.
+ * Graph-safe: in a CUDA loop the draw index is read on the device from the
+ * executor's step counter (omni_op_sample_at), so a captured step replays
+ * with the right draw; the token buffer is allocated once per request.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -158,7 +161,15 @@ static int smp_forward(struct omni_stage *st, void *state, struct omni_io *io,
     ids.strides[0] = 1;
     const uint64_t seed = ctx ? ctx->seed : 0;
     const int64_t draw = ctx ? (ctx->step < 0 ? 0 : ctx->step + 1) : 0;
-    if ((rc = omni_op_sample(&ids, lg, &cur, seed, draw, err))) {
+    struct omni_tensor ctr;
+    if (ctx && ctx->step >= 0 && cur.top_k != 1 &&
+        omni_ctx_counter(ctx, 1, lg->device, &ctr, NULL) == OMNI_OK) {
+        rc = omni_op_sample_at(&ids, lg, &cur, seed, &ctr, 1, err); /* draw = step + 1 */
+        omni_tensor_release(&ctr);
+    } else {
+        rc = omni_op_sample(&ids, lg, &cur, seed, draw, err);
+    }
+    if (rc) {
         omni_tensor_release(&tok);
         return rc;
     }
@@ -195,6 +206,7 @@ static const struct omni_plugin_desc smp_desc = {
     .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
 #endif
     .adapter = NULL,
+    .flags = OMNI_PLUGIN_GRAPH_SAFE,
     .params_doc = "temperature: divide logits by this before sampling (default 1.0)\n"
                   "top_k: keep the k largest (default 1 = greedy argmax; 0 = all)\n"
                   "top_p: nucleus threshold (default 0 = off)\n"

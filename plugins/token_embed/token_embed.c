@@ -7,6 +7,9 @@
  * When position is past the last row of pos_table the stage returns
  * OMNI_DONE (the executor ends the generation loop) and logs a warning: the
  * upstream code would index out of range there (spec §9.1 item 10).
+ * Graph-safe: in a CUDA loop the position row is picked on the device from
+ * the executor's position counter (omni_op_embedding_add), the buffers are
+ * allocated once per request.
  * MMU text: table embedding.weight, pos_table mmu_pos_embed (the defaults).
  * T2I codes: table img_embeddings.word_embeddings.weight, mlp
  * "img_embeddings.project_in.projector.0, ...2, ...4", pos_table pos_embed.
@@ -238,12 +241,26 @@ static int te_forward(struct omni_stage *st, void *state, struct omni_io *io, st
         if (i + 1 < n && (rc = omni_op_gelu(&t[i + 1], &t[i + 1], err)))
             goto done;
     }
-    struct omni_tensor row = s->pos; /* borrowed (D) view of pos_table[0, pos] */
-    row.ndim = 1;
-    row.shape[0] = s->D;
-    row.strides[0] = 1;
-    row.offset = s->pos.offset + pos * s->D * (int64_t)sizeof(float);
-    if ((rc = omni_op_add_row(&t[n], &row, err)))
+    struct omni_tensor ctr;
+    if (omni_ctx_counter(io->ctx, 0, s->base.device, &ctr, NULL) == OMNI_OK) {
+        struct omni_tensor tab = s->pos, o2 = t[n]; /* borrowed (R, D) and (B, D) views */
+        const int64_t sh_t[2] = {s->R, s->D}, sh_o[2] = {B, s->D};
+        tab.ndim = 2, o2.ndim = 2;
+        memcpy(tab.shape, sh_t, sizeof sh_t);
+        memcpy(o2.shape, sh_o, sizeof sh_o);
+        tab.strides[0] = s->D, tab.strides[1] = 1;
+        o2.strides[0] = s->D, o2.strides[1] = 1;
+        rc = omni_op_embedding_add(&o2, &tab, &ctr, err);
+        omni_tensor_release(&ctr);
+    } else {
+        struct omni_tensor row = s->pos; /* borrowed (D) view of pos_table[0, pos] */
+        row.ndim = 1;
+        row.shape[0] = s->D;
+        row.strides[0] = 1;
+        row.offset = s->pos.offset + pos * s->D * (int64_t)sizeof(float);
+        rc = omni_op_add_row(&t[n], &row, err);
+    }
+    if (rc)
         goto done;
     omni_tensor_release(&io->out[0]);
     io->out[0] = t[n];
@@ -296,6 +313,7 @@ static const struct omni_plugin_desc te_desc = {
     .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
 #endif
     .adapter = NULL,
+    .flags = OMNI_PLUGIN_GRAPH_SAFE,
     .params_doc = "table: embedding table key (default embedding.weight)\n"
                   "mlp: optional linear key stems as one string, \"a.0, a.2, a.4\" (weight + bias each, "
                   "erf-GELU between)\n"

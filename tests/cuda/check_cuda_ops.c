@@ -521,6 +521,69 @@ START_TEST(test_embedding_matches_cpu_and_reports_bad_ids_at_sync)
 }
 END_TEST
 
+/* The graph-safe twins: the index / draw counter is read on the device. */
+START_TEST(test_embedding_add_and_sample_at_read_device_counters)
+{
+    struct omni_error e = {0};
+    static const int dts[3] = {OMNI_DTYPE_F32, OMNI_DTYPE_F16, OMNI_DTYPE_BF16};
+    for (int d = 0; d < 3; d++) {
+        const int64_t V = 300, D = 2048, M = 16;
+        struct omni_tensor ht, dt, ho, dout, hi, di;
+        pair(&ht, &dt, dts[d], 1, 2, SH(V, D));
+        pair(&ho, &dout, OMNI_DTYPE_F32, 1, 2, SH(M, D));
+        kt_tensor(&hi, OMNI_DTYPE_I64, 1, SH(1));
+        *(int64_t *)omni_tensor_data(&hi) = (int64_t)(tu_rng_u64(&R) % (uint64_t)V);
+        ct_up(&di, &hi);
+        ck_assert_int_eq(omni_op_embedding_add(&ho, &ht, &hi, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_embedding_add(&dout, &dt, &di, &e), OMNI_OK);
+        ct_sync();
+        ct_cmp_dev("embedding_add", &dout, &ho, 0.0);
+        rel2(&ht, &dt), rel2(&ho, &dout), rel2(&hi, &di);
+    }
+    /* an index past V: nothing added, the next synchronize reports it */
+    struct omni_tensor ht, dt, ho, dout, hi, di, before;
+    pair(&ht, &dt, OMNI_DTYPE_F32, 1, 2, SH(50, 8));
+    pair(&ho, &dout, OMNI_DTYPE_F32, 1, 2, SH(3, 8));
+    kt_tensor(&hi, OMNI_DTYPE_I64, 1, SH(1));
+    *(int64_t *)omni_tensor_data(&hi) = 50;
+    ct_up(&di, &hi);
+    ck_assert_int_eq(omni_op_embedding_add(&dout, &dt, &di, &e), OMNI_OK);
+    int rc = omni_cuda_synchronize(CT_DEV, &e);
+    KT_ASSERT_ERR(rc, e, OMNI_ERANGE, "embedding_add", "index 50", "V=50");
+    ct_down(&before, &dout);
+    ck_assert_int_eq(memcmp(omni_tensor_data(&before), omni_tensor_data(&ho), 3 * 8 * 4), 0);
+    kt_release(&before);
+    rel2(&ht, &dt), rel2(&ho, &dout), rel2(&hi, &di);
+
+    /* sample_at: draw = counter + add, same ids as the CPU sampler at that step */
+    const int64_t B = 16, Vs = 16384;
+    struct omni_tensor hl, dl, hid, did, hc, dc, got;
+    pair(&hl, &dl, OMNI_DTYPE_F32, 3, 2, SH(B, Vs));
+    kt_tensor(&hid, OMNI_DTYPE_I32, 1, SH(B));
+    ct_dalloc(&did, OMNI_DTYPE_I32, 1, SH(B));
+    kt_tensor(&hc, OMNI_DTYPE_I64, 1, SH(2));
+    const struct omni_sampling S = {0.8f, 100, 0.9f};
+    for (int64_t step = 0; step < 4; step++) {
+        ((int64_t *)omni_tensor_data(&hc))[0] = 1000 + step; /* position: not read */
+        ((int64_t *)omni_tensor_data(&hc))[1] = step;
+        ct_up(&dc, &hc);
+        struct omni_tensor dstep = dc; /* the (1) view of element 1, as ctx->step_dev */
+        dstep.shape[0] = 1;
+        dstep.offset += 8;
+        ck_assert_int_eq(omni_op_sample(&hid, &hl, &S, 99, step + 1, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_sample_at(&did, &dl, &S, 99, &dstep, 1, &e), OMNI_OK);
+        ct_sync();
+        ct_down(&got, &did);
+        ck_assert_int_eq(memcmp(omni_tensor_data(&got), omni_tensor_data(&hid), (size_t)B * 4), 0);
+        kt_release(&got);
+        omni_tensor_release(&dc);
+    }
+    ct_guard_check(&did, "sample_at ids");
+    rel2(&hl, &dl), rel2(&hid, &did);
+    kt_release(&hc);
+}
+END_TEST
+
 START_TEST(test_softmax_argmax_and_sampler_match_cpu)
 {
     struct omni_error e = {0};
@@ -801,6 +864,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_ssd_scan_matches_cpu_at_full_width);
     tcase_add_test(t, test_ssd_step_matches_cpu_batch_1_16_32);
     tcase_add_test(t, test_embedding_matches_cpu_and_reports_bad_ids_at_sync);
+    tcase_add_test(t, test_embedding_add_and_sample_at_read_device_counters);
     tcase_add_test(t, test_softmax_argmax_and_sampler_match_cpu);
     tcase_add_test(t, test_layernorm_gelu_match_cpu);
     tcase_add_test(t, test_attention_matches_cpu_on_fused_qkv_views);

@@ -88,6 +88,49 @@ START_TEST(test_embedding_out_of_range_id_names_id_index_and_V)
 }
 END_TEST
 
+START_TEST(test_embedding_add_adds_the_indexed_row_to_every_row)
+{
+    /* out (3,2) = [[1,2],[3,4],[5,6]] (row stride 3 inside a (3,3) buffer);
+     * table (4,2) bf16 row v = [v, -v/2]; index 2 (i64) adds [2,-1] to each row */
+    struct omni_tensor buf, tab, idx, i32;
+    struct omni_error e;
+    float *bp = kt_tensorv(&buf, OMNI_DTYPE_F32, 2, (int64_t)3, (int64_t)3);
+    uint16_t *tp = kt_tensorv(&tab, OMNI_DTYPE_BF16, 2, (int64_t)4, (int64_t)2);
+    int64_t *ip = kt_tensorv(&idx, OMNI_DTYPE_I64, 1, (int64_t)1);
+    int32_t *jp = kt_tensorv(&i32, OMNI_DTYPE_I32, 2, (int64_t)1, (int64_t)1);
+    for (int i = 0; i < 9; i++)
+        bp[i] = -100.0f;
+    for (int r = 0; r < 3; r++)
+        bp[r * 3] = (float)(2 * r + 1), bp[r * 3 + 1] = (float)(2 * r + 2);
+    for (int v = 0; v < 4; v++)
+        tp[v * 2] = omni_f32_to_bf16((float)v), tp[v * 2 + 1] = omni_f32_to_bf16(-0.5f * (float)v);
+    struct omni_tensor out = buf;
+    out.shape[1] = 2; /* view: columns [0, 2) */
+    *ip = 2;
+    ck_assert_int_eq(omni_op_embedding_add(&out, &tab, &idx, &e), OMNI_OK);
+    const float want[9] = {3, 1, -100, 5, 3, -100, 7, 5, -100};
+    for (int i = 0; i < 9; i++)
+        ck_assert_float_eq(bp[i], want[i]);
+    *jp = 3; /* i32 index of shape (1,1): adds [3,-1.5] */
+    ck_assert_int_eq(omni_op_embedding_add(&out, &tab, &i32, &e), OMNI_OK);
+    ck_assert_float_eq(bp[0], 6.0f);
+    ck_assert_float_eq(bp[1], -0.5f);
+    /* out of range: nothing written, the message names index and V */
+    *ip = 4;
+    ck_assert_int_eq(omni_op_embedding_add(&out, &tab, &idx, &e), OMNI_ERANGE);
+    ck_assert_ptr_nonnull(strstr(e.msg, "index 4"));
+    ck_assert_ptr_nonnull(strstr(e.msg, "V=4"));
+    ck_assert_float_eq(bp[0], 6.0f);
+    *ip = -1;
+    ck_assert_int_eq(omni_op_embedding_add(&out, &tab, &idx, &e), OMNI_ERANGE);
+    /* width mismatch */
+    out.shape[1] = 3;
+    *ip = 0;
+    ck_assert_int_eq(omni_op_embedding_add(&out, &tab, &idx, &e), OMNI_ESHAPE);
+    kt_release(&buf), kt_release(&tab), kt_release(&idx), kt_release(&i32);
+}
+END_TEST
+
 START_TEST(test_embedding_rejects_wrong_dtype_and_shape)
 {
     struct omni_tensor t, ids, idf, out, out2;
@@ -116,6 +159,7 @@ int main(void)
     tcase_add_test(tc, test_embedding_table_view_with_row_stride);
     tcase_add_test(tc, test_embedding_out_of_range_id_names_id_index_and_V);
     tcase_add_test(tc, test_embedding_rejects_wrong_dtype_and_shape);
+    tcase_add_test(tc, test_embedding_add_adds_the_indexed_row_to_every_row);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

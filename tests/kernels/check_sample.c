@@ -130,6 +130,37 @@ START_TEST(test_same_seed_same_ids_different_seed_different_ids)
 }
 END_TEST
 
+START_TEST(test_sample_at_draws_with_counter_plus_add)
+{
+    /* sample_at(counter c, add a) == sample(step c + a) for every row, and a new
+     * counter value changes the draw as a new step does */
+    const int64_t B = 64, V = 100;
+    struct omni_tensor lg, ids, ctr;
+    struct omni_error e;
+    float *lp = mk(&lg, &ids, B, V);
+    int64_t *cp = kt_tensorv(&ctr, OMNI_DTYPE_I64, 1, (int64_t)1);
+    for (int64_t i = 0; i < B * V; i++)
+        lp[i] = (float)((i * 53) % 17) * 0.1f;
+    struct omni_sampling s = {0.9f, 40, 0.95f};
+    int32_t want[64], got[64];
+    int32_t *ip = omni_tensor_data(&ids);
+    for (int64_t step = 0; step < 4; step++) {
+        ck_assert_int_eq(omni_op_sample(&ids, &lg, &s, 77, step + 1, &e), OMNI_OK);
+        memcpy(want, ip, sizeof want);
+        *cp = step;
+        ck_assert_int_eq(omni_op_sample_at(&ids, &lg, &s, 77, &ctr, 1, &e), OMNI_OK);
+        memcpy(got, ip, sizeof got);
+        ck_assert(memcmp(want, got, sizeof want) == 0);
+    }
+    /* the counter must be one i64 on the logits' device */
+    struct omni_tensor c32;
+    kt_tensorv(&c32, OMNI_DTYPE_I32, 1, (int64_t)1);
+    ck_assert_int_eq(omni_op_sample_at(&ids, &lg, &s, 77, &c32, 1, &e), OMNI_EDTYPE);
+    ck_assert_ptr_nonnull(strstr(e.msg, "counter"));
+    kt_release(&lg), kt_release(&ids), kt_release(&ctr), kt_release(&c32);
+}
+END_TEST
+
 /* draws of one row over `n` steps; counts[v] += 1 per draw of v */
 static void draw_counts(const float *logits, int64_t V, const struct omni_sampling *s, int n,
                         int *counts)
@@ -275,6 +306,7 @@ int main(void)
     tcase_add_test(tc, test_uniform_is_deterministic_in_range_and_keyed);
     tcase_add_test(tc, test_top_k_1_is_argmax_and_ignores_temperature);
     tcase_add_test(tc, test_same_seed_same_ids_different_seed_different_ids);
+    tcase_add_test(tc, test_sample_at_draws_with_counter_plus_add);
     tcase_add_test(tc, test_top_p_edge_cases);
     tcase_add_test(tc, test_draw_is_inverse_cdf_in_index_order_and_distribution_fits);
     tcase_add_test(tc, test_sampler_rows_use_their_own_uniform);

@@ -274,6 +274,14 @@ OMNI_API int omni_stage_weight_dtype(const struct omni_stage_config *cfg, int *d
 OMNI_API int omni_stage_load_weight(const struct omni_stage *s, const struct omni_weights_ref *w,
                                     const char *key, int dtype, int ndim, const int64_t *shape,
                                     struct omni_tensor *out, struct omni_error *err);
+/* The executor's device counter ctx->position_dev (which = 0) or ctx->step_dev
+ * (which = 1) as an i64 tensor of shape (1) that borrows the executor's device
+ * memory (valid during the call; release it after use). For ops that read the
+ * value on the device (omni_op_embedding_add, omni_op_sample_at), which is
+ * what a graph-safe stage needs. OMNI_ENOTFOUND when ctx has no such counter
+ * (CPU stages, harness runs): then use the host fields. */
+OMNI_API int omni_ctx_counter(const struct omni_run_ctx *ctx, int which, struct omni_device dev,
+                              struct omni_tensor *out, struct omni_error *err);
 
 #ifdef __cplusplus
 }

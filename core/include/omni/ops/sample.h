@@ -40,6 +40,15 @@ OMNI_API int omni_op_sample(struct omni_tensor *ids, const struct omni_tensor *l
                             const struct omni_sampling *s, uint64_t seed, int64_t step,
                             struct omni_error *err);
 
+/* omni_op_sample with step = counter[0] + add, the counter (i64, on the
+ * logits' device) read when the op runs - on CUDA by the kernel, so a captured
+ * CUDA graph draws with the counter's current value (the executor's
+ * ctx->step_dev). */
+OMNI_API int omni_op_sample_at(struct omni_tensor *ids, const struct omni_tensor *logits,
+                               const struct omni_sampling *s, uint64_t seed,
+                               const struct omni_tensor *counter, int64_t add,
+                               struct omni_error *err);
+
 #ifdef __cplusplus
 }
 #endif
