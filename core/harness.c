@@ -13,6 +13,7 @@ struct omni_harness {
     int64_t position;
     int64_t step;
     uint64_t seed;
+    const int64_t *position_dev, *step_dev;
     void *state;
     int have_state;
     struct omni__ynode *options;
@@ -111,6 +112,11 @@ void omni_harness_set_task(struct omni_harness *h, const char *task)
 
 void omni_harness_set_position(struct omni_harness *h, int64_t pos) { h->position = pos; }
 void omni_harness_set_seed(struct omni_harness *h, uint64_t seed) { h->seed = seed; }
+void omni_harness_set_counters(struct omni_harness *h, const int64_t *position_dev, const int64_t *step_dev)
+{
+    h->position_dev = position_dev;
+    h->step_dev = step_dev;
+}
 
 int omni_harness_set_options(struct omni_harness *h, const char *options_yaml, struct omni_error *err)
 {
@@ -180,6 +186,8 @@ static int call(struct omni_harness *h, int is_step, struct omni_error *err)
         .seed = h->seed,
         .batch = batch,
         .options = h->options ? &h->options_view : NULL,
+        .position_dev = h->position_dev,
+        .step_dev = h->step_dev,
     };
     int rc = ensure_state(h, &ctx, err);
     if (rc)

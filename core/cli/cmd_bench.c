@@ -12,9 +12,10 @@
  *   mmu_16k          a 16384-position context prefill (backbone + head), then
  *                    256 decode steps fed by embeddings: tokens/s.
  * Every case reports the most device memory omni held (weights, states,
- * activations, workspaces). On CUDA the decode step (backbone step, head,
- * sampler) is captured once as a CUDA graph and replayed (--no-graph runs it
- * eagerly); the token embedding of the next step runs outside the graph.
+ * activations, workspaces). On CUDA the whole decode step (token embedding,
+ * backbone step, head, sampler) is captured once per request as a CUDA graph
+ * and replayed (--no-graph runs it eagerly); position and step reach the
+ * graph through device counters, as under the executor.
  * Timings are host wall clock around work that ends with
  * omni_cuda_synchronize. */
 #include <cjson/cJSON.h>
@@ -76,81 +77,123 @@ static int run1(struct omni_harness *h, const char *port, const struct omni_tens
     return rc;
 }
 
-/* One decode step of backbone + head + sampler from the embeds in `e`. */
-static int lm_step(struct omni_harness *bb, struct omni_harness *head, struct omni_harness *smp,
-                   const struct omni_tensor *e, struct omni_error *err)
+/* The decode chain of one step: the token embedding of `tok` (when embed is
+ * given), backbone step, head, sampler. */
+struct chain {
+    struct omni_harness *embed, *bb, *head, *smp;
+};
+
+static int lm_step(const struct chain *ch, const struct omni_tensor *in, struct omni_error *err)
 {
-    int rc = run1(bb, "embeds", e, 1, err);
+    int rc = OMNI_OK;
+    if (ch->embed) {
+        rc = run1(ch->embed, "ids", in, 0, err);
+        in = omni_harness_pull(ch->embed, "embeds");
+    }
+    if (rc == OMNI_OK)
+        rc = run1(ch->bb, "embeds", in, 1, err);
     if (!rc)
-        rc = run1(head, "hidden", omni_harness_pull(bb, "hidden"), 0, err);
+        rc = run1(ch->head, "hidden", omni_harness_pull(ch->bb, "hidden"), 0, err);
     if (!rc)
-        rc = run1(smp, "logits", omni_harness_pull(head, "logits"), 0, err);
+        rc = run1(ch->smp, "logits", omni_harness_pull(ch->head, "logits"), 0, err);
     return rc;
 }
 
-/* A captured decode step (CUDA) or nothing (eager). */
+/* A decode step captured as a CUDA graph (exec), or nothing (eager); ctr is
+ * the device (position, step) pair the graph-safe stages read. */
 struct step_graph {
     void *exec; /* cudaGraphExec_t */
+    struct omni_tensor ctr;
+    int64_t *ring; /* pinned host slots for the counter uploads */
+    int slot;
 };
 
-static int graph_capture(struct ctx *c, struct step_graph *g, struct omni_harness *bb,
-                         struct omni_harness *head, struct omni_harness *smp,
-                         const struct omni_tensor *e, struct omni_error *err)
+static int graph_init(struct ctx *c, struct step_graph *g, const struct chain *ch, struct omni_error *err)
 {
-    g->exec = NULL;
+    memset(g, 0, sizeof *g);
 #ifdef OMNI_HAVE_CUDA
     if (!c->o.graph || c->dev.type != OMNI_DEVICE_CUDA)
         return OMNI_OK;
-    cudaStream_t s = (cudaStream_t)omni_cuda_stream(c->dev);
-    cudaGraph_t graph = NULL;
-    /* swap the backbone's input before capturing: dropping the last reference
-     * to the previous one frees device memory, which no capture may do */
-    int prc = omni_harness_push(bb, "embeds", e, err);
-    if (prc)
-        return prc;
-    cudaGraphExec_t exec = NULL;
-    cudaError_t ce = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
-    if (ce != cudaSuccess)
-        return omni_error_set(err, OMNI_ECUDA, "cudaStreamBeginCapture: %s", cudaGetErrorString(ce));
-    int rc = lm_step(bb, head, smp, e, err);
-    ce = cudaStreamEndCapture(s, &graph);
+    const int64_t sh[1] = {2};
+    int rc = omni_tensor_alloc(&g->ctr, OMNI_DTYPE_I64, 1, sh, c->dev, err);
     if (rc)
-        return omni_error_prefix(err, "capturing the decode step: ");
+        return rc;
+    cudaError_t ce = cudaMallocHost((void **)&g->ring, 64 * 2 * sizeof *g->ring);
     if (ce != cudaSuccess)
-        return omni_error_set(err, OMNI_ECUDA, "capturing the decode step: %s", cudaGetErrorString(ce));
-    ce = cudaGraphInstantiate(&exec, graph, 0);
-    cudaGraphDestroy(graph);
-    if (ce != cudaSuccess)
-        return omni_error_set(err, OMNI_ECUDA, "cudaGraphInstantiate: %s", cudaGetErrorString(ce));
-    g->exec = exec;
+        return omni_error_set(err, OMNI_ECUDA, "cudaMallocHost: %s", cudaGetErrorString(ce));
+    const int64_t *p = omni_tensor_data(&g->ctr);
+    if (ch->embed)
+        omni_harness_set_counters(ch->embed, p, p + 1);
+    omni_harness_set_counters(ch->smp, p, p + 1);
 #else
-    (void)c, (void)bb, (void)head, (void)smp, (void)e, (void)err;
+    (void)c, (void)ch, (void)err;
 #endif
     return OMNI_OK;
 }
 
-static int graph_step(struct ctx *c, struct step_graph *g, struct omni_harness *bb,
-                      struct omni_harness *head, struct omni_harness *smp,
-                      const struct omni_tensor *e, struct omni_error *err)
+/* Run step k at `position` from token `tok`: eagerly for k == 0 (it sizes
+ * every buffer), captured at k == 1, replayed after. */
+static int graph_step(struct ctx *c, struct step_graph *g, const struct chain *ch, int64_t position,
+                      int64_t k, const struct omni_tensor *tok, struct omni_error *err)
 {
+    if (ch->embed)
+        omni_harness_set_position(ch->embed, position);
 #ifdef OMNI_HAVE_CUDA
-    if (g->exec) {
-        cudaError_t ce = cudaGraphLaunch((cudaGraphExec_t)g->exec, (cudaStream_t)omni_cuda_stream(c->dev));
-        return ce == cudaSuccess ? OMNI_OK
-                                 : omni_error_set(err, OMNI_ECUDA, "cudaGraphLaunch: %s", cudaGetErrorString(ce));
+    if (g->ctr.buf) {
+        cudaStream_t s = (cudaStream_t)omni_cuda_stream(c->dev);
+        int64_t *src = g->ring + 2 * g->slot;
+        g->slot = (g->slot + 1) % 64; /* a queued upload never sees its source change */
+        src[0] = position, src[1] = k;
+        cudaError_t ce = cudaMemcpyAsync(omni_tensor_data(&g->ctr), src, 2 * sizeof *src,
+                                         cudaMemcpyHostToDevice, s);
+        if (ce != cudaSuccess)
+            return omni_error_set(err, OMNI_ECUDA, "counter upload: %s", cudaGetErrorString(ce));
+        if (k >= 1 && !g->exec) {
+            cudaGraph_t graph = NULL;
+            cudaGraphExec_t exec = NULL;
+            ce = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+            if (ce != cudaSuccess)
+                return omni_error_set(err, OMNI_ECUDA, "cudaStreamBeginCapture: %s", cudaGetErrorString(ce));
+            int rc = lm_step(ch, tok, err);
+            ce = cudaStreamEndCapture(s, &graph);
+            if (rc < 0)
+                return omni_error_prefix(err, "capturing the decode step: ");
+            if (ce != cudaSuccess)
+                return omni_error_set(err, OMNI_ECUDA, "capturing the decode step: %s", cudaGetErrorString(ce));
+            ce = cudaGraphInstantiate(&exec, graph, 0);
+            cudaGraphDestroy(graph);
+            if (ce != cudaSuccess)
+                return omni_error_set(err, OMNI_ECUDA, "cudaGraphInstantiate: %s", cudaGetErrorString(ce));
+            g->exec = exec;
+        }
+        if (g->exec) {
+            ce = cudaGraphLaunch((cudaGraphExec_t)g->exec, s);
+            return ce == cudaSuccess ? OMNI_OK
+                                     : omni_error_set(err, OMNI_ECUDA, "cudaGraphLaunch: %s", cudaGetErrorString(ce));
+        }
     }
 #endif
     (void)c;
-    return lm_step(bb, head, smp, e, err);
+    return lm_step(ch, tok, err);
 }
 
-static void graph_free(struct step_graph *g)
+static void graph_free(struct ctx *c, struct step_graph *g, const struct chain *ch)
 {
 #ifdef OMNI_HAVE_CUDA
+    if (g->ctr.buf) /* nothing queued may still read the counters or the ring */
+        cudaStreamSynchronize((cudaStream_t)omni_cuda_stream(c->dev));
     if (g->exec)
         cudaGraphExecDestroy((cudaGraphExec_t)g->exec);
+    if (g->ring)
+        cudaFreeHost(g->ring);
 #endif
-    g->exec = NULL;
+    (void)c;
+    if (ch->embed)
+        omni_harness_set_counters(ch->embed, NULL, NULL);
+    if (ch->smp)
+        omni_harness_set_counters(ch->smp, NULL, NULL);
+    omni_tensor_release(&g->ctr);
+    memset(g, 0, sizeof *g);
 }
 
 /* host i32 (B, n) of pseudo-random text ids below 50000 */
@@ -198,6 +241,7 @@ static int t2i_once(struct ctx *c, struct omb_t2i *m, int64_t B, int steps, int 
 {
     struct omni_tensor ids = {0}, codes = {0};
     struct step_graph g = {0};
+    const struct chain ch = {m->embed, m->bb, m->head, m->smp};
     int rc;
     const int64_t csh[2] = {B, steps + 1};
     TRY(rand_ids(&ids, B, 12, c->o.seed + (uint64_t)B, err));
@@ -213,16 +257,12 @@ static int t2i_once(struct ctx *c, struct omb_t2i *m, int64_t B, int steps, int 
     double t1 = now_s();
     struct omni_tensor col = codes; /* column k of codes, (B, 1) */
     col.shape[1] = 1;
+    TRY(graph_init(c, &g, &ch, err));
     for (int k = 0; k < steps; k++) {
         const struct omni_tensor *tok = omni_harness_pull(m->smp, "token");
         col.offset = codes.offset + (int64_t)k * 4;
         TRY(omni_op_copy(&col, tok, err));
-        omni_harness_set_position(m->embed, OMB_T2I_PREFIX + k);
-        TRY(run1(m->embed, "ids", tok, 0, err));
-        const struct omni_tensor *e = omni_harness_pull(m->embed, "embeds");
-        if (k == 0) /* capturing records the step without running it */
-            TRY(graph_capture(c, &g, m->bb, m->head, m->smp, e, err));
-        TRY(graph_step(c, &g, m->bb, m->head, m->smp, e, err));
+        TRY(graph_step(c, &g, &ch, OMB_T2I_PREFIX + k, k, tok, err));
     }
     col.offset = codes.offset + (int64_t)steps * 4;
     TRY(omni_op_copy(&col, omni_harness_pull(m->smp, "token"), err));
@@ -239,7 +279,7 @@ static int t2i_once(struct ctx *c, struct omb_t2i *m, int64_t B, int steps, int 
     r->total_s = t3 - t0;
     r->images_per_s = (double)B / r->total_s;
 done:
-    graph_free(&g);
+    graph_free(c, &g, &ch);
     omni_tensor_release(&ids);
     omni_tensor_release(&codes);
     return rc;
@@ -286,6 +326,7 @@ static int mmu_once(struct ctx *c, struct omb_mmu *m, const struct omni_tensor *
 {
     struct omni_tensor q = {0};
     struct step_graph g = {0};
+    const struct chain ch = {m->embed, m->bb, m->head, m->smp};
     int rc;
     TRY(rand_ids(&q, 1, 12, c->o.seed + 99, err));
     omni_harness_reset_state(m->bb);
@@ -306,15 +347,11 @@ static int mmu_once(struct ctx *c, struct omb_mmu *m, const struct omni_tensor *
     TRY(run1(m->smp, "logits", omni_harness_pull(m->head, "logits"), 0, err));
     TRY(sync_dev(c, err));
     double t2 = now_s();
+    TRY(graph_init(c, &g, &ch, err));
     for (int k = 0; k < tokens; k++) {
-        omni_harness_set_position(m->embed, L + k);
-        TRY(run1(m->embed, "ids", omni_harness_pull(m->smp, "token"), 0, err));
+        TRY(graph_step(c, &g, &ch, L + k, k, omni_harness_pull(m->smp, "token"), err));
         if (rc == OMNI_DONE)
             break;
-        const struct omni_tensor *e = omni_harness_pull(m->embed, "embeds");
-        if (k == 0)
-            TRY(graph_capture(c, &g, m->bb, m->head, m->smp, e, err));
-        TRY(graph_step(c, &g, m->bb, m->head, m->smp, e, err));
     }
     TRY(sync_dev(c, err));
     double t3 = now_s();
@@ -324,7 +361,7 @@ static int mmu_once(struct ctx *c, struct omb_mmu *m, const struct omni_tensor *
     r->step_ms = tokens ? 1e3 * (t3 - t2) / tokens : 0;
     r->tok_per_s = tokens ? tokens / (t3 - t2) : 0;
 done:
-    graph_free(&g);
+    graph_free(c, &g, &ch);
     omni_tensor_release(&q);
     return rc;
 }
@@ -367,10 +404,12 @@ static int case_long(struct ctx *c, cJSON *out, char *line, size_t n, struct omn
     struct omb_mmu m;
     struct omni_tensor ctxe = {0}, warme = {0}, e1 = {0};
     struct step_graph g = {0};
+    struct chain ch = {0};
     int rc;
     omni_cuda_memory_reset_peak(c->dev);
     if ((rc = omb_mmu_open(&m, &c->paths, c->o.device, c->o.dtype, 0, err)))
         return rc;
+    ch = (struct chain){NULL, m.bb, m.head, m.smp};
     const int64_t T = c->o.context, shw[3] = {1, 256, 2048}, sh[3] = {1, T, 2048}, sh1[3] = {1, 1, 2048};
     TRY(rand_f32(c, &warme, 3, shw, 0.05f, 21, err));
     TRY(rand_f32(c, &e1, 3, sh1, 0.05f, 23, err));
@@ -379,7 +418,7 @@ static int case_long(struct ctx *c, cJSON *out, char *line, size_t n, struct omn
     if (c->o.warm > 0)
         TRY(run1(m.bb, "embeds", &warme, 0, err));
     for (int k = 0; k < c->o.warm; k++)
-        TRY(lm_step(m.bb, m.head, m.smp, &e1, err));
+        TRY(lm_step(&ch, &e1, err));
     omni_tensor_release(&warme);
     TRY(rand_f32(c, &ctxe, 3, sh, 0.05f, 22, err));
     omni_harness_reset_state(m.bb);
@@ -391,11 +430,11 @@ static int case_long(struct ctx *c, cJSON *out, char *line, size_t n, struct omn
     TRY(sync_dev(c, err));
     double t1 = now_s();
     omni_tensor_release(&ctxe);
-    TRY(graph_capture(c, &g, m.bb, m.head, m.smp, &e1, err));
+    TRY(graph_init(c, &g, &ch, err));
     TRY(sync_dev(c, err));
     double t2 = now_s();
     for (int k = 0; k < c->o.mmu_tokens; k++)
-        TRY(graph_step(c, &g, m.bb, m.head, m.smp, &e1, err));
+        TRY(graph_step(c, &g, &ch, T + k, k, &e1, err));
     TRY(sync_dev(c, err));
     double t3 = now_s();
     const double peak = gib(omni_cuda_memory_peak(c->dev));
@@ -408,7 +447,7 @@ static int case_long(struct ctx *c, cJSON *out, char *line, size_t n, struct omn
     snprintf(line, n, "| mmu %5lld ctx  | prefill %8.1f ms | decode %7.1f tok/s | peak %5.2f GiB |",
              (long long)T, 1e3 * (t1 - t0), tps, peak);
 done:
-    graph_free(&g);
+    graph_free(c, &g, &ch);
     omni_tensor_release(&ctxe);
     omni_tensor_release(&warme);
     omni_tensor_release(&e1);

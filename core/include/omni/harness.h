@@ -35,6 +35,11 @@ OMNI_API int omni_harness_attach(struct omni_harness *h, const char *target,
 OMNI_API void omni_harness_set_task(struct omni_harness *h, const char *task);
 OMNI_API void omni_harness_set_position(struct omni_harness *h, int64_t pos);
 OMNI_API void omni_harness_set_seed(struct omni_harness *h, uint64_t seed);
+/* Device copies of position and step (int64 on the stage's CUDA device) that
+ * the stage sees as ctx->position_dev / ctx->step_dev, as under the executor;
+ * the caller writes them before each call or graph replay. NULL clears. */
+OMNI_API void omni_harness_set_counters(struct omni_harness *h, const int64_t *position_dev,
+                                        const int64_t *step_dev);
 /* Per-call options for the stage ("temperature: 0.5"). */
 OMNI_API int omni_harness_set_options(struct omni_harness *h, const char *options_yaml,
                                       struct omni_error *err);
