@@ -526,6 +526,11 @@ struct run {
     int n_runs;
     struct omni_tensor dtokens; /* deferred collection: [B, cap] i32 on the device */
     int defer_tokens;
+    /* deferred collection with stop ids: the host checks token `checked` once
+     * it is `lag` tokens old (core/graph.c omni__lag), then trims */
+    struct omni__lag *lag;
+    int lag_n;
+    int64_t checked;
 };
 
 static int dump_add(struct omni_request *r, const char *name, const struct omni_tensor *t,
@@ -759,6 +764,10 @@ static int collect_token(struct run *R, struct omni_error *err)
             return omni_error_set(err, OMNI_ESHAPE, "loop.tokens '%s.%s' must give one token per row", ep->stage, ep->port);
         int rc = omni__graph_copy_column(t->device, omni_tensor_data(&R->dtokens), R->dtokens.shape[1], R->n_tokens,
                                          omni_tensor_data(t), 1, rows, err);
+        if (!rc && R->spec->n_stop_ids && !R->lag)
+            rc = omni__lag_new(t->device, R->lag_n + 2, rows, &R->lag, err);
+        if (!rc && R->lag)
+            rc = omni__lag_push(R->lag, R->n_tokens, omni_tensor_data(t), 1, err);
         if (!rc)
             R->n_tokens++;
         return rc;
@@ -794,22 +803,51 @@ static int collect_token(struct run *R, struct omni_error *err)
     return OMNI_OK;
 }
 
-static int should_stop(struct run *R, int64_t max_tokens)
+static int all_rows_stop(const struct run *R, const int32_t *col, int64_t rows, int64_t stride)
 {
-    if (R->n_tokens >= max_tokens)
-        return 1;
-    if (!R->spec->n_stop_ids)
-        return 0;
-    const int32_t *tok = omni_tensor_data(&R->tokens);
-    for (int64_t b = 0; b < R->tokens.shape[0]; b++) {
-        int32_t last = tok[b * R->tokens.strides[0] + R->tokens.shape[1] - 1];
+    for (int64_t b = 0; b < rows; b++) {
         int hit = 0;
         for (int i = 0; i < R->spec->n_stop_ids; i++)
-            hit |= last == R->spec->stop_ids[i];
+            hit |= col[b * stride] == R->spec->stop_ids[i];
         if (!hit)
             return 0;
     }
     return 1;
+}
+
+/* Lagged stop checks (tokens collected on the device): check every token that
+ * is at least `upto_lag` tokens old; on a stop at token j keep tokens 0..j. */
+static int lag_check(struct run *R, int upto_lag, int *stop, struct omni_error *err)
+{
+    *stop = 0;
+    while (R->lag && R->checked < R->n_tokens - upto_lag) {
+        const int32_t *col;
+        int rc = omni__lag_read(R->lag, R->checked, &col, err);
+        if (rc)
+            return rc;
+        if (all_rows_stop(R, col, R->dtokens.shape[0], 1)) {
+            R->n_tokens = R->checked + 1;
+            *stop = 1;
+            return OMNI_OK;
+        }
+        R->checked++;
+    }
+    return OMNI_OK;
+}
+
+static int should_stop(struct run *R, int64_t max_tokens, int *rcp, struct omni_error *err)
+{
+    if (R->lag) {
+        int stop;
+        if ((*rcp = lag_check(R, R->lag_n, &stop, err)) || stop)
+            return 1;
+    }
+    if (R->n_tokens >= max_tokens)
+        return 1;
+    if (!R->spec->n_stop_ids || R->defer_tokens)
+        return 0;
+    const int32_t *tok = omni_tensor_data(&R->tokens);
+    return all_rows_stop(R, tok + R->tokens.shape[1] - 1, R->tokens.shape[0], R->tokens.strides[0]);
 }
 
 /* ---- the loop on CUDA: graphs, device counters, deferred token collection ---------------- */
@@ -855,9 +893,15 @@ static int loop_prepare(struct run *R, struct omni_error *err)
             k++;
         }
     }
+    /* tokens stay on the device unless --dump wants every step; stop ids are then
+     * checked `lag_n` tokens late (OMNI_STOP_LAG, default 4): the device keeps a
+     * few steps queued instead of waiting for the host after every token */
     const struct omni__endpoint *tok = &spec->loop_tokens;
-    R->defer_tokens = !spec->n_stop_ids && !R->r->dump_path &&
-                      R->p->stages[tok->stage_idx].device.type == OMNI_DEVICE_CUDA;
+    R->defer_tokens = !R->r->dump_path && R->p->stages[tok->stage_idx].device.type == OMNI_DEVICE_CUDA;
+    const char *lag = getenv("OMNI_STOP_LAG");
+    R->lag_n = lag && *lag ? atoi(lag) : 4;
+    if (R->lag_n < 0 || R->lag_n > 64)
+        R->lag_n = 4;
     return OMNI_OK;
 }
 
@@ -1033,7 +1077,7 @@ int omni_pipeline_run(struct omni_pipeline *p, struct omni_request *r, struct om
             goto out;
         if (r->progress_fn)
             r->progress_fn(r, R.n_tokens, max_tokens, r->progress_user);
-        for (int64_t step = 0; !should_stop(&R, max_tokens); step++) {
+        for (int64_t step = 0; !should_stop(&R, max_tokens, &rc, err); step++) {
             if (R.position >= limit) {
                 OMNI_LOG(OMNI_LOG_WARN, "generation stopped: position %lld would pass the %lld positions a loop stage takes",
                          (long long)R.position, (long long)limit);
@@ -1072,6 +1116,9 @@ int omni_pipeline_run(struct omni_pipeline *p, struct omni_request *r, struct om
             if (r->progress_fn)
                 r->progress_fn(r, R.n_tokens, max_tokens, r->progress_user);
         }
+        int stopped;
+        if (!rc) /* the tokens not yet checked: a stop among them trims the rest */
+            rc = lag_check(&R, 0, &stopped, err);
         if (!rc)
             rc = finish_tokens(&R, err);
         if (rc)
@@ -1133,6 +1180,11 @@ out:
     for (int i = 0; R.fed && i < spec->n_feed; i++)
         omni_tensor_release(&R.fed[i]);
     omni_tensor_release(&R.tokens);
+    omni__lag_free(R.lag);
+    for (int q = 0; q < R.n_runs; q++)
+        omni__graph_free(R.runs[q].exec);
+    omni_tensor_release(&R.dtokens);
+    omni_tensor_release(&R.ctr);
     if (R.ipc_req) /* workers free the run's state and shared memory */
         omni__ipc_request_end(p->ipc, R.ipc_req);
     free(R.fed);

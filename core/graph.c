@@ -94,6 +94,83 @@ void omni__graph_free(void *exec)
         cudaGraphExecDestroy((cudaGraphExec_t)exec);
 }
 
+struct omni__lag {
+    struct omni_device dev;
+    int slots;
+    int64_t rows;
+    int32_t *host;         /* pinned [slots][rows] */
+    cudaEvent_t *ev;       /* one per slot */
+    int64_t *index;        /* step held by each slot, -1 when none */
+};
+
+void omni__lag_free(struct omni__lag *l)
+{
+    if (!l)
+        return;
+    if (l->ev) {
+        for (int i = 0; i < l->slots; i++)
+            if (l->ev[i]) {
+                cudaEventSynchronize(l->ev[i]); /* no copy may still write the ring */
+                cudaEventDestroy(l->ev[i]);
+            }
+    }
+    if (l->host)
+        cudaFreeHost(l->host);
+    free(l->ev);
+    free(l->index);
+    free(l);
+}
+
+int omni__lag_new(struct omni_device dev, int slots, int64_t rows, struct omni__lag **out,
+                  struct omni_error *err)
+{
+    *out = NULL;
+    if (!omni_cuda_stream)
+        return omni_error_set(err, OMNI_EDEVICE, "lagged stop checks need the CUDA backend (core/cuda.c)");
+    struct omni__lag *l = calloc(1, sizeof *l);
+    if (!l || !(l->ev = calloc((size_t)slots, sizeof *l->ev)) ||
+        !(l->index = malloc((size_t)slots * sizeof *l->index))) {
+        omni__lag_free(l);
+        return omni_error_set(err, OMNI_ENOMEM, "out of memory");
+    }
+    l->dev = dev, l->slots = slots, l->rows = rows;
+    for (int i = 0; i < slots; i++)
+        l->index[i] = -1;
+    cudaError_t e = cudaMallocHost((void **)&l->host, (size_t)slots * (size_t)rows * sizeof *l->host);
+    for (int i = 0; e == cudaSuccess && i < slots; i++)
+        e = cudaEventCreateWithFlags(&l->ev[i], cudaEventDisableTiming);
+    if (e != cudaSuccess) {
+        omni__lag_free(l);
+        cudaGetLastError();
+        return omni_error_set(err, OMNI_ECUDA, "lagged stop checks: %s", cudaGetErrorString(e));
+    }
+    *out = l;
+    return OMNI_OK;
+}
+
+int omni__lag_push(struct omni__lag *l, int64_t index, const void *src, int64_t src_ld,
+                   struct omni_error *err)
+{
+    const int k = (int)(index % l->slots);
+    cudaStream_t s = (cudaStream_t)omni_cuda_stream(l->dev);
+    CK(cudaMemcpy2DAsync(l->host + (size_t)k * (size_t)l->rows, 4, src, (size_t)src_ld * 4, 4,
+                         (size_t)l->rows, cudaMemcpyDeviceToHost, s));
+    CK(cudaEventRecord(l->ev[k], s));
+    l->index[k] = index;
+    return OMNI_OK;
+}
+
+int omni__lag_read(struct omni__lag *l, int64_t index, const int32_t **host, struct omni_error *err)
+{
+    const int k = (int)(index % l->slots);
+    if (l->index[k] != index)
+        return omni_error_set(err, OMNI_EINTERNAL, "lagged stop check: step %lld is no longer held",
+                              (long long)index);
+    CK(cudaEventSynchronize(l->ev[k]));
+    *host = l->host + (size_t)k * (size_t)l->rows;
+    return OMNI_OK;
+}
+
 int omni__graph_set_i64x2(struct omni_device dev, int64_t *dst, int64_t a, int64_t b, struct omni_error *err)
 {
     /* a small pinned ring so that a copy still queued never sees its source change */
@@ -133,4 +210,10 @@ void omni__graph_free(void *x) {}
 int omni__graph_set_i64x2(struct omni_device dev, int64_t *d, int64_t a, int64_t b, struct omni_error *err) { NO_CUDA; }
 int omni__graph_copy_column(struct omni_device dev, void *d, int64_t ld, int64_t c, const void *s, int64_t sl,
                             int64_t r, struct omni_error *err) { NO_CUDA; }
+int omni__lag_new(struct omni_device dev, int slots, int64_t rows, struct omni__lag **out,
+                  struct omni_error *err) { *out = NULL; NO_CUDA; }
+int omni__lag_push(struct omni__lag *l, int64_t index, const void *src, int64_t src_ld,
+                   struct omni_error *err) { NO_CUDA; }
+int omni__lag_read(struct omni__lag *l, int64_t index, const int32_t **host, struct omni_error *err) { NO_CUDA; }
+void omni__lag_free(struct omni__lag *l) { (void)l; }
 #endif

@@ -29,4 +29,16 @@ int omni__graph_set_i64x2(struct omni_device dev, int64_t *dst, int64_t a, int64
 int omni__graph_copy_column(struct omni_device dev, void *dst, int64_t ld, int64_t col,
                             const void *src, int64_t src_ld, int64_t rows, struct omni_error *err);
 
+/* Lagged stop checks: the token column of step t is copied into a pinned
+ * host slot (t % slots) with an event, so the host can read step t - lag
+ * while later steps are still queued. lag_read waits for that step only.
+ * A slot is reused `slots` pushes later: read index t before pushing t+slots. */
+struct omni__lag;
+int omni__lag_new(struct omni_device dev, int slots, int64_t rows, struct omni__lag **out,
+                  struct omni_error *err);
+int omni__lag_push(struct omni__lag *l, int64_t index, const void *src, int64_t src_ld,
+                   struct omni_error *err);
+int omni__lag_read(struct omni__lag *l, int64_t index, const int32_t **host, struct omni_error *err);
+void omni__lag_free(struct omni__lag *l);
+
 #endif

@@ -65,7 +65,12 @@ START_TEST(test_loader_rejects_missing_entry_symbol) { expect_refused("broken_no
 END_TEST
 START_TEST(test_loader_rejects_abi_major_mismatch) { expect_refused("broken_major", "major version differs"); }
 END_TEST
-START_TEST(test_loader_rejects_newer_minor) { expect_refused("broken_minor", "needs ABI 1.1"); }
+START_TEST(test_loader_rejects_newer_minor)
+{
+    char want[64]; /* the test plugin says one minor more than this build */
+    snprintf(want, sizeof want, "needs ABI %d.%d", OMNI_ABI_MAJOR, OMNI_ABI_MINOR + 1);
+    expect_refused("broken_minor", want);
+}
 END_TEST
 START_TEST(test_loader_rejects_wrong_build_signature) { expect_refused("broken_signature", "build signature"); }
 END_TEST
