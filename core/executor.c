@@ -1,6 +1,7 @@
 /* The executor: loads a checked pipeline (stages, weights, adapters) and runs
  * requests through its phases: prefill once, the generation loop per token
  * (stop rules, feed edges, token collection, streaming), then the after phase. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,18 @@ struct omni_pipeline {
     struct omni__stage_inst *extra; /* adapters attached at run time */
     int n_extra;
     struct omni__ipc_cluster *ipc; /* workers of placement: (core/ipc), NULL when none */
+    /* Executable CUDA graphs of loop runs kept across requests, per (run, batch):
+     * a new request re-records its steps (host only) and updates the cached
+     * executable in place, so instantiation is paid once per batch size. */
+    pthread_mutex_t graph_mu;
+    struct graph_slot {
+        int first, count, batch;
+        struct omni_device dev;
+        void *exec;
+        int busy; /* lent to a running request */
+        unsigned long long used;
+    } graph_slots[8];
+    unsigned long long graph_clock;
 };
 
 struct dump_entry {
@@ -134,6 +147,7 @@ int omni_pipeline_load(struct omni_pipeline **out, const char *yaml_path,
         return omni_error_set(err, OMNI_ENOMEM, "out of memory");
     }
     p->spec = spec;
+    pthread_mutex_init(&p->graph_mu, NULL);
     /* placement: start / connect the workers and load their stages (core/ipc) */
     if (spec->n_placements && !omni__ipc_open) {
         rc = omni_error_set(err, OMNI_EUNSUPPORTED, "%s: placement: this build has no core/ipc", spec->file);
@@ -209,6 +223,9 @@ void omni_pipeline_free(struct omni_pipeline *p)
     for (int i = 0; i < p->n_files; i++)
         omni_weights_close(p->files[i]);
     free(p->files);
+    for (int i = 0; i < (int)(sizeof p->graph_slots / sizeof p->graph_slots[0]); i++)
+        omni__graph_free(p->graph_slots[i].exec);
+    pthread_mutex_destroy(&p->graph_mu);
     omni__pipeline_spec_free(p->spec);
     free(p);
 }
@@ -519,6 +536,7 @@ struct run {
         int first, count;
         struct omni_device dev;
         void *exec;
+        int slot;   /* p->graph_slots index lent to this run, -1 when none */
         int disabled;
         const void *inputs[32]; /* data addresses fed into the run from outside, at capture */
         int n_inputs;
@@ -887,7 +905,7 @@ static int loop_prepare(struct run *R, struct omni_error *err)
             len++;
         }
         if (len > 0) {
-            R->runs[R->n_runs++] = (struct loop_run){.first = k, .count = len, .dev = cuda};
+            R->runs[R->n_runs++] = (struct loop_run){.first = k, .count = len, .dev = cuda, .slot = -1};
             k += len;
         } else {
             k++;
@@ -943,6 +961,62 @@ static int run_inputs(struct run *R, const struct loop_run *run, const void **ad
     return n;
 }
 
+/* Borrow the cached executable graph of this run at this batch size (or a
+ * free slot for it); -1 when every slot is lent. */
+static int graph_slot_take(struct omni_pipeline *p, const struct loop_run *run, int batch)
+{
+    const int n = (int)(sizeof p->graph_slots / sizeof p->graph_slots[0]);
+    int pick = -1;
+    pthread_mutex_lock(&p->graph_mu);
+    for (int i = 0; i < n && pick < 0; i++) {
+        struct graph_slot *g = &p->graph_slots[i];
+        if (g->exec && !g->busy && g->first == run->first && g->count == run->count && g->batch == batch &&
+            omni_device_eq(g->dev, run->dev))
+            pick = i;
+    }
+    for (int i = 0; i < n && pick < 0; i++) /* an empty slot, else the least recently used idle one */
+        if (!p->graph_slots[i].exec && !p->graph_slots[i].busy)
+            pick = i;
+    for (int i = 0; i < n && pick < 0; i++)
+        if (!p->graph_slots[i].busy)
+            pick = i;
+    for (int i = 0; pick >= 0 && i < n; i++)
+        if (!p->graph_slots[i].busy && p->graph_slots[i].used < p->graph_slots[pick].used &&
+            !(p->graph_slots[pick].exec && p->graph_slots[pick].first == run->first &&
+              p->graph_slots[pick].count == run->count && p->graph_slots[pick].batch == batch))
+            pick = i;
+    if (pick >= 0) {
+        struct graph_slot *g = &p->graph_slots[pick];
+        if (!(g->first == run->first && g->count == run->count && g->batch == batch &&
+              omni_device_eq(g->dev, run->dev))) { /* evict: another run or batch size */
+            omni__graph_free(g->exec);
+            *g = (struct graph_slot){.first = run->first, .count = run->count, .batch = batch, .dev = run->dev};
+        }
+        g->busy = 1;
+        g->used = ++p->graph_clock;
+    }
+    pthread_mutex_unlock(&p->graph_mu);
+    return pick;
+}
+
+/* Give a run's graph back to the cache (or free it when it has no slot). */
+static void graph_slot_give(struct omni_pipeline *p, struct loop_run *run)
+{
+    if (run->slot < 0) {
+        omni__graph_free(run->exec);
+    } else {
+        pthread_mutex_lock(&p->graph_mu);
+        struct graph_slot *g = &p->graph_slots[run->slot];
+        if (g->exec != run->exec)
+            omni__graph_free(g->exec);
+        g->exec = run->exec;
+        g->busy = 0;
+        pthread_mutex_unlock(&p->graph_mu);
+    }
+    run->exec = NULL;
+    run->slot = -1;
+}
+
 /* Run a graph-safe run of loop stages: capture it on its first use (the
  * second iteration: the first one sized every buffer), replay it after. */
 static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct omni_error *err)
@@ -958,15 +1032,28 @@ static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct o
         void *cs = NULL;
         struct omni_error local;
         omni_error_clear(&local);
+        double t0 = now_ms();
         rc = omni__graph_begin(run->dev, &cs, &local);
         R->capturing = 1;
         for (int i = 0; !rc && i < run->count; i++)
             rc = call_stage(R, OMNI__PHASE_LOOP, order[i], step, &local);
         R->capturing = 0;
-        if (!rc)
-            rc = omni__graph_end(run->dev, cs, &run->exec, &local);
-        else if (cs)
+        double t1 = now_ms();
+        int updated = 0;
+        if (!rc) {
+            run->slot = graph_slot_take(R->p, run, R->batch);
+            void *cached = run->slot >= 0 ? R->p->graph_slots[run->slot].exec : NULL;
+            rc = omni__graph_end_update(run->dev, cs, cached, &run->exec, &updated, &local);
+            if (rc && run->slot >= 0) {
+                pthread_mutex_lock(&R->p->graph_mu);
+                R->p->graph_slots[run->slot].busy = 0;
+                pthread_mutex_unlock(&R->p->graph_mu);
+                run->slot = -1;
+            }
+        } else if (cs) {
             omni__graph_abort(run->dev, cs);
+        }
+        double t2 = now_ms();
         int stable = 1;
         nb = 0;
         for (int i = 0; !rc && i < run->count; i++)
@@ -976,8 +1063,7 @@ static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct o
             OMNI_LOG(OMNI_LOG_WARN, "CUDA graph of loop stages %s..%s not used (%s); running them eagerly",
                      R->p->stages[order[0]].name, R->p->stages[order[run->count - 1]].name,
                      rc ? local.msg : "a stage changed its output buffers");
-            omni__graph_free(run->exec);
-            run->exec = NULL;
+            graph_slot_give(R->p, run);
             run->disabled = 1;
             /* nothing captured ran: run the stages now */
             for (int i = 0; i < run->count; i++) {
@@ -987,8 +1073,9 @@ static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct o
             }
             return OMNI_OK;
         }
-        OMNI_LOG(OMNI_LOG_INFO, "captured loop stages %s..%s in a CUDA graph", R->p->stages[order[0]].name,
-                 R->p->stages[order[run->count - 1]].name);
+        OMNI_LOG(OMNI_LOG_INFO, "captured loop stages %s..%s in a CUDA graph (recorded in %.2f ms, %s in %.2f ms)",
+                 R->p->stages[order[0]].name, R->p->stages[order[run->count - 1]].name, t1 - t0,
+                 updated ? "updated the cached executable graph" : "instantiated", t2 - t1);
         run->n_inputs = run_inputs(R, run, run->inputs, 32);
     } else {
         const void *now[32];
@@ -999,8 +1086,7 @@ static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct o
         if (!same) { /* an input moved: the graph would read stale memory */
             OMNI_LOG(OMNI_LOG_WARN, "CUDA graph of loop stages %s..%s dropped: an input moved; running them eagerly",
                      R->p->stages[order[0]].name, R->p->stages[order[run->count - 1]].name);
-            omni__graph_free(run->exec);
-            run->exec = NULL;
+            graph_slot_give(R->p, run);
             run->disabled = 1;
             for (int i = 0; i < run->count; i++)
                 if ((rc = call_stage(R, OMNI__PHASE_LOOP, order[i], step, err)))
@@ -1181,8 +1267,8 @@ out:
         omni_tensor_release(&R.fed[i]);
     omni_tensor_release(&R.tokens);
     omni__lag_free(R.lag);
-    for (int q = 0; q < R.n_runs; q++)
-        omni__graph_free(R.runs[q].exec);
+    for (int q = 0; q < R.n_runs; q++) /* a replay may still be queued: the cache keeps it */
+        graph_slot_give(p, &R.runs[q]);
     omni_tensor_release(&R.dtokens);
     omni_tensor_release(&R.ctr);
     if (R.ipc_req) /* workers free the run's state and shared memory */

@@ -48,16 +48,34 @@ int omni__graph_begin(struct omni_device dev, void **capture_stream, struct omni
 
 int omni__graph_end(struct omni_device dev, void *capture_stream, void **exec, struct omni_error *err)
 {
+    int updated;
+    return omni__graph_end_update(dev, capture_stream, NULL, exec, &updated, err);
+}
+
+int omni__graph_end_update(struct omni_device dev, void *capture_stream, void *cached, void **exec,
+                           int *updated, struct omni_error *err)
+{
     cudaStream_t s = capture_stream;
     cudaGraph_t g = NULL;
     cudaGraphExec_t x = NULL;
     *exec = NULL;
+    *updated = 0;
     cudaError_t e = cudaStreamEndCapture(s, &g);
     omni_cuda_set_stream(dev, NULL);
     cudaStreamDestroy(s);
     if (e != cudaSuccess || !g) {
         cudaGetLastError();
         return omni_error_set(err, OMNI_ECUDA, "cudaStreamEndCapture: %s", cudaGetErrorString(e));
+    }
+    if (cached) {
+        cudaGraphExecUpdateResultInfo info;
+        if (cudaGraphExecUpdate((cudaGraphExec_t)cached, g, &info) == cudaSuccess) {
+            cudaGraphDestroy(g);
+            *exec = cached;
+            *updated = 1;
+            return OMNI_OK;
+        }
+        cudaGetLastError(); /* another topology: instantiate */
     }
     e = cudaGraphInstantiate(&x, g, 0);
     cudaGraphDestroy(g);
@@ -204,6 +222,11 @@ int omni__graph_copy_column(struct omni_device dev, void *dst, int64_t ld, int64
 
 int omni__graph_begin(struct omni_device dev, void **s, struct omni_error *err) { NO_CUDA; }
 int omni__graph_end(struct omni_device dev, void *s, void **x, struct omni_error *err) { *x = NULL; NO_CUDA; }
+int omni__graph_end_update(struct omni_device dev, void *s, void *c, void **x, int *u, struct omni_error *err)
+{
+    *x = NULL, *u = 0;
+    NO_CUDA;
+}
 void omni__graph_abort(struct omni_device dev, void *s) {}
 int omni__graph_launch(struct omni_device dev, void *x, struct omni_error *err) { NO_CUDA; }
 void omni__graph_free(void *x) {}

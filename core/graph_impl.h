@@ -15,6 +15,12 @@ int omni__graph_begin(struct omni_device dev, void **capture_stream, struct omni
 /* End the capture; *exec is the instantiated graph (NULL and an error when
  * the capture failed). Restores the device's own stream. */
 int omni__graph_end(struct omni_device dev, void *capture_stream, void **exec, struct omni_error *err);
+/* omni__graph_end that first tries to update `cached` (an executable graph of
+ * an earlier request with the same topology) in place: on success *exec =
+ * cached and *updated = 1 (no instantiation); otherwise a new graph is
+ * instantiated (*updated = 0) and cached is left alone. */
+int omni__graph_end_update(struct omni_device dev, void *capture_stream, void *cached, void **exec,
+                           int *updated, struct omni_error *err);
 /* Give up a capture after a failed stage call (nothing ran). */
 void omni__graph_abort(struct omni_device dev, void *capture_stream);
 /* Replay on dev's current stream; no host wait. */
