@@ -14,7 +14,9 @@ BUILD=${BUILD:-build/dev}
 make -j2 BUILD="$BUILD" CUDA=1 all tests tiny >/dev/null
 C=${CARRY:-.carry}
 case "$C" in .carry|.carry-*) ;; *) echo "prepare.sh: CARRY must be .carry or .carry-NAME" >&2; exit 2 ;; esac
-grep -qx '/.carry*/' .git/info/exclude 2>/dev/null || echo '/.carry*/' >> .git/info/exclude
+X=$(git rev-parse --git-path info/exclude)
+mkdir -p "$(dirname "$X")"
+grep -qx '/.carry*/' "$X" 2>/dev/null || echo '/.carry*/' >> "$X"
 rm -rf "$C"
 mkdir -p "$C/build" "$C/lib" "$C/shared/data"
 for d in lib plugins bin tests testplugins tiny; do cp -a "$BUILD/$d" "$C/build/"; done
