@@ -8,7 +8,9 @@ set -uo pipefail
 B=${1:-/tmp/ob}
 W=/tmp/omni-pipeline-weights
 LOG=${OUT:-.}/pipelines.log
-[ -f "$B"/omnimamba-1.3b-random-1.safetensors ] || "$OMNI_BIN" bench --cases t2i_b1 --steps 1 --tokens 1 --warmup 0 --dir "$B" >/dev/null
+for f in omnimamba-1.3b vq16 dinov2-l14-reg4 siglip-so400m; do # the bench makes them on first use
+  [ -f "$B/$f-random-1.safetensors" ] || { "$OMNI_BIN" bench --cases t2i_b1,mmu --tokens 1 --warmup 0 --dir "$B" >/dev/null; break; }
+done
 mkdir -p "$W"
 ln -sf "$B"/omnimamba-1.3b-random-1.safetensors "$W"/OmniMamba-1.3b.pth
 ln -sf "$B"/vq16-random-1.safetensors "$W"/vq_ds16_t2i.pt
@@ -29,6 +31,9 @@ for g in 1 0; do
   run t2i $g pipelines/t2i.yaml --prompt "a red bicycle leaning on a wall" -o /tmp/t2i-$g.png
   run mmu $g pipelines/mmu.yaml --prompt "What is in the picture?" --image "$IMG" --max-tokens 64
 done
+# two requests of batch 1 in one process: the second updates the cached graph
+printf 'a red bicycle leaning on a wall\na bowl of fruit on a table\n' > /tmp/two-prompts.txt
+run t2i-two 1 pipelines/t2i.yaml --prompts /tmp/two-prompts.txt --batch 1 -o /tmp/t2i-two.png
 cmp /tmp/t2i-1.png /tmp/t2i-0.png >> "$LOG" 2>&1 && echo "t2i: graphs on/off PNGs identical" >> "$LOG"
 cmp /tmp/p-mmu-1.out /tmp/p-mmu-0.out >> "$LOG" 2>&1 && echo "mmu: graphs on/off output identical" >> "$LOG"
 grep -h "prefill\|captured\|graph\|stopped\|rc=" "$LOG" | head -40
