@@ -5,7 +5,9 @@
  * (and a strided copy, kernels/cuda/extra.h).
  *
  * Two matmul paths:
- * - M <= 8 (decode): a weight-streaming GEMV. One warp per output column n
+ * - bf16 weights, M <= 16, K % 32 == 0: the tensor-core GEMV of decode.cu
+ *   (omni__dec_gemv_tc_cuda).
+ * - M <= 8 (decode, other weights): a weight-streaming GEMV. One warp per output column n
  *   (or per part of it: K is split over up to 8 warps when N is small, so
  *   the grid keeps about four blocks per multiprocessor) reads w[n,:] once
  *   with 16-byte loads and forms up to 8 dot products against x rows (read
@@ -25,6 +27,7 @@
 #include <cublas_v2.h>
 
 #include "common.cuh"
+#include "decode.h"
 #include "extra.h"
 #include "matmul.h"
 
@@ -258,6 +261,11 @@ extern "C" void omni_matmul_cuda(float *y, int64_t ldy, const float *x, int64_t 
         OMNI_LAUNCH(scale_bias_k, omni__blocks(M * N, 256), 256, 0, y, ldy, bias, M, N, beta);
         return;
     }
+    /* bf16 weights, M <= 16: the tensor-core GEMV of kernels/cuda/decode.cu (x kept at
+     * f32 level as two bf16 parts); it declines shapes it does not take */
+    if (w_dtype == OMNI_DTYPE_BF16 && M <= OMNI_DEC_MAX_M &&
+        omni__dec_gemv_tc_cuda(y, ldy, x, ldx, w, w_dtype, bias, M, N, K, alpha, beta, NULL))
+        return;
     if (M <= 8) {
         if (w_dtype == OMNI_DTYPE_F16)
             gemv<__half>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta);

@@ -10,6 +10,9 @@
  * the requests whose task equals its `task` param. The rank-r intermediate
  * (M, r) lives in the adapter and grows when a call brings more rows; calls of
  * at most 8 rows (decode) go through omni_op_lora_update (one CUDA kernel).
+ * lowrank() hands the factors to a host stage that folds the term into its
+ * own decode kernels (mamba2: u = x·Aᵀ in the RMSNorm kernel, the rest in
+ * the in_proj GEMV's epilogue).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,6 +301,26 @@ static int lora_apply(struct omni_stage *st, const char *target, int layer,
     return rc;
 }
 
+/* The factors behind apply(), for stages that fold the term into their own
+ * kernels (mamba2's decode step): y += scale * (x·Aᵀ)·Bᵀ. */
+static int lora_lowrank(struct omni_stage *st, const char *target, int layer,
+                        const struct omni_tensor **a, const struct omni_tensor **b, float *scale,
+                        struct omni_error *err)
+{
+    struct lora_stage *s = (struct lora_stage *)st;
+    if (!s->A)
+        return omni_error_set(err, OMNI_ESTATE, "stage '%s': lora weights are not loaded", s->name);
+    if (layer < 0 || layer >= s->n_layer)
+        return omni_error_set(err, OMNI_ERANGE,
+                              "stage '%s': %s of layer %d has no LoRA factors (the adapter has %lld "
+                              "layers)",
+                              s->name, target ? target : "?", layer, (long long)s->n_layer);
+    *a = &s->A[layer];
+    *b = &s->B[layer];
+    *scale = (float)s->scale;
+    return OMNI_OK;
+}
+
 static const struct omni_stage_ops lora_ops = {
     .size = sizeof(struct omni_stage_ops),
     .create = lora_create,
@@ -310,6 +333,7 @@ static const struct omni_adapter_ops lora_adapter_ops = {
     .size = sizeof(struct omni_adapter_ops),
     .task = lora_task,
     .apply = lora_apply,
+    .lowrank = lora_lowrank,
 };
 
 static const struct omni_plugin_desc lora_desc = {

@@ -21,13 +21,21 @@
  * forward(): a prefill of T >= 1 tokens. At ctx->position == 0 both states
  * are zeroed first; at position > 0 the call continues from the states
  * (chunked prefill), which gives the same result as one long prefill.
- * step(): one token per row (T == 1).
+ * step(): one token per row (T == 1). With at most 16 rows, ngroups 1 (the
+ * gated norm over all of d_inner), d_state <= 256, headdim % 8 == 0, at most
+ * one adapter that exposes its low-rank factors, and (on CUDA) bf16 weights,
+ * a layer is the four fused ops of omni/ops/decode.h: add+RMSNorm (+ the LoRA
+ * x·Aᵀ), in_proj GEMV (+ LoRA ·Bᵀ, + conv1d step), SSD step + gate, out_proj
+ * GEMV with the gated norm's rstd; the residual alternates between two
+ * buffers. Otherwise (and for every prefill) the op-by-op path below.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "omni/ops/decode.h"
 #include "omni/plugin.h"
 
 #define M2_MAX_ADAPTERS 16
@@ -73,7 +81,8 @@ struct m2_stage {
 };
 
 /* Scratch buffers: one per activation, capacity in rows. */
-enum { SC_RESID, SC_NORMED, SC_ZXBCDT, SC_XBC, SC_Y, SC_YN, SC_MIX, SC_COUNT };
+enum { SC_RESID, SC_NORMED, SC_ZXBCDT, SC_XBC, SC_Y, SC_YN, SC_MIX, SC_RES2, SC_PART, SC_U,
+       SC_COUNT };
 
 struct m2_state {
     int64_t batch; /* 0 until known */
@@ -640,7 +649,8 @@ static int m2_scratch(struct m2_stage *s, struct m2_state *x, int64_t rows, int6
         const int64_t width[SC_COUNT] = {
             [SC_RESID] = d->d_model, [SC_NORMED] = d->d_model, [SC_ZXBCDT] = s->d_in_proj,
             [SC_XBC] = s->conv_dim,  [SC_Y] = d->d_inner,      [SC_YN] = d->d_inner,
-            [SC_MIX] = d->d_model,
+            [SC_MIX] = d->d_model,   [SC_RES2] = d->d_model,   [SC_PART] = d->d_inner / 8 + 1,
+            [SC_U] = OMNI_DECODE_MAX_R,
         };
         for (int i = 0; i < SC_COUNT; i++) {
             if (x->scratch[i])
@@ -718,6 +728,113 @@ static int m2_inputs(struct m2_stage *s, const struct omni_io *io, int is_step, 
                               "stage '%s': step takes one token per row (T must be 1), got '%s' "
                               "with T=%lld; use forward for a prefill",
                               s->name, have_ids ? "ids" : "embeds", (long long)*T);
+    return OMNI_OK;
+}
+
+/* The LoRA factors of layer l from the one active adapter, when it exposes them. */
+static int m2_lowrank(struct omni_stage *ad, int64_t l, const struct omni_tensor **a,
+                      const struct omni_tensor **b, float *scale, struct omni_error *err)
+{
+    const struct omni_adapter_ops *ao = ad->plugin->adapter;
+    if (ao->size < offsetof(struct omni_adapter_ops, lowrank) + sizeof ao->lowrank || !ao->lowrank)
+        return OMNI_EUNSUPPORTED;
+    return ao->lowrank(ad, "in_proj", (int)l, a, b, scale, err);
+}
+
+/* Can this step take the fused decode ops (see the header comment)? */
+static int m2_fused_ok(struct m2_stage *s, struct omni_stage **act, int n_act, int64_t M,
+                       int *ok, struct omni_error *err)
+{
+    const struct m2_dims *d = &s->dim;
+    *ok = 0;
+    if (M > OMNI_DECODE_MAX_M || d->ngroups != 1 || d->d_state > 256 || d->headdim % 8 ||
+        n_act > 1 ||
+        (s->base.device.type != OMNI_DEVICE_CPU && s->wdtype != OMNI_DTYPE_BF16))
+        return OMNI_OK;
+    for (int64_t l = 0; l < d->n_layer && n_act == 1; l++) {
+        const struct omni_tensor *a, *b;
+        float scale;
+        struct omni_error e2 = {0};
+        if (m2_lowrank(act[0], l, &a, &b, &scale, &e2) != OMNI_OK)
+            return OMNI_OK; /* not foldable: apply() on the op-by-op path */
+        if (a->dtype != OMNI_DTYPE_F32 || b->dtype != OMNI_DTYPE_F32 || a->ndim != 2 ||
+            b->ndim != 2 || a->shape[0] > OMNI_DECODE_MAX_R || a->shape[1] != d->d_model ||
+            b->shape[0] != s->d_in_proj || b->shape[1] != a->shape[0])
+            return OMNI_OK;
+    }
+    (void)err;
+    *ok = 1;
+    return OMNI_OK;
+}
+
+/* All layers of a fused decode step. On return *resid views the buffer that holds the
+ * residual stream (it alternates between SC_RESID and SC_RES2) and mix the last
+ * layer's output. */
+static int m2_fused_layers(struct m2_stage *s, struct m2_state *x, struct omni_stage **act,
+                           int n_act, int64_t M, struct omni_tensor *resid,
+                           const struct omni_tensor *normed, struct omni_tensor *zx,
+                           struct omni_tensor *xbc_o, struct omni_tensor *g,
+                           struct omni_tensor *mix, struct omni_error *err)
+{
+    const struct m2_dims *d = &s->dim;
+    const int64_t D = d->d_model, E = d->d_inner, H = d->nheads, P = d->headdim;
+    const int64_t N = d->d_state, K = d->d_conv, B = M, Cd = s->conv_dim;
+    const struct omni_device dev = s->base.device;
+    /* channels per partial sum of g²: larger chunks when there are many rows */
+    int64_t chunk = 8;
+    if (P % 32 == 0 && B * E / 32 >= 1024)
+        chunk = 32;
+    else if (P % 16 == 0 && B * E / 16 >= 1024)
+        chunk = 16;
+    struct omni_tensor res[2], part, u;
+    {
+        const int64_t sh_MD[2] = {M, D}, sh_p[2] = {M, E / chunk}, sh_u[2] = {M, 1};
+        res[0] = *resid;
+        m2_buf_view(&res[1], x->scratch[SC_RES2], dev, 2, sh_MD);
+        m2_buf_view(&part, x->scratch[SC_PART], dev, 2, sh_p);
+        m2_buf_view(&u, x->scratch[SC_U], dev, 2, sh_u);
+    }
+    int cur = 0, rc;
+    for (int64_t l = 0; l < d->n_layer; l++) {
+        struct m2_layer *w = &s->layers[l];
+        const struct omni_tensor *la = NULL, *lb = NULL;
+        float lscale = 0.0f;
+        if (n_act == 1 && (rc = m2_lowrank(act[0], l, &la, &lb, &lscale, err)))
+            return omni_error_prefix(err, "stage '%s' layer %lld: ", s->name, (long long)l);
+        if (la) {
+            const int64_t sh_u[2] = {M, la->shape[0]};
+            m2_buf_view(&u, x->scratch[SC_U], dev, 2, sh_u);
+        }
+        struct omni_tensor cs, ss;
+        const int64_t sh_cs[3] = {B, Cd, K}, st_cs[3] = {Cd * K, K, 1};
+        const int64_t sh_ss[4] = {B, H, P, N}, st_ss[4] = {H * P * N, P * N, N, 1};
+        m2_view(&cs, &x->conv, l * B * Cd * K, 3, sh_cs, st_cs);
+        m2_view(&ss, &x->ssm, l * B * H * P * N, 4, sh_ss, st_ss);
+
+        if ((rc = omni_op_decode_norm((struct omni_tensor *)normed, &res[cur ^ 1], &res[cur],
+                                      l ? mix : NULL, &w->norm_w, (float)s->eps, la,
+                                      la ? &u : NULL, err)))
+            goto fail;
+        cur ^= 1;
+        const struct omni_decode_epilogue ein = {
+            .u = la ? &u : NULL, .lb = lb, .lr_scale = lscale,
+            .conv_out = xbc_o, .conv_state = &cs, .conv_w = &w->conv_w,
+            .conv_b = w->conv_b.buf ? &w->conv_b : NULL, .c0 = E,
+        };
+        if ((rc = omni_op_decode_gemv(zx, normed, &w->in_proj, NULL, 1.0f, &ein, err)))
+            goto fail;
+        if ((rc = omni_op_decode_mix(g, &part, zx, xbc_o, &w->A, &w->Dskip, &w->dt_bias,
+                                     &w->gnorm_w, &ss, d->ngroups, err)))
+            goto fail;
+        const struct omni_decode_epilogue eout = {.part = &part, .count = (float)E,
+                                                  .eps = (float)s->eps};
+        if ((rc = omni_op_decode_gemv(mix, g, &w->out_proj, NULL, 1.0f, &eout, err)))
+            goto fail;
+        continue;
+    fail:
+        return omni_error_prefix(err, "stage '%s' layer %lld: ", s->name, (long long)l);
+    }
+    *resid = res[cur];
     return OMNI_OK;
 }
 
@@ -830,7 +947,15 @@ static int m2_run(struct omni_stage *st, void *state, struct omni_io *io, int is
     }
 
     x->dirty = 1;
-    for (int64_t l = 0; l < L; l++) {
+    int fused = 0;
+    if (is_step && (rc = m2_fused_ok(s, act, n_act, M, &fused, err)))
+        goto fail;
+    if (fused) {
+        if ((rc = m2_fused_layers(s, x, act, n_act, M, &resid, &normed, &zx, &xbc_o, &yn, &mix,
+                                  err)))
+            goto fail;
+    }
+    for (int64_t l = 0; l < (fused ? 0 : L); l++) {
         struct m2_layer *w = &s->layers[l];
         struct omni_tensor cs, ss;
         const int64_t sh_cs[3] = {B, Cd, K}, st_cs[3] = {Cd * K, K, 1};

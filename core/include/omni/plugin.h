@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define OMNI_ABI_MAJOR 1
-#define OMNI_ABI_MINOR 0
+#define OMNI_ABI_MINOR 1
 
 #define OMNI_PLUGIN_ENTRY_SYMBOL "omni_plugin_entry"
 
@@ -161,6 +161,14 @@ struct omni_adapter_ops {
      * devices of x and y. */
     int (*apply)(struct omni_stage *adapter, const char *target, int layer,
                  const struct omni_tensor *x, struct omni_tensor *y, struct omni_error *err);
+    /* Optional (ABI minor 1; check size): when apply() adds a low-rank term
+     * y += scale * (x·aᵀ)·bᵀ, its factors for `target` of `layer`, so that the
+     * host stage can fold the term into its own kernels (mamba2's decode step):
+     * *a (R, K) and *b (N, R) f32 contiguous on the adapter's device, borrowed
+     * (valid while the adapter stays loaded). Non-OK: the caller uses apply(). */
+    int (*lowrank)(struct omni_stage *adapter, const char *target, int layer,
+                   const struct omni_tensor **a, const struct omni_tensor **b, float *scale,
+                   struct omni_error *err);
 };
 
 struct omni_weights_ref {

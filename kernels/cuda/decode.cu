@@ -1,0 +1,458 @@
+/* kernels/cuda/decode.cu - CUDA twins of kernels/cpu/decode.c: the fused
+ * Mamba-2 decode step (kernels/decode.h), four kernels per layer.
+ *
+ * dec_tc_k (GEMV, bf16 weights, M <= 16): a block owns 16 output columns;
+ *   its 8 or 16 warps split K (32 values per step) and every warp issues
+ *   the 16-byte weight loads of 4 steps (two rows per lane, streamed past L1)
+ *   before any math. The products run on the tensor cores (mma.m16n8k16,
+ *   A = 16 weight rows, B = up to 8 x rows, f32 accumulate); x is split into
+ *   bf16 hi + lo parts (two MMAs), so x keeps ~16 bits of mantissa and the
+ *   result matches the f32-x GEMV. The 16-byte chunk a lane loads is mapped
+ *   onto the MMA fragments by a fixed permutation of k applied to both
+ *   operands (a dot product does not care about the order of k). Partial
+ *   sums meet in shared memory in a fixed order; one thread per (m, n) then
+ *   runs the epilogue: row scale from partial sums of squares (the gated
+ *   RMSNorm folded into out_proj), low-rank (LoRA) term, bias, and the
+ *   conv1d step of the xBC columns (in_proj). Used by omni_matmul_cuda for
+ *   every bf16 matmul with M <= 16.
+ * dec_simple_k: the same epilogue after a plain one-warp-per-column GEMV,
+ *   for shapes the tensor path does not take (f32/f16 weights, K % 32 != 0).
+ * dec_norm_k: residual add + RMSNorm, one block of 1024 threads per row;
+ *   with a LoRA A factor a second block per row recomputes the same
+ *   normalised row (same arithmetic, same order) and forms u = n·Aᵀ.
+ *   res_out != res_in then, so the second block reads unmodified inputs.
+ * dec_mix_k: one block of 8 warps per (batch row, chunk of 8*RW channels of
+ *   one head); a warp owns RW state rows of N values (lane n, n+32, ...),
+ *   all loaded before the update; y, g = y·silu(z), g⊙w_norm, and the
+ *   chunk's sum of g² (warp sums added in warp order: deterministic). */
+#include <cuda_bf16.h>
+
+#include "common.cuh"
+#include "decode.h"
+
+/* ---- shared epilogue ------------------------------------------------------------------ */
+
+__device__ __forceinline__ void dec_store(float *y, int64_t ldy, int m, int64_t n, float acc,
+                                          float alpha, float beta, const float *bias,
+                                          const float *rs, const struct omni_dec_epi &e)
+{
+    float v = alpha * (rs ? rs[m] : 1.0f) * acc;
+    float *yp = y + m * ldy + n;
+    if (beta != 0.0f)
+        v += beta * *yp;
+    if (bias)
+        v += bias[n];
+    if (e.u) {
+        float t = 0.0f;
+        for (int64_t r = 0; r < e.R; r++)
+            t += e.u[m * e.ldu + r] * e.lb[n * e.R + r];
+        v += e.lr_scale * t;
+    }
+    *yp = v;
+    if (e.cout && n >= e.c0 && n < e.c0 + e.C) {
+        const int64_t c = n - e.c0;
+        float *s = e.cstate + m * e.css.sb + c * e.css.sc;
+        float a = e.cbias ? e.cbias[c] : 0.0f;
+        for (int64_t k = 0; k < e.K; k++) {
+            const float sv = k + 1 < e.K ? s[(k + 1) * e.css.sk] : v;
+            s[k * e.css.sk] = sv;
+            a += e.cw[c * e.K + k] * sv;
+        }
+        e.cout[m * e.ldco + c] = omni__silu(a);
+    }
+}
+
+/* rs[m] for m < M (shared memory), one warp per row, fixed summation order */
+__device__ __forceinline__ void dec_rowscale(float *rs, int M, const struct omni_dec_epi &e)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int m = warp; m < M; m += nw) {
+        float s = 0.0f;
+        for (int64_t j = lane; j < e.nparts; j += 32)
+            s += e.part[m * e.ldp + j];
+        s = omni__warp_sum(s);
+        if (lane == 0)
+            rs[m] = 1.0f / sqrtf(s / e.count + e.eps);
+    }
+}
+
+/* ---- tensor-core GEMV ----------------------------------------------------------------- */
+
+#define TC_U 4 /* K steps (of 32) whose loads a warp issues together */
+
+__device__ __forceinline__ uint4 ld_stream(const uint4 *p)
+{
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
+__device__ __forceinline__ void mma16816(float *c, uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* (a, b) -> bf16 pairs hi and lo with a ~ hi.x + lo.x, b ~ hi.y + lo.y */
+__device__ __forceinline__ void split2(float a, float b, uint32_t &hi, uint32_t &lo)
+{
+    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    const float2 hf = __bfloat1622float2(h);
+    const __nv_bfloat162 l = __floats2bfloat162_rn(a - hf.x, b - hf.y);
+    hi = *reinterpret_cast<const uint32_t *>(&h);
+    lo = *reinterpret_cast<const uint32_t *>(&l);
+}
+
+template <int MT>
+__global__ void __launch_bounds__(512)
+    dec_tc_k(float *y, int64_t ldy, const float *x, int64_t ldx, const __nv_bfloat16 *w,
+             const float *bias, int M, int64_t N, int64_t K, float alpha, float beta,
+             struct omni_dec_epi e)
+{
+    extern __shared__ float red[]; /* [nw][16 n][16 m] */
+    __shared__ float rs[OMNI_DEC_MAX_M];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int64_t n0 = (int64_t)blockIdx.x * 16;
+    /* rows past N / M are clamped (valid memory) and their results dropped */
+    const int64_t ra = min(n0 + g, N - 1), rb = min(n0 + g + 8, N - 1);
+    const uint4 *wa = reinterpret_cast<const uint4 *>(w + ra * K) + t;
+    const uint4 *wb = reinterpret_cast<const uint4 *>(w + rb * K) + t;
+    const float4 *xr[MT];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        xr[mt] = reinterpret_cast<const float4 *>(x + (int64_t)min(mt * 8 + g, M - 1) * ldx) + 2 * t;
+    float c[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        c[mt][0] = c[mt][1] = c[mt][2] = c[mt][3] = 0.0f;
+    const int64_t ns = K / 32;
+    for (int64_t s0 = warp; s0 < ns; s0 += (int64_t)TC_U * nw) {
+        uint4 A[TC_U], Bw[TC_U];
+        float4 X[MT][TC_U][2];
+#pragma unroll
+        for (int u = 0; u < TC_U; u++) {
+            const int64_t s = s0 + (int64_t)u * nw;
+            if (s < ns) {
+                A[u] = ld_stream(wa + s * 4);
+                Bw[u] = ld_stream(wb + s * 4);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    X[mt][u][0] = __ldg(xr[mt] + s * 8);
+                    X[mt][u][1] = __ldg(xr[mt] + s * 8 + 1);
+                }
+            } else {
+                A[u] = Bw[u] = make_uint4(0, 0, 0, 0);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+                    X[mt][u][0] = X[mt][u][1] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < TC_U; u++) {
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                uint32_t h0, l0, h1, l1, h2, l2, h3, l3;
+                split2(X[mt][u][0].x, X[mt][u][0].y, h0, l0);
+                split2(X[mt][u][0].z, X[mt][u][0].w, h1, l1);
+                split2(X[mt][u][1].x, X[mt][u][1].y, h2, l2);
+                split2(X[mt][u][1].z, X[mt][u][1].w, h3, l3);
+                mma16816(c[mt], A[u].x, Bw[u].x, A[u].y, Bw[u].y, h0, h1);
+                mma16816(c[mt], A[u].x, Bw[u].x, A[u].y, Bw[u].y, l0, l1);
+                mma16816(c[mt], A[u].z, Bw[u].z, A[u].w, Bw[u].w, h2, h3);
+                mma16816(c[mt], A[u].z, Bw[u].z, A[u].w, Bw[u].w, l2, l3);
+            }
+        }
+    }
+    float *my = red + warp * 256;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        my[g * 16 + mt * 8 + 2 * t] = c[mt][0];
+        my[g * 16 + mt * 8 + 2 * t + 1] = c[mt][1];
+        my[(g + 8) * 16 + mt * 8 + 2 * t] = c[mt][2];
+        my[(g + 8) * 16 + mt * 8 + 2 * t + 1] = c[mt][3];
+    }
+    if (e.part)
+        dec_rowscale(rs, M, e);
+    __syncthreads();
+    if (threadIdx.x < 256) {
+        const int ml = threadIdx.x >> 4, nl = threadIdx.x & 15;
+        const int64_t n = n0 + nl;
+        if (ml < M && n < N) {
+            float acc = 0.0f;
+            for (int wi = 0; wi < nw; wi++)
+                acc += red[wi * 256 + nl * 16 + ml];
+            dec_store(y, ldy, ml, n, acc, alpha, beta, bias, e.part ? rs : nullptr, e);
+        }
+    }
+}
+
+extern "C" int omni__dec_gemv_tc_cuda(float *y, int64_t ldy, const float *x, int64_t ldx,
+                                      const void *w, int w_dtype, const float *bias, int64_t M,
+                                      int64_t N, int64_t K, float alpha, float beta,
+                                      const struct omni_dec_epi *epi)
+{
+    if (w_dtype != OMNI_DTYPE_BF16 || M < 1 || M > OMNI_DEC_MAX_M || N < 1 || K < 32 || K % 32 ||
+        ((uintptr_t)w & 15) || ((uintptr_t)x & 15) || (M > 1 && ldx % 4))
+        return 0;
+    static const struct omni_dec_epi none = {};
+    const struct omni_dec_epi e = epi ? *epi : none;
+    const unsigned nb = omni__blocks(N, 16);
+    const int nw = nb >= 2u * (unsigned)omni__cuda_sm_count() ? 8 : 16;
+    const size_t smem = (size_t)nw * 256 * sizeof(float);
+    if (M > 8)
+        OMNI_LAUNCH(dec_tc_k<2>, nb, nw * 32, smem, y, ldy, x, ldx, (const __nv_bfloat16 *)w, bias,
+                    (int)M, N, K, alpha, beta, e);
+    else
+        OMNI_LAUNCH(dec_tc_k<1>, nb, nw * 32, smem, y, ldy, x, ldx, (const __nv_bfloat16 *)w, bias,
+                    (int)M, N, K, alpha, beta, e);
+    return 1;
+}
+
+/* ---- plain GEMV with the same epilogue ------------------------------------------------ */
+
+template <typename T>
+__global__ void __launch_bounds__(256)
+    dec_simple_k(float *y, int64_t ldy, const float *x, int64_t ldx, const T *w, const float *bias,
+                 int M, int64_t N, int64_t K, float alpha, struct omni_dec_epi e)
+{
+    __shared__ float rs[OMNI_DEC_MAX_M];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t n = (int64_t)blockIdx.x * 8 + warp;
+    float acc[OMNI_DEC_MAX_M];
+#pragma unroll
+    for (int m = 0; m < OMNI_DEC_MAX_M; m++)
+        acc[m] = 0.0f;
+    if (n < N) {
+        for (int64_t k = lane; k < K; k += 32) {
+            const float wk = omni__ld(w + n * K + k);
+#pragma unroll
+            for (int m = 0; m < OMNI_DEC_MAX_M; m++)
+                if (m < M)
+                    acc[m] += wk * x[m * ldx + k];
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < OMNI_DEC_MAX_M; m++)
+        acc[m] = omni__warp_sum(acc[m]);
+    if (e.part)
+        dec_rowscale(rs, M, e);
+    __syncthreads();
+    if (lane == 0 && n < N) {
+#pragma unroll
+        for (int m = 0; m < OMNI_DEC_MAX_M; m++)
+            if (m < M)
+                dec_store(y, ldy, m, n, acc[m], alpha, 0.0f, bias, e.part ? rs : nullptr, e);
+    }
+}
+
+extern "C" void omni_dec_gemv_cuda(float *y, int64_t ldy, const float *x, int64_t ldx,
+                                   const void *w, int w_dtype, const float *bias, int64_t M,
+                                   int64_t N, int64_t K, float alpha,
+                                   const struct omni_dec_epi *epi)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (M > OMNI_DEC_MAX_M) {
+        omni__cuda_fail(__FILE__, __LINE__, "dec_gemv takes at most %d rows, got %lld",
+                        OMNI_DEC_MAX_M, (long long)M);
+        return;
+    }
+    if (omni__dec_gemv_tc_cuda(y, ldy, x, ldx, w, w_dtype, bias, M, N, K, alpha, 0.0f, epi))
+        return;
+    static const struct omni_dec_epi none = {};
+    const struct omni_dec_epi e = epi ? *epi : none;
+    const unsigned nb = omni__blocks(N, 8);
+    if (w_dtype == OMNI_DTYPE_BF16)
+        OMNI_LAUNCH(dec_simple_k<__nv_bfloat16>, nb, 256, 0, y, ldy, x, ldx,
+                    (const __nv_bfloat16 *)w, bias, (int)M, N, K, alpha, e);
+    else if (w_dtype == OMNI_DTYPE_F16)
+        OMNI_LAUNCH(dec_simple_k<__half>, nb, 256, 0, y, ldy, x, ldx, (const __half *)w, bias,
+                    (int)M, N, K, alpha, e);
+    else
+        OMNI_LAUNCH(dec_simple_k<float>, nb, 256, 0, y, ldy, x, ldx, (const float *)w, bias,
+                    (int)M, N, K, alpha, e);
+}
+
+/* ---- residual add + RMSNorm (+ u = n·Aᵀ) ------------------------------------------------ */
+
+#define DN_NT 1024
+
+__global__ void __launch_bounds__(DN_NT)
+    dec_norm_k(float *out, int64_t ldo, float *ro, int64_t ldro, const float *ri, int64_t ldri,
+               const float *x, int64_t ldx, const float *w, int64_t D, float eps, const float *a,
+               int R, float *u, int64_t ldu)
+{
+    __shared__ float sh[32];
+    __shared__ float us[DN_NT / 32][OMNI_DEC_MAX_R];
+    const int64_t m = blockIdx.x;
+    const bool lora = blockIdx.y == 1;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const float *rr = ri + m * ldri, *xr = x ? x + m * ldx : nullptr;
+    float *rw = ro + m * ldro;
+    float ss = 0.0f;
+    for (int64_t i = threadIdx.x; i < D; i += DN_NT) {
+        const float t = xr ? rr[i] + xr[i] : rr[i];
+        if (!lora)
+            rw[i] = t;
+        ss += t * t;
+    }
+    ss = omni__block_sum(ss, sh);
+    const float rstd = 1.0f / sqrtf(ss / (float)D + eps);
+    if (!lora) {
+        float *o = out + m * ldo;
+        for (int64_t i = threadIdx.x; i < D; i += DN_NT)
+            o[i] = rw[i] * rstd * w[i];
+        return;
+    }
+    for (int r = 0; r < R; r++) {
+        float acc = 0.0f;
+        for (int64_t i = threadIdx.x; i < D; i += DN_NT) {
+            const float t = xr ? rr[i] + xr[i] : rr[i];
+            acc += (t * rstd * w[i]) * a[r * D + i];
+        }
+        acc = omni__warp_sum(acc);
+        if (lane == 0)
+            us[warp][r] = acc;
+    }
+    __syncthreads();
+    if (threadIdx.x < R) {
+        float s = 0.0f;
+        for (int wi = 0; wi < DN_NT / 32; wi++)
+            s += us[wi][threadIdx.x];
+        u[m * ldu + threadIdx.x] = s;
+    }
+}
+
+extern "C" void omni_dec_norm_cuda(float *out, int64_t ldo, float *res_out, int64_t ldro,
+                                   const float *res_in, int64_t ldri, const float *x, int64_t ldx,
+                                   const float *w, int64_t M, int64_t D, float eps, const float *a,
+                                   int64_t R, float *u, int64_t ldu)
+{
+    if (M <= 0)
+        return;
+    if (a && R > OMNI_DEC_MAX_R) {
+        omni__cuda_fail(__FILE__, __LINE__, "dec_norm takes rank <= %d, got %lld", OMNI_DEC_MAX_R,
+                        (long long)R);
+        return;
+    }
+    OMNI_LAUNCH(dec_norm_k, dim3((unsigned)M, a ? 2u : 1u), DN_NT, 0, out, ldo, res_out, ldro,
+                res_in, ldri, x, ldx, w, D, eps, a, (int)R, u, ldu);
+}
+
+/* ---- SSD step + gate ---------------------------------------------------------------------- */
+
+template <int NJ, int RW>
+__global__ void __launch_bounds__(256)
+    dec_mix_k(float *g, int64_t ldg, float *part, int64_t ldp, const float *zx, int64_t ldz,
+              const float *xbc, int64_t ldc, const float *A, const float *Dsk,
+              const float *dt_bias, const float *gnw, float *state, int64_t H, int64_t P,
+              int64_t G, int64_t N)
+{
+    __shared__ float wsum[8];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t b = blockIdx.y, j = blockIdx.x;
+    const int64_t E = H * P, Cd = E + 2 * G * N;
+    const int64_t e0 = j * (8 * RW), h = e0 / P, p0 = e0 % P + warp * RW;
+    const int64_t grp = h / (H / G);
+    const float *zr = zx + b * ldz, *xb = xbc + b * ldc;
+    float *S = state + ((b * H + h) * P + p0) * N;
+    float Sr[RW][NJ];
+#pragma unroll
+    for (int r = 0; r < RW; r++)
+#pragma unroll
+        for (int q = 0; q < NJ; q++) {
+            const int64_t n = lane + 32 * q;
+            Sr[r][q] = n < N ? S[r * N + n] : 0.0f;
+        }
+    const float dt = omni__softplus(zr[E + Cd + h] + dt_bias[h]);
+    const float da = expf(dt * A[h]), Dh = Dsk[h];
+    float Bv[NJ], Cv[NJ];
+#pragma unroll
+    for (int q = 0; q < NJ; q++) {
+        const int64_t n = lane + 32 * q;
+        Bv[q] = n < N ? dt * xb[E + grp * N + n] : 0.0f;
+        Cv[q] = n < N ? xb[E + G * N + grp * N + n] : 0.0f;
+    }
+    float ssq = 0.0f;
+#pragma unroll
+    for (int r = 0; r < RW; r++) {
+        const int64_t e = h * P + p0 + r;
+        const float xv = xb[e];
+        float acc = 0.0f;
+#pragma unroll
+        for (int q = 0; q < NJ; q++) {
+            const float s = da * Sr[r][q] + Bv[q] * xv;
+            Sr[r][q] = s;
+            acc += s * Cv[q];
+        }
+        acc = omni__warp_sum(acc);
+        const float gg = (acc + Dh * xv) * omni__silu(zr[e]);
+        if (lane == 0)
+            g[b * ldg + e] = gg * gnw[e];
+        ssq += gg * gg;
+    }
+#pragma unroll
+    for (int r = 0; r < RW; r++)
+#pragma unroll
+        for (int q = 0; q < NJ; q++) {
+            const int64_t n = lane + 32 * q;
+            if (n < N)
+                S[r * N + n] = Sr[r][q];
+        }
+    if (lane == 0)
+        wsum[warp] = ssq;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float s = 0.0f;
+#pragma unroll
+        for (int wi = 0; wi < 8; wi++)
+            s += wsum[wi];
+        part[b * ldp + j] = s;
+    }
+}
+
+#define MIX_GO(NJ, RW)                                                                             \
+    OMNI_LAUNCH((dec_mix_k<NJ, RW>), grid, 256, 0, g, ldg, part, ldp, zx, ldz, xbc, ldc, A, Dsk,   \
+                dt_bias, gnw, state, d->H, d->P, d->G, d->N)
+#define MIX_RW(NJ)                                                                                 \
+    do {                                                                                           \
+        if (chunk == 8)                                                                            \
+            MIX_GO(NJ, 1);                                                                         \
+        else if (chunk == 16)                                                                      \
+            MIX_GO(NJ, 2);                                                                         \
+        else                                                                                       \
+            MIX_GO(NJ, 4);                                                                         \
+    } while (0)
+
+extern "C" void omni_dec_mix_cuda(float *g, int64_t ldg, float *part, int64_t ldp, int64_t nparts,
+                                  const float *zx, int64_t ldz, const float *xbc, int64_t ldc,
+                                  const float *A, const float *Dsk, const float *dt_bias,
+                                  const float *gnw, float *state, const struct omni_dec_dims *d)
+{
+    const int64_t E = d->H * d->P;
+    if (d->B <= 0 || E <= 0)
+        return;
+    const int64_t chunk = E / nparts, nj = (d->N + 31) / 32;
+    if ((chunk != 8 && chunk != 16 && chunk != 32) || d->P % chunk || nj > 8) {
+        omni__cuda_fail(__FILE__, __LINE__,
+                        "dec_mix on CUDA needs a chunk of 8, 16 or 32 channels dividing P=%lld "
+                        "and N <= 256 (chunk %lld, N %lld)",
+                        (long long)d->P, (long long)chunk, (long long)d->N);
+        return;
+    }
+    const dim3 grid((unsigned)nparts, (unsigned)d->B);
+    if (nj <= 1)
+        MIX_RW(1);
+    else if (nj <= 2)
+        MIX_RW(2);
+    else if (nj <= 4)
+        MIX_RW(4);
+    else
+        MIX_RW(8);
+}

@@ -1,0 +1,292 @@
+/* tests/cuda/check_cuda_decode.c - the fused decode-step ops (omni/ops/decode.h)
+ * on CUDA against their CPU twins: fresh random inputs every run (seed
+ * printed; OMNI_TEST_SEED replays), M = 1, 3, 8, 16 and odd sizes, the full
+ * OmniMamba widths, device outputs starting as NaN bytes with guard regions
+ * after every buffer. The GEMV is held to 1e-4 of max|ref| for every weight
+ * dtype (the bf16 tensor-core path splits x into two bf16 parts); norms, the
+ * SSD step + gate, conv and SSM states to 1e-4.
+ * Without a device the suite skips (fails with OMNI_REQUIRE_CUDA=1). */
+#include <math.h>
+#include <time.h>
+
+#include "cudatest.h"
+#include "omni/ops/decode.h"
+
+#ifdef OMNI_HAVE_CUDA
+
+static struct tu_rng R;
+static long live0;
+
+static void setup(void)
+{
+    live0 = omni_buffer_live_count();
+    const char *fixed = getenv("OMNI_TEST_SEED");
+    uint64_t seed = fixed ? strtoull(fixed, NULL, 0)
+                          : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
+    printf("seed 0x%llx\n", (unsigned long long)seed);
+    tu_rng_seed(&R, seed);
+}
+
+static void teardown(void) { TU_ASSERT_NO_LEAK(live0); }
+
+#define SH(...) ((const int64_t[]){__VA_ARGS__})
+
+static void pair(struct omni_tensor *h, struct omni_tensor *d, int dtype, float scale, int ndim,
+                 const int64_t *shape)
+{
+    ct_hrand(h, &R, dtype, scale, ndim, shape);
+    ct_up(d, h);
+}
+
+/* host tensor with values in [lo, hi) and its device copy */
+static void pair_u(struct omni_tensor *h, struct omni_tensor *d, float lo, float hi, int ndim,
+                   const int64_t *shape)
+{
+    kt_tensor(h, OMNI_DTYPE_F32, ndim, shape);
+    kt_fill(&R, h, lo, hi);
+    ct_up(d, h);
+}
+
+/* host output (contents irrelevant) and a NaN-filled guarded device twin */
+static void outp(struct omni_tensor *h, struct omni_tensor *d, int ndim, const int64_t *shape)
+{
+    ct_hrand(h, &R, OMNI_DTYPE_F32, 1.0f, ndim, shape);
+    ct_dalloc(d, OMNI_DTYPE_F32, ndim, shape);
+}
+
+static void rel2(struct omni_tensor *a, struct omni_tensor *b)
+{
+    kt_release(a);
+    omni_tensor_release(b);
+}
+
+enum { E_RS = 1, E_LR = 2, E_CONV = 4 };
+
+static void one_gemv(int64_t M, int64_t N, int64_t K, int wdt, int64_t ldx, int flags, int64_t c0,
+                     int64_t C, int64_t Kc, int64_t Rk, int64_t nparts, int with_bias)
+{
+    struct omni_error e = {0};
+    struct omni_tensor hx, dx, hw, dw, hb, db, hy, dy, hp, dp, hu, du, hl, dl;
+    struct omni_tensor hcw, dcw, hcb, dcb, hcs, dcs, hco, dco;
+    char what[200];
+    pair(&hx, &dx, OMNI_DTYPE_F32, 1.0f, 2, SH(M, ldx));
+    pair(&hw, &dw, wdt, 1.0f / sqrtf((float)K), 2, SH(N, K));
+    pair(&hb, &db, OMNI_DTYPE_F32, 1.0f, 1, SH(N));
+    outp(&hy, &dy, 2, SH(M, N));
+    pair_u(&hp, &dp, 0.5f, 2.0f, 2, SH(M, nparts));
+    pair(&hu, &du, OMNI_DTYPE_F32, 1.0f, 2, SH(M, Rk));
+    pair(&hl, &dl, OMNI_DTYPE_F32, 0.3f, 2, SH(N, Rk));
+    pair(&hcw, &dcw, OMNI_DTYPE_F32, 0.5f, 2, SH(C, Kc));
+    pair(&hcb, &dcb, OMNI_DTYPE_F32, 0.5f, 1, SH(C));
+    pair(&hcs, &dcs, OMNI_DTYPE_F32, 1.0f, 3, SH(M, C, Kc));
+    outp(&hco, &dco, 2, SH(M, C));
+    struct omni_tensor vx = kt_slice_last(&hx, 0, K), vdx = kt_slice_last(&dx, 0, K);
+    struct omni_decode_epilogue he = {0}, de = {0};
+    if (flags & E_RS) {
+        he.part = &hp, de.part = &dp;
+        he.count = de.count = (float)(nparts * 8);
+        he.eps = de.eps = 1e-5f;
+    }
+    if (flags & E_LR) {
+        he.u = &hu, de.u = &du, he.lb = &hl, de.lb = &dl;
+        he.lr_scale = de.lr_scale = 4.0f;
+    }
+    if (flags & E_CONV) {
+        he.conv_out = &hco, de.conv_out = &dco, he.conv_state = &hcs, de.conv_state = &dcs;
+        he.conv_w = &hcw, de.conv_w = &dcw, he.conv_b = &hcb, de.conv_b = &dcb;
+        he.c0 = de.c0 = c0;
+    }
+    const float alpha = flags & E_RS ? 1.0f : 0.75f;
+    ck_assert_int_eq(omni_op_decode_gemv(&hy, &vx, &hw, with_bias ? &hb : NULL, alpha, &he, &e),
+                     OMNI_OK);
+    int rc = omni_op_decode_gemv(&dy, &vdx, &dw, with_bias ? &db : NULL, alpha, &de, &e);
+    ck_assert_msg(rc == OMNI_OK, "decode_gemv on CUDA: %s", e.msg);
+    ct_sync();
+    snprintf(what, sizeof what, "decode_gemv M=%lld N=%lld K=%lld w=%s ldx=%lld flags=%d bias=%d",
+             (long long)M, (long long)N, (long long)K, omni_dtype_name(wdt), (long long)ldx, flags,
+             with_bias);
+    ct_cmp_dev(what, &dy, &hy, 1e-4);
+    if (flags & E_CONV) {
+        char w2[240];
+        snprintf(w2, sizeof w2, "%s conv_out", what);
+        ct_cmp_dev(w2, &dco, &hco, 1e-4);
+        snprintf(w2, sizeof w2, "%s conv_state", what);
+        ct_cmp_dev(w2, &dcs, &hcs, 1e-4);
+    }
+    rel2(&hx, &dx), rel2(&hw, &dw), rel2(&hb, &db), rel2(&hy, &dy), rel2(&hp, &dp);
+    rel2(&hu, &du), rel2(&hl, &dl), rel2(&hcw, &dcw), rel2(&hcb, &dcb), rel2(&hcs, &dcs);
+    rel2(&hco, &dco);
+}
+
+START_TEST(test_decode_gemv_matches_cpu)
+{
+    static const int64_t Ms[4] = {1, 3, 8, 16};
+    static const int dts[3] = {OMNI_DTYPE_BF16, OMNI_DTYPE_F32, OMNI_DTYPE_F16};
+    for (int i = 0; i < 4; i++) {
+        const int64_t M = Ms[i];
+        /* OmniMamba in_proj (LoRA rank 8 + conv over the xBC columns) and out_proj (row scale) */
+        one_gemv(M, 8512, 2048, OMNI_DTYPE_BF16, 2048, E_LR | E_CONV, 4096, 4352, 4, 8, 4, 0);
+        one_gemv(M, 2048, 4096, OMNI_DTYPE_BF16, 4096, E_RS, 0, 1, 1, 1, 512, 0);
+        for (int d = 0; d < 3; d++) {
+            /* odd N, strided x, every epilogue term, bias */
+            one_gemv(M, 299, 96, dts[d], 100, E_RS | E_LR | E_CONV, 100, 150, 4, 5, 7, 1);
+            /* K not a multiple of 32: the plain GEMV */
+            one_gemv(M, 33, 40, dts[d], 40, E_LR | E_CONV, 3, 30, 3, 2, 3, 1);
+            one_gemv(M, 17, 32, dts[d], 36, 0, 0, 1, 1, 1, 1, 1);
+        }
+    }
+}
+END_TEST
+
+/* omni_op_matmul with bf16 weights and M <= 16 goes through the same GEMV (with
+ * alpha, beta, bias): f32-level agreement, including M = 9..16 */
+START_TEST(test_matmul_bf16_up_to_16_rows_matches_cpu)
+{
+    static const int64_t t[][3] = {{9, 257, 64}, {12, 1000, 2048}, {16, 2048, 4096}, {5, 33, 96}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        struct omni_error e = {0};
+        const int64_t M = t[i][0], N = t[i][1], K = t[i][2];
+        struct omni_tensor hx, dx, hw, dw, hb, db, hy, dy;
+        pair(&hx, &dx, OMNI_DTYPE_F32, 1.0f, 2, SH(M, K));
+        pair(&hw, &dw, OMNI_DTYPE_BF16, 1.0f / sqrtf((float)K), 2, SH(N, K));
+        pair(&hb, &db, OMNI_DTYPE_F32, 1.0f, 1, SH(N));
+        pair(&hy, &dy, OMNI_DTYPE_F32, 1.0f, 2, SH(M, N));
+        ck_assert_int_eq(omni_op_matmul(&hy, &hx, &hw, &hb, 0.5f, 0.25f, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_matmul(&dy, &dx, &dw, &db, 0.5f, 0.25f, &e), OMNI_OK);
+        ct_sync();
+        char what[96];
+        snprintf(what, sizeof what, "matmul bf16 M=%lld N=%lld K=%lld", (long long)M,
+                 (long long)N, (long long)K);
+        ct_cmp_dev(what, &dy, &hy, 1e-4);
+        rel2(&hx, &dx), rel2(&hw, &dw), rel2(&hb, &db), rel2(&hy, &dy);
+    }
+}
+END_TEST
+
+static void one_norm(int64_t M, int64_t D, int with_x, int64_t Rk)
+{
+    struct omni_error e = {0};
+    struct omni_tensor hri, dri, hx, dx, hw, dw, ha, da, ho, dout, hro, dro, hu, du;
+    char what[128];
+    pair(&hri, &dri, OMNI_DTYPE_F32, 1.0f, 2, SH(M, D));
+    pair(&hx, &dx, OMNI_DTYPE_F32, 1.0f, 2, SH(M, D));
+    pair(&hw, &dw, OMNI_DTYPE_F32, 1.0f, 1, SH(D));
+    pair(&ha, &da, OMNI_DTYPE_F32, 0.1f, 2, SH(Rk ? Rk : 1, D));
+    outp(&ho, &dout, 2, SH(M, D));
+    outp(&hro, &dro, 2, SH(M, D));
+    outp(&hu, &du, 2, SH(M, Rk ? Rk : 1));
+    ck_assert_int_eq(omni_op_decode_norm(&ho, &hro, &hri, with_x ? &hx : NULL, &hw, 1e-5f,
+                                         Rk ? &ha : NULL, Rk ? &hu : NULL, &e),
+                     OMNI_OK);
+    int rc = omni_op_decode_norm(&dout, &dro, &dri, with_x ? &dx : NULL, &dw, 1e-5f,
+                                 Rk ? &da : NULL, Rk ? &du : NULL, &e);
+    ck_assert_msg(rc == OMNI_OK, "decode_norm on CUDA: %s", e.msg);
+    ct_sync();
+    snprintf(what, sizeof what, "decode_norm M=%lld D=%lld x=%d R=%lld out", (long long)M,
+             (long long)D, with_x, (long long)Rk);
+    ct_cmp_dev(what, &dout, &ho, 1e-4);
+    snprintf(what, sizeof what, "decode_norm M=%lld D=%lld x=%d R=%lld res_out", (long long)M,
+             (long long)D, with_x, (long long)Rk);
+    ct_cmp_dev(what, &dro, &hro, 1e-4);
+    if (Rk) {
+        snprintf(what, sizeof what, "decode_norm M=%lld D=%lld x=%d R=%lld u", (long long)M,
+                 (long long)D, with_x, (long long)Rk);
+        ct_cmp_dev(what, &du, &hu, 1e-4);
+    }
+    rel2(&hri, &dri), rel2(&hx, &dx), rel2(&hw, &dw), rel2(&ha, &da), rel2(&ho, &dout);
+    rel2(&hro, &dro), rel2(&hu, &du);
+}
+
+START_TEST(test_decode_norm_matches_cpu)
+{
+    static const int64_t Ms[4] = {1, 3, 8, 16};
+    for (int i = 0; i < 4; i++) {
+        one_norm(Ms[i], 2048, 1, 8);
+        one_norm(Ms[i], 2048, 0, 8);
+        one_norm(Ms[i], 2048, 1, 0);
+        one_norm(Ms[i], 100, 1, 5);
+        one_norm(Ms[i], 5000, 1, 32);
+    }
+}
+END_TEST
+
+static void one_mix(int64_t B, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk)
+{
+    struct omni_error e = {0};
+    const int64_t E = H * P, Cd = E + 2 * G * N, F = E + Cd + H, np = E / chunk;
+    struct omni_tensor hz, dz, hc, dc, hA, dA, hD, dD, hdb, ddb, hgw, dgw, hs, ds, hg, dg, hp, dp;
+    char what[160];
+    pair(&hz, &dz, OMNI_DTYPE_F32, 1.0f, 2, SH(B, F));
+    pair(&hc, &dc, OMNI_DTYPE_F32, 1.0f, 2, SH(B, Cd));
+    pair_u(&hA, &dA, -2.0f, -0.05f, 1, SH(H));
+    pair(&hD, &dD, OMNI_DTYPE_F32, 1.0f, 1, SH(H));
+    pair(&hdb, &ddb, OMNI_DTYPE_F32, 1.0f, 1, SH(H));
+    pair(&hgw, &dgw, OMNI_DTYPE_F32, 1.0f, 1, SH(E));
+    pair(&hs, &ds, OMNI_DTYPE_F32, 1.0f, 4, SH(B, H, P, N));
+    outp(&hg, &dg, 2, SH(B, E));
+    outp(&hp, &dp, 2, SH(B, np));
+    ck_assert_int_eq(omni_op_decode_mix(&hg, &hp, &hz, &hc, &hA, &hD, &hdb, &hgw, &hs, G, &e),
+                     OMNI_OK);
+    int rc = omni_op_decode_mix(&dg, &dp, &dz, &dc, &dA, &dD, &ddb, &dgw, &ds, G, &e);
+    ck_assert_msg(rc == OMNI_OK, "decode_mix on CUDA: %s", e.msg);
+    ct_sync();
+    snprintf(what, sizeof what, "decode_mix B=%lld H=%lld P=%lld G=%lld N=%lld chunk=%lld g",
+             (long long)B, (long long)H, (long long)P, (long long)G, (long long)N, (long long)chunk);
+    ct_cmp_dev(what, &dg, &hg, 1e-4);
+    what[strlen(what) - 1] = 'p';
+    ct_cmp_dev(what, &dp, &hp, 1e-4);
+    what[strlen(what) - 1] = 's';
+    ct_cmp_dev(what, &ds, &hs, 1e-4);
+    rel2(&hz, &dz), rel2(&hc, &dc), rel2(&hA, &dA), rel2(&hD, &dD), rel2(&hdb, &ddb);
+    rel2(&hgw, &dgw), rel2(&hs, &ds), rel2(&hg, &dg), rel2(&hp, &dp);
+}
+
+START_TEST(test_decode_mix_matches_cpu)
+{
+    static const int64_t Bs[4] = {1, 3, 8, 16};
+    for (int i = 0; i < 4; i++) {
+        one_mix(Bs[i], 64, 64, 1, 128, 8);  /* OmniMamba, batch-1 chunking */
+        one_mix(Bs[i], 64, 64, 1, 128, 32); /* OmniMamba, batch-16 chunking */
+        one_mix(Bs[i], 8, 16, 1, 16, 16);   /* the tiny model */
+        one_mix(Bs[i], 6, 24, 2, 40, 8);    /* two groups, odd N */
+        one_mix(Bs[i], 3, 32, 3, 200, 32);  /* N > 128 */
+    }
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("cuda_decode");
+    TCase *t = tcase_create("decode");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 300);
+    tcase_add_test(t, test_decode_gemv_matches_cpu);
+    tcase_add_test(t, test_matmul_bf16_up_to_16_rows_matches_cpu);
+    tcase_add_test(t, test_decode_norm_matches_cpu);
+    tcase_add_test(t, test_decode_mix_matches_cpu);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    int status;
+    if (ct_gate("check_cuda_decode", &status))
+        return status;
+    SRunner *sr = srunner_create(suite());
+    srunner_set_fork_status(sr, CK_FORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
+
+#else /* !OMNI_HAVE_CUDA */
+
+int main(void)
+{
+    printf("check_cuda_decode: skipped: built without CUDA\n");
+    return 0;
+}
+
+#endif
