@@ -73,15 +73,13 @@ __global__ void __launch_bounds__(SB) argmax_k(int32_t *ids, const float *logits
     __shared__ float sv[SB / 32];
     __shared__ int64_t si[SB / 32];
     const float *r = logits + blockIdx.x * ld;
-    /* contiguous segments keep the CPU's walk order within a thread */
-    const int64_t seg = (V + SB - 1) / SB, lo = threadIdx.x * seg, hi = min(V, lo + seg);
+    /* coalesced strided walk; (value, lowest index) wins, every thread starting
+     * from element 0 as the CPU walk does (so a NaN there wins, as on the CPU) */
     float bv = r[0];
     int64_t bi = 0;
-    for (int64_t v = lo; v < hi; v++)
-        if (r[v] > bv) {
-            bv = r[v];
-            bi = v;
-        }
+#pragma unroll 4
+    for (int64_t v = threadIdx.x; v < V; v += SB)
+        better(bv, bi, r[v], v);
     for (int o = 16; o > 0; o >>= 1) {
         const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
         const int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
