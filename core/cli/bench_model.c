@@ -410,6 +410,13 @@ int omb_t2i_open(struct omb_t2i *m, const struct omb_paths *p, const char *devic
     return OMNI_OK;
 }
 
+int omb_vq_open(struct omni_harness **vq, const struct omb_paths *p, const char *device,
+                const char *dtype, struct omni_error *err)
+{
+    *vq = NULL;
+    return stage(vq, "vq", NULL, device, dtype, p->vq, "model.", err);
+}
+
 void omb_t2i_close(struct omb_t2i *m)
 {
     /* the backbone first: it points at the adapter */

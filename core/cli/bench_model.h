@@ -37,6 +37,10 @@ int omb_t2i_open(struct omb_t2i *m, const struct omb_paths *p, const char *devic
                  const char *dtype, int with_vq, struct omni_error *err);
 void omb_t2i_close(struct omb_t2i *m);
 
+/* The VQ-16 decoder alone (the vq stage of the t2i chain). */
+int omb_vq_open(struct omni_harness **vq, const struct omb_paths *p, const char *device,
+                const char *dtype, struct omni_error *err);
+
 /* The mmu chain: DINOv2 + SigLIP -> projector -> assemble -> backbone
  * (+ mmu LoRA) -> text head -> sampler; decode steps fed by the text
  * embedding + mmu_pos_embed. with_vision = 0 leaves the towers and the

@@ -6,6 +6,8 @@
  *   t2i_b1, t2i_b16  caption -> prefill (72 positions) -> 255 decode steps ->
  *                    VQ decode of the 256 codes: images/s, prefill ms, ms per
  *                    decode step, VQ decode ms.
+ *   vq_b1, vq_b16    the VQ decoder alone on random codes (after one warm-up
+ *                    decode): ms per decode of B images (mean and best of 5).
  *   mmu              a 384x384 image and a 12-token question: time to first
  *                    token = vision (DINOv2 + SigLIP + projector) + prefill
  *                    (745 positions, head, sampler); then 256 decode tokens/s.
@@ -315,6 +317,47 @@ done:
     return rc;
 }
 
+/* ---- vq alone --------------------------------------------------------------------------- */
+
+#define VQ_RUNS 5
+
+static int case_vq(struct ctx *c, int64_t B, cJSON *out, char *line, size_t n, struct omni_error *err)
+{
+    struct omni_harness *vq = NULL;
+    struct omni_tensor codes = {0};
+    int rc;
+    omni_cuda_memory_reset_peak(c->dev);
+    const int64_t csh[2] = {B, OMB_T2I_CODES};
+    TRY(omb_vq_open(&vq, &c->paths, c->o.device, c->o.dtype, err));
+    TRY(omni_tensor_alloc(&codes, OMNI_DTYPE_I32, 2, csh, OMNI_CPU, err));
+    int32_t *cp = omni_tensor_data(&codes);
+    for (int64_t i = 0; i < B * OMB_T2I_CODES; i++)
+        cp[i] = (int32_t)(omni_sample_uniform(c->o.seed + 5, 9, i) * 16384.0) & 16383;
+    TRY(run1(vq, "codes", &codes, 0, err)); /* warm-up */
+    TRY(sync_dev(c, err));
+    double sum = 0, best = 1e30;
+    for (int k = 0; k < VQ_RUNS; k++) {
+        double t0 = now_s();
+        TRY(run1(vq, "codes", &codes, 0, err));
+        TRY(sync_dev(c, err));
+        const double ms = 1e3 * (now_s() - t0);
+        sum += ms;
+        best = ms < best ? ms : best;
+    }
+    const double mean = sum / VQ_RUNS, peak = gib(omni_cuda_memory_peak(c->dev));
+    cJSON_AddNumberToObject(out, "batch", (double)B);
+    cJSON_AddNumberToObject(out, "vq_decode_ms", mean);
+    cJSON_AddNumberToObject(out, "vq_decode_best_ms", best);
+    cJSON_AddNumberToObject(out, "images_per_s", 1e3 * (double)B / mean);
+    cJSON_AddNumberToObject(out, "peak_gib", peak);
+    snprintf(line, n, "| vq batch %-3lld  | VQ %7.2f ms (best %7.2f) | %8.1f img/s | peak %5.2f GiB |",
+             (long long)B, mean, best, 1e3 * (double)B / mean, peak);
+done:
+    omni_tensor_release(&codes);
+    omni_harness_free(vq);
+    return rc;
+}
+
 /* ---- mmu ------------------------------------------------------------------------------- */
 
 struct mmu_res {
@@ -463,7 +506,8 @@ static void usage(FILE *f)
             "usage: omni bench [options]\n\n"
             "Full-size OmniMamba-1.3B throughput and latency with synthetic weights made by omni\n"
             "(deterministic from --seed, written once as bf16 .safetensors under --dir).\n\n"
-            "cases: t2i_b1, t2i_b16 (images/s; prefill, ms per decode step, VQ decode), mmu (384x384\n"
+            "cases: t2i_b1, t2i_b16 (images/s; prefill, ms per decode step, VQ decode), vq_b1, vq_b16\n"
+            "(the VQ decoder alone on random codes: ms per decode, mean and best of 5), mmu (384x384\n"
             "image + 12-token question: time to first token = vision + prefill; decode tokens/s over\n"
             "256 tokens), mmu_16k (decode after a 16384-position context); peak device memory each.\n\n"
             "options:\n"
@@ -569,6 +613,8 @@ int omni_cmd_bench(int argc, char **argv)
     int which = 0;
     if (want(&c.o, "t2i_b1") || want(&c.o, "t2i_b16"))
         which |= OMB_LM | OMB_VQ;
+    if (want(&c.o, "vq_b1") || want(&c.o, "vq_b16"))
+        which |= OMB_VQ;
     if (want(&c.o, "mmu"))
         which |= OMB_LM | OMB_VISION;
     if (want(&c.o, "mmu_16k"))
@@ -591,13 +637,14 @@ int omni_cmd_bench(int argc, char **argv)
     cJSON_AddStringToObject(c.root, "commit", c.o.commit ? c.o.commit : "unknown");
     cJSON_AddBoolToObject(c.root, "cuda_graph", c.o.graph && c.dev.type == OMNI_DEVICE_CUDA);
     c.cases = cJSON_AddObjectToObject(c.root, "cases");
-    char lines[4][256];
+    char lines[8][256];
     int nl = 0;
     static const struct {
         const char *name;
         int kind;
         int64_t B;
-    } all[] = {{"t2i_b1", 0, 1}, {"t2i_b16", 0, 16}, {"mmu", 1, 1}, {"mmu_16k", 2, 1}};
+    } all[] = {{"t2i_b1", 0, 1}, {"t2i_b16", 0, 16}, {"vq_b1", 3, 1},
+               {"vq_b16", 3, 16}, {"mmu", 1, 1}, {"mmu_16k", 2, 1}};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         if (!want(&c.o, all[i].name))
             continue;
@@ -605,6 +652,7 @@ int omni_cmd_bench(int argc, char **argv)
         omni_error_clear(&err);
         fprintf(stderr, "omni bench: %s ...\n", all[i].name);
         rc = all[i].kind == 0   ? case_t2i(&c, all[i].B, o, lines[nl], sizeof lines[nl], &err)
+             : all[i].kind == 3 ? case_vq(&c, all[i].B, o, lines[nl], sizeof lines[nl], &err)
              : all[i].kind == 1 ? case_mmu(&c, o, lines[nl], sizeof lines[nl], &err)
                                 : case_long(&c, o, lines[nl], sizeof lines[nl], &err);
         if (rc < 0) {

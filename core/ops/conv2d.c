@@ -1,6 +1,6 @@
-/* core/ops/conv2d.c - omni_op_conv2d, omni_op_conv2d_pad and
- * omni_op_upsample_nearest2x: checks, then dispatch to kernels/cpu/conv2d.c
- * (no CUDA twin yet). */
+/* core/ops/conv2d.c - omni_op_conv2d, omni_op_conv2d_pad,
+ * omni_op_conv2d_fused and omni_op_upsample_nearest2x: checks, then dispatch
+ * to kernels/cpu/conv2d.c or kernels/cuda/conv2d.cu. */
 #include "omni/ops.h"
 #include "conv2d.h"
 #include "cuda_impl.h"
@@ -131,6 +131,76 @@ int omni_op_conv2d_pad(struct omni_tensor *out, const struct omni_tensor *x,
 {
     const int pads[4] = {pad_top, pad_left, pad_bottom, pad_right};
     return conv_run("omni_op_conv2d_pad", out, x, w, bias, stride, pads, err);
+}
+
+int omni_op_conv2d_fused(struct omni_tensor *out, const struct omni_tensor *x,
+                         const struct omni_tensor *w, const struct omni_tensor *bias, int pad,
+                         const struct omni_tensor *coef, int silu, int up2,
+                         const struct omni_tensor *residual, struct omni_error *err)
+{
+    static const char op[] = "omni_op_conv2d_fused";
+    const int pads[4] = {pad, pad, pad, pad};
+    struct omni_conv2d_geom g;
+    struct omni_tensor xv;
+    char a[96];
+    int rc;
+    if ((rc = omni__check_present(err, op, "x", x)) ||
+        (rc = omni__check_contiguous(err, op, "x", x)))
+        return rc;
+    if (x->ndim != 4)
+        return omni_error_set(err, OMNI_ESHAPE, "%s: x has shape %s, expected (B, Cin, H, W)", op,
+                              omni_shape_str(x->ndim, x->shape, a, sizeof(a)));
+    xv = *x; /* the input the convolution sees: (B, Cin, 2H, 2W) when up2 */
+    if (up2) {
+        xv.shape[2] *= 2;
+        xv.shape[3] *= 2;
+        omni_tensor_set_contiguous(&xv);
+    }
+    if ((rc = check_conv(op, out, &xv, w, bias, 1, pads, &g, err)))
+        return rc;
+    if (coef) {
+        const int64_t csh[3] = {g.B, g.Cin, 4};
+        if ((rc = omni__check_present(err, op, "coef", coef)) ||
+            (rc = omni__check_dtype(err, op, "coef", coef, OMNI_DTYPE_F32)) ||
+            (rc = omni__check_shape(err, op, "coef", coef, 3, csh, "(B, Cin, 4) from x")) ||
+            (rc = omni__check_contiguous(err, op, "coef", coef)) ||
+            (rc = omni__check_same_device(err, op, "coef", coef, "x", x)))
+            return rc;
+    }
+    if (residual) {
+        if ((rc = omni__check_present(err, op, "residual", residual)) ||
+            (rc = omni__check_dtype(err, op, "residual", residual, OMNI_DTYPE_F32)) ||
+            (rc = omni__check_same_shape(err, op, "residual", residual, "out", out)) ||
+            (rc = omni__check_contiguous(err, op, "residual", residual)) ||
+            (rc = omni__check_same_device(err, op, "residual", residual, "x", x)))
+            return rc;
+        /* the residual may be out itself, not a shifted view of it */
+        if (residual->buf == out->buf && residual->offset != out->offset) {
+            const char *ro = omni_tensor_data(residual), *oo = omni_tensor_data(out);
+            if (ro < oo + omni_tensor_nbytes(out) && oo < ro + omni_tensor_nbytes(residual))
+                return omni_error_set(err, OMNI_EINVAL,
+                                      "%s: residual overlaps out without being out", op);
+        }
+    }
+    if (omni_tensor_numel(out) == 0)
+        return OMNI_OK;
+    const struct omni_conv2d_fuse f = {
+        .coef = coef ? omni_tensor_data(coef) : NULL, .silu = silu != 0, .up2 = up2 != 0,
+        .residual = residual ? omni_tensor_data(residual) : NULL};
+    const void *bp = bias ? omni_tensor_data(bias) : NULL;
+    const int bdt = bias ? bias->dtype : OMNI_DTYPE_F32;
+    OMNI__CUDA_DISPATCH(err, op, x->device,
+                        omni_conv2d_fused_cuda(omni_tensor_data(out), omni_tensor_data(x),
+                                               omni_tensor_data(w), w->dtype, bp, bdt, &g, &f));
+    if ((rc = omni__cpu_only(err, op, x)))
+        return rc;
+    rc = omni_conv2d_fused_cpu(omni_tensor_data(out), omni_tensor_data(x), omni_tensor_data(w),
+                               w->dtype, bp, bdt, &g, &f);
+    if (rc)
+        return omni_error_set(err, rc, "%s: cannot allocate the transformed input (%zu bytes) "
+                              "or the per-thread scratch", op,
+                              (size_t)(g.B * g.Cin * g.H * g.W) * sizeof(float));
+    return OMNI_OK;
 }
 
 int omni_op_upsample_nearest2x(struct omni_tensor *out, const struct omni_tensor *x,

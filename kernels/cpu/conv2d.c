@@ -21,7 +21,12 @@
  * Accumulation is f32 in k order within a KC block, the blocks summed in
  * order into out (the first block adds the bias). The result does not depend
  * on the thread count (bands do not change the arithmetic of an element).
+ *
+ * omni_conv2d_fused_cpu is the reference of the fused convolution: it
+ * materialises the transformed input (GroupNorm coefficients, SiLU, nearest
+ * x2) and adds the residual after the plain convolution.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -320,6 +325,75 @@ int omni_conv2d_cpu(float *out, const float *x, const void *w, int w_dtype, cons
     }
     omni_parallel_for(g->B * j.nbands, conv_tasks, &j);
     return j.status;
+}
+
+/* t = act(affine(x)) read through the nearest x2 map when up2; (B, Cin, H, W)
+ * of the geometry. The same f32 expressions as omni_groupnorm_cpu and
+ * omni_silu_cpu, so GroupNorm -> SiLU -> conv gives the same bits either way. */
+struct xf_job {
+    float *t;
+    const float *x;
+    const struct omni_conv2d_geom *g;
+    const struct omni_conv2d_fuse *f;
+};
+
+static void xf_tasks(void *ctx, int64_t t0, int64_t t1)
+{
+    const struct xf_job *j = ctx;
+    const struct omni_conv2d_geom *g = j->g;
+    const int up = j->f->up2 ? 1 : 0;
+    const int64_t Hs = g->H >> up, Ws = g->W >> up;
+    for (int64_t t = t0; t < t1; t++) { /* t = b * Cin + i: one plane */
+        const float *src = j->x + t * Hs * Ws;
+        float *dst = j->t + t * g->H * g->W;
+        const float *c = j->f->coef ? j->f->coef + t * 4 : NULL;
+        for (int64_t y = 0; y < g->H; y++)
+            for (int64_t xx = 0; xx < g->W; xx++) {
+                float v = src[(y >> up) * Ws + (xx >> up)];
+                if (c)
+                    v = ((v - c[0]) - c[1]) * c[2] + c[3];
+                if (j->f->silu)
+                    v = v / (1.0f + expf(-v));
+                dst[y * g->W + xx] = v;
+            }
+    }
+}
+
+int omni_conv2d_fused_cpu(float *out, const float *x, const void *w, int w_dtype,
+                          const void *bias, int bias_dtype, const struct omni_conv2d_geom *g,
+                          const struct omni_conv2d_fuse *f)
+{
+    const int64_t nin = g->B * g->Cin * g->H * g->W, nout = g->B * g->Cout * g->Ho * g->Wo;
+    const float *xin = x;
+    float *t = NULL, *res = NULL;
+    int rc = OMNI_OK;
+    if (f->coef || f->silu || f->up2) {
+        t = malloc((size_t)(nin > 0 ? nin : 1) * sizeof(float));
+        if (!t)
+            return OMNI_ENOMEM;
+        struct xf_job j = {t, x, g, f};
+        omni_parallel_for(g->B * g->Cin, xf_tasks, &j);
+        xin = t;
+    }
+    const float *r = f->residual;
+    if (r && r < out + nout && out < r + nout) { /* the residual is (in) out: keep a copy */
+        res = malloc((size_t)(nout > 0 ? nout : 1) * sizeof(float));
+        if (!res) {
+            rc = OMNI_ENOMEM;
+            goto done;
+        }
+        memcpy(res, r, (size_t)nout * sizeof(float));
+        r = res;
+    }
+    if ((rc = omni_conv2d_cpu(out, xin, w, w_dtype, bias, bias_dtype, g)))
+        goto done;
+    if (r)
+        for (int64_t i = 0; i < nout; i++)
+            out[i] = out[i] + r[i];
+done:
+    free(t);
+    free(res);
+    return rc;
 }
 
 struct up_job {

@@ -1,4 +1,17 @@
-/* kernels/cuda/conv2d.cu - CUDA twin of omni_conv2d_cpu (kernels/conv2d.h):
+/* kernels/cuda/conv2d.cu - CUDA twins of omni_conv2d_cpu and
+ * omni_conv2d_fused_cpu (kernels/conv2d.h).
+ *
+ * The fused op (and omni_conv2d_cuda with f16/bf16 weights at stride 1):
+ * f16/bf16 weights: out is first set to bias + residual (the residual may be
+ * out itself), then per group of images (<= 512 MiB of scratch) one kernel
+ * unfolds the transformed input (GroupNorm coefficients, SiLU, nearest x2
+ * applied on the way; zero padding after the transform) in the weight dtype
+ * and one strided-batched cuBLAS GEMM (f32 accumulation) adds W * col into out.
+ * f32 weights: an implicit GEMM in f32 FMA (64 x 64 tiles, K walked as
+ * (block of 16 input channels, tap, channel): one source address per thread
+ * and tile, nothing unfolded), the epilogue adding bias and residual.
+ *
+ * Unfused path (f32 weights, or stride > 1):
  * 2-D convolution, NCHW, groups 1, zero padding, as
  *   out_b (Cout x S) = W (Cout x Cin*KH*KW) · col_b (Cin*KH*KW x S) + bias
  * per image b, S = Ho*Wo. col_b is unfolded (im2col) into scratch in the
@@ -46,6 +59,320 @@ __global__ void conv_bias_k(float *out, const void *bias, int bias_dtype, int64_
     out[i] += omni__ld_dt(bias, bias_dtype, (i / S) % C);
 }
 
+/* ---- implicit GEMM ------------------------------------------------------------------------ */
+
+struct ig_geom {
+    int B, Cin, H, W; /* the input the convolution sees (after the x2 map) */
+    int Hs, Ws;       /* the stored input */
+    int Cout, KH, KW, KHW, pad_t, pad_l, Ho, Wo, HWo, K;
+    int P;            /* B*Ho*Wo */
+    long long splane; /* Hs*Ws */
+    int nkt;          /* K tiles: ceil(Cin/BK) * KHW */
+};
+
+template <typename T> __device__ __forceinline__ T ig_cvt(float v);
+template <> __device__ __forceinline__ float ig_cvt<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half ig_cvt<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 ig_cvt<__nv_bfloat16>(float v)
+{
+    return __float2bfloat16_rn(v);
+}
+
+/* One pixel of the B operand: which image and output position. */
+struct ig_pix {
+    const float *xb, *cb; /* image's input and coefficient rows */
+    int oy, ox, valid;
+};
+
+__device__ __forceinline__ ig_pix ig_pixel(const ig_geom &g, long long p, const float *x,
+                                           const float *coef)
+{
+    ig_pix r;
+    r.valid = p < g.P;
+    int b = 0, s = 0;
+    if (r.valid) {
+        b = (int)(p / g.HWo);
+        s = (int)(p - (long long)b * g.HWo);
+    }
+    r.oy = s / g.Wo;
+    r.ox = s - r.oy * g.Wo;
+    r.xb = x + (long long)b * g.Cin * g.splane;
+    r.cb = coef ? coef + (long long)b * g.Cin * 4 : NULL;
+    return r;
+}
+
+/* source offset of the tap (dy, dx) for pixel q, -1 when it reads padding */
+__device__ __forceinline__ int ig_src(const ig_geom &g, const ig_pix &q, int dy, int dx, int up2)
+{
+    const int iy = q.oy + dy - g.pad_t, ix = q.ox + dx - g.pad_l;
+    if (!q.valid || iy < 0 || iy >= g.H || ix < 0 || ix >= g.W)
+        return -1;
+    return up2 ? (iy >> 1) * g.Ws + (ix >> 1) : iy * g.Ws + ix;
+}
+
+/* GroupNorm coefficients and SiLU of a loaded input value */
+template <int FAST>
+__device__ __forceinline__ float ig_xf(float v, const float *cb, int ci, int silu)
+{
+    if (cb) {
+        const float4 c = __ldg((const float4 *)(cb + 4 * ci));
+        v = ((v - c.x) - c.y) * c.z + c.w;
+    }
+    if (silu)
+        v = FAST ? v / (1.0f + __expf(-v)) : v / (1.0f + expf(-v));
+    return v;
+}
+
+/* An output pixel: its image and position, or invalid. */
+struct ig_opix {
+    int b, s, valid;
+};
+
+__device__ __forceinline__ ig_opix ig_opixel(const ig_geom &g, long long p)
+{
+    ig_opix r;
+    r.valid = p < g.P;
+    r.b = r.valid ? (int)p / g.HWo : 0;
+    r.s = r.valid ? (int)p - r.b * g.HWo : 0;
+    return r;
+}
+
+/* out = acc + bias + residual for output channel m, pixel o */
+__device__ __forceinline__ void ig_store(float *out, const ig_geom &g, int m, const ig_opix &o,
+                                         float v, const void *bias, int bias_dtype,
+                                         const float *res)
+{
+    if (m >= g.Cout || !o.valid)
+        return;
+    const long long i = ((long long)o.b * g.Cout + m) * g.HWo + o.s;
+    if (bias)
+        v += omni__ld_dt(bias, bias_dtype, m);
+    if (res)
+        v += res[i];
+    out[i] = v;
+}
+
+#define IG_BK 32
+
+/* f32 weights: tile 64 x 64, K tiles of 16 channels, 4 x 4 outputs per thread. */
+template <typename TW>
+__global__ void __launch_bounds__(256)
+    conv_simt_k(float *__restrict__ out, const float *__restrict__ x, const TW *__restrict__ w,
+                const void *bias, int bias_dtype, ig_geom g, const float *coef, int silu, int up2,
+                const float *res)
+{
+    constexpr int BM = 64, BN = 64, BK = 16;
+    __shared__ float As[2][BK][BM + 4], Bs[2][BK][BN + 4];
+    const int tid = threadIdx.x;
+    const int m0 = blockIdx.y * BM;
+    const long long n0 = (long long)blockIdx.x * BN;
+    const int ak = tid & 15, am = tid >> 4;  /* A: channel ak, rows am + 16j */
+    const int bp = tid & 63, bk0 = tid >> 6; /* B: pixel bp, channels bk0 + 4j */
+    const ig_pix q = ig_pixel(g, n0 + bp, x, coef);
+    const int tm = tid >> 4, tn = tid & 15;
+    float areg[4], breg[4], acc[4][4] = {};
+    int boff = -1, bci0 = 0;
+    const int nkt = (g.Cin + BK - 1) / BK * g.KHW;
+
+    auto load = [&](int kt) {
+        const int cib = kt / g.KHW, tap = kt - cib * g.KHW;
+        const int dy = tap / g.KW, dx = tap - dy * g.KW, ci0 = cib * BK;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int m = m0 + am + 16 * j, ci = ci0 + ak;
+            areg[j] = m < g.Cout && ci < g.Cin ? omni__ld(w + (long long)m * g.K + ci * g.KHW + tap)
+                                               : 0.0f;
+        }
+        boff = ig_src(g, q, dy, dx, up2);
+        bci0 = ci0 + bk0;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int ci = bci0 + 4 * j;
+            breg[j] = boff >= 0 && ci < g.Cin ? __ldg(q.xb + ci * g.splane + boff) : 0.0f;
+        }
+    };
+    auto store = [&](int buf) {
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            As[buf][ak][am + 16 * j] = areg[j];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int ci = bci0 + 4 * j;
+            float v = breg[j];
+            if (boff >= 0 && ci < g.Cin)
+                v = ig_xf<0>(v, q.cb, ci, silu);
+            Bs[buf][bk0 + 4 * j][bp] = v;
+        }
+    };
+    load(0);
+    store(0);
+    __syncthreads();
+    for (int kt = 0; kt < nkt; kt++) {
+        const int buf = kt & 1;
+        if (kt + 1 < nkt)
+            load(kt + 1);
+#pragma unroll
+        for (int k = 0; k < BK; k++) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                a[i] = As[buf][k][tm + 16 * i];
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                b[j] = Bs[buf][k][tn + 16 * j];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        if (kt + 1 < nkt)
+            store(buf ^ 1);
+        __syncthreads();
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const ig_opix o = ig_opixel(g, n0 + tn + 16 * j);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            ig_store(out, g, m0 + tm + 16 * i, o, acc[i][j], bias, bias_dtype, res);
+    }
+}
+
+/* f16/bf16 weights: the transformed input unfolded in the weight dtype,
+ * col[img][k][s] with k = (ci, dy, dx) in the weight's order, one thread per
+ * (s, k, image): grid (S/256, K, images). */
+template <typename T>
+__global__ void im2col_fused_k(T *col, const float *x, ig_geom g, int b0, const float *coef,
+                               int silu, int up2)
+{
+    const int s = blockIdx.x * 256 + threadIdx.x, k = blockIdx.y, bi = blockIdx.z;
+    if (s >= g.HWo)
+        return;
+    const int ci = k / g.KHW, tap = k - ci * g.KHW, dy = tap / g.KW, dx = tap - dy * g.KW;
+    const int oy = s / g.Wo, ox = s - oy * g.Wo;
+    const int iy = oy + dy - g.pad_t, ix = ox + dx - g.pad_l;
+    float v = 0.0f;
+    if (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) {
+        const int b = b0 + bi;
+        const int off = up2 ? (iy >> 1) * g.Ws + (ix >> 1) : iy * g.Ws + ix;
+        v = __ldg(x + ((long long)b * g.Cin + ci) * g.splane + off);
+        v = ig_xf<1>(v, coef ? coef + (long long)b * g.Cin * 4 : NULL, ci, silu);
+    }
+    col[((long long)bi * g.K + k) * g.HWo + s] = ig_cvt<T>(v);
+}
+
+/* out = bias (+ residual; residual may be out) before the GEMM adds into it */
+__global__ void conv_init_k(float *out, const void *bias, int bias_dtype, const float *res,
+                            int Cout, int HWo, long long n)
+{
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n)
+        return;
+    float v = res ? res[i] : 0.0f;
+    if (bias)
+        v += omni__ld_dt(bias, bias_dtype, (i / HWo) % Cout);
+    out[i] = v;
+}
+
+#define CONV_FUSED_WS_BYTES ((size_t)512 << 20)
+
+static int conv_fused_gemm(float *out, const float *x, const void *w, int w_dtype,
+                           const void *bias, int bias_dtype, const ig_geom &q, const float *coef,
+                           int silu, int up2, const float *res)
+{
+    cublasHandle_t h = omni__cuda_blas();
+    if (!h)
+        return OMNI_OK; /* error recorded */
+    const cudaDataType_t ab = w_dtype == OMNI_DTYPE_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    const size_t per_img = (size_t)q.K * (size_t)q.HWo * 2;
+    int nb = (int)(CONV_FUSED_WS_BYTES / per_img);
+    if (nb < 1)
+        nb = 1;
+    if (nb > q.B)
+        nb = q.B;
+    if (nb > 65535)
+        nb = 65535;
+    if (per_img * (size_t)nb / 2 > (size_t)INT32_MAX || q.K > 65535) {
+        omni__cuda_fail(__FILE__, __LINE__, "conv2d_fused: an image's unfolded input is too large");
+        return OMNI_OK;
+    }
+    void *col = omni__cuda_workspace(per_img * (size_t)nb);
+    if (!col)
+        return OMNI_ENOMEM;
+    const long long n = (long long)q.B * q.Cout * q.HWo;
+    OMNI_LAUNCH(conv_init_k, omni__blocks(n, 256), 256, 0, out, bias, bias_dtype, res, q.Cout,
+                q.HWo, n);
+    const float one = 1.0f;
+    for (int b0 = 0; b0 < q.B; b0 += nb) {
+        const int m = q.B - b0 < nb ? q.B - b0 : nb;
+        const dim3 grid((unsigned)((q.HWo + 255) / 256), (unsigned)q.K, (unsigned)m);
+        if (w_dtype == OMNI_DTYPE_F16)
+            OMNI_LAUNCH(im2col_fused_k<__half>, grid, 256, 0, (__half *)col, x, q, b0, coef, silu,
+                        up2);
+        else
+            OMNI_LAUNCH(im2col_fused_k<__nv_bfloat16>, grid, 256, 0, (__nv_bfloat16 *)col, x, q,
+                        b0, coef, silu, up2);
+        if (OMNI_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+                h, CUBLAS_OP_N, CUBLAS_OP_N, q.HWo, q.Cout, q.K, &one, col, ab, q.HWo,
+                (long long)q.K * q.HWo, w, ab, q.K, 0, &one, out + (long long)b0 * q.Cout * q.HWo,
+                CUDA_R_32F, q.HWo, (long long)q.Cout * q.HWo, m, CUBLAS_COMPUTE_32F,
+                CUBLAS_GEMM_DEFAULT)))
+            return OMNI_OK;
+    }
+    return OMNI_OK;
+}
+
+extern "C" int omni_conv2d_fused_cuda(float *out, const float *x, const void *w, int w_dtype,
+                                      const void *bias, int bias_dtype,
+                                      const struct omni_conv2d_geom *g,
+                                      const struct omni_conv2d_fuse *f)
+{
+    const int64_t P = g->B * g->Ho * g->Wo;
+    if (P == 0 || g->Cout == 0)
+        return OMNI_OK;
+    const int up2 = f && f->up2;
+    if (g->stride != 1 || (up2 && (g->H % 2 || g->W % 2))) {
+        omni__cuda_fail(__FILE__, __LINE__, "conv2d_fused: stride 1 and an even upsampled size only");
+        return OMNI_OK;
+    }
+    if (P > INT32_MAX / 2 || g->Cin * g->KH * g->KW > INT32_MAX / 2 ||
+        g->Cin * (g->H >> up2) * (g->W >> up2) > INT32_MAX / 2 || g->Cout > 65535 * 64) {
+        omni__cuda_fail(__FILE__, __LINE__, "conv2d_fused dims exceed the kernel's int range");
+        return OMNI_OK;
+    }
+    ig_geom q;
+    q.B = (int)g->B;
+    q.Cin = (int)g->Cin;
+    q.H = (int)g->H;
+    q.W = (int)g->W;
+    q.Hs = q.H >> up2;
+    q.Ws = q.W >> up2;
+    q.Cout = (int)g->Cout;
+    q.KH = (int)g->KH;
+    q.KW = (int)g->KW;
+    q.KHW = q.KH * q.KW;
+    q.pad_t = (int)g->pad_t;
+    q.pad_l = (int)g->pad_l;
+    q.Ho = (int)g->Ho;
+    q.Wo = (int)g->Wo;
+    q.HWo = q.Ho * q.Wo;
+    q.K = q.Cin * q.KHW;
+    q.P = (int)P;
+    q.splane = (long long)q.Hs * q.Ws;
+    q.nkt = (q.Cin + IG_BK - 1) / IG_BK * q.KHW;
+    const float *coef = f ? f->coef : NULL, *res = f ? f->residual : NULL;
+    const int silu = f && f->silu;
+    if (w_dtype == OMNI_DTYPE_F16 || w_dtype == OMNI_DTYPE_BF16) {
+        return conv_fused_gemm(out, x, w, w_dtype, bias, bias_dtype, q, coef, silu, up2, res);
+    } else {
+        const dim3 grid((unsigned)((P + 63) / 64), (unsigned)((q.Cout + 63) / 64));
+        OMNI_LAUNCH(conv_simt_k<float>, grid, 256, 0, out, x, (const float *)w, bias, bias_dtype,
+                    q, coef, silu, up2, res);
+    }
+    return OMNI_OK;
+}
+
 extern "C" int omni_conv2d_cuda(float *out, const float *x, const void *w, int w_dtype,
                                 const void *bias, int bias_dtype, const struct omni_conv2d_geom *g)
 {
@@ -56,6 +383,8 @@ extern "C" int omni_conv2d_cuda(float *out, const float *x, const void *w, int w
     if (!h)
         return OMNI_OK; /* error recorded */
     const int half = w_dtype == OMNI_DTYPE_F16 || w_dtype == OMNI_DTYPE_BF16;
+    if (half && g->stride == 1)
+        return omni_conv2d_fused_cuda(out, x, w, w_dtype, bias, bias_dtype, g, NULL);
     const cudaDataType_t ab = w_dtype == OMNI_DTYPE_F16 ? CUDA_R_16F
                               : w_dtype == OMNI_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
     const cublasComputeType_t ct = half || !omni__cuda_allow_tf32() ? CUBLAS_COMPUTE_32F

@@ -17,6 +17,10 @@
  * blocks per level, which levels have attention) unless params fix it; every
  * tensor is then loaded with an exact shape check. Activations live in three
  * ping-pong buffers of the largest activation (96 MiB fp32 per 256x256 image).
+ * Every GroupNorm + swish in front of a convolution, every nearest x2 and
+ * every residual add after one run inside the convolution
+ * (omni_op_groupnorm_coef + omni_op_conv2d_fused; on the CPU the same ops in
+ * sequence, same bits as calling them one by one).
  */
 #include <math.h>
 #include <stdio.h>
@@ -569,9 +573,11 @@ fail:
 
 /* ------------------------------------------------------------------ forward */
 
-/* Three activation buffers; views into them hold no reference. */
+/* Three activation buffers, GroupNorm coefficients (B, Cmax, 4) and the
+ * attention scratch (made on first use); views into them hold no reference. */
 struct vq_ws {
-    struct omni_buffer *buf[3];
+    struct omni_buffer *buf[3], *coef, *attn;
+    size_t attn_bytes;
     int64_t B;
     struct omni_device dev; /* the stage's device */
 };
@@ -601,27 +607,43 @@ static int groupnorm_swish(struct vq_stage *s, struct omni_tensor *out, const st
     return rc;
 }
 
-/* h = ws[*hi] (B, cin, H, W) -> (B, cout, H, W), result in a new ws slot */
+/* The GroupNorm coefficients of x (B, C, H, W) under norm n, as a (B, C, 4)
+ * view of ws->coef for omni_op_conv2d_fused. */
+static int gn_coef(struct vq_stage *s, struct vq_ws *ws, struct omni_tensor *coef,
+                   const struct omni_tensor *x, const struct vq_norm *n, struct omni_error *err)
+{
+    memset(coef, 0, sizeof *coef);
+    coef->dtype = OMNI_DTYPE_F32;
+    coef->ndim = 3;
+    coef->shape[0] = ws->B;
+    coef->shape[1] = x->shape[1];
+    coef->shape[2] = 4;
+    omni_tensor_set_contiguous(coef);
+    coef->device = ws->dev;
+    coef->buf = ws->coef;
+    return omni_op_groupnorm_coef(coef, x, &n->w, &n->b, (int)s->groups, VQ_GN_EPS, err);
+}
+
+/* h = ws[*hi] (B, cin, H, W) -> (B, cout, H, W), result in a new ws slot:
+ *   c = conv1(swish(GN1(x))); o = conv2(swish(GN2(c))) + (nin(x) or x)
+ * with GroupNorm + swish read inside the convolutions (omni_op_conv2d_fused). */
 static int res_fwd(struct vq_stage *s, const struct vq_res *r, struct vq_ws *ws, int *hi,
                    int64_t H, int64_t W, struct omni_error *err)
 {
     const int h = *hi, t1 = (h + 1) % 3, t2 = (h + 2) % 3;
-    struct omni_tensor x = view(ws, h, r->cin, H, W), a = view(ws, t1, r->cin, H, W);
+    struct omni_tensor x = view(ws, h, r->cin, H, W);
     struct omni_tensor c = view(ws, t2, r->cout, H, W), o = view(ws, t1, r->cout, H, W);
+    struct omni_tensor coef;
     int rc;
-    if ((rc = groupnorm_swish(s, &a, &x, &r->n1, 1, err)) ||
-        (rc = omni_op_conv2d(&c, &a, &r->c1.w, &r->c1.b, 1, 1, err)) ||
-        (rc = groupnorm_swish(s, &c, &c, &r->n2, 1, err)) ||
-        (rc = omni_op_conv2d(&o, &c, &r->c2.w, &r->c2.b, 1, 1, err)))
+    if ((rc = gn_coef(s, ws, &coef, &x, &r->n1, err)) ||
+        (rc = omni_op_conv2d_fused(&c, &x, &r->c1.w, &r->c1.b, 1, &coef, 1, 0, NULL, err)))
         return rc;
-    if (r->has_nin) {
-        struct omni_tensor sk = view(ws, t2, r->cout, H, W);
-        if ((rc = omni_op_conv2d(&sk, &x, &r->nin.w, &r->nin.b, 1, 0, err)) ||
-            (rc = omni_op_add(&o, &o, &sk, err)))
-            return rc;
-    } else if ((rc = omni_op_add(&o, &o, &x, err))) {
+    if (r->has_nin && (rc = omni_op_conv2d(&o, &x, &r->nin.w, &r->nin.b, 1, 0, err)))
         return rc;
-    }
+    if ((rc = gn_coef(s, ws, &coef, &c, &r->n2, err)) ||
+        (rc = omni_op_conv2d_fused(&o, &c, &r->c2.w, &r->c2.b, 1, &coef, 1, 0,
+                                   r->has_nin ? &o : &x, err)))
+        return rc;
     *hi = t1;
     return OMNI_OK;
 }
@@ -673,10 +695,17 @@ static int attn_fwd(struct vq_stage *s, const struct vq_attn *a, struct vq_ws *w
     const int64_t B = ws->B, S = H * W, n = B * S * C;
     const int t1 = (hi + 1) % 3;
     struct omni_tensor x = view(ws, hi, C, H, W), nn = view(ws, t1, C, H, W);
-    struct omni_buffer *tmp = omni_buffer_new(ws->dev, (size_t)(4 * n) * sizeof(float), err);
+    const size_t bytes = (size_t)(4 * n) * sizeof(float);
     int rc;
-    if (!tmp)
-        return err ? err->status : OMNI_ENOMEM;
+    if (ws->attn_bytes < bytes) { /* once per decode or encode */
+        if (ws->attn)
+            omni_buffer_unref(ws->attn);
+        ws->attn_bytes = 0;
+        if (!(ws->attn = omni_buffer_new(ws->dev, bytes, err)))
+            return err ? err->status : OMNI_ENOMEM;
+        ws->attn_bytes = bytes;
+    }
+    struct omni_buffer *tmp = ws->attn;
     struct omni_tensor tok = tview(tmp, 0, B, S, C, ws->dev), q = tview(tmp, n, B, S, C, ws->dev);
     struct omni_tensor k = tview(tmp, 2 * n, B, S, C, ws->dev), v = tview(tmp, 3 * n, B, S, C, ws->dev);
     struct omni_tensor o = tok, p = q;
@@ -695,7 +724,6 @@ static int attn_fwd(struct vq_stage *s, const struct vq_attn *a, struct vq_ws *w
         goto done;
     rc = omni_op_add(&x, &x, &nn, err);
 done:
-    omni_buffer_unref(tmp);
     return rc;
 }
 
@@ -720,8 +748,18 @@ static int64_t coder_maxact(const struct vq_coder *c, int decode, int64_t side0)
     return m;
 }
 
-static int ws_alloc(struct vq_ws *ws, int64_t B, int64_t floats, struct omni_device dev,
-                    struct omni_error *err)
+/* Widest activation of a coder (for the GroupNorm coefficients). */
+static int64_t coder_maxwidth(const struct vq_coder *c)
+{
+    int64_t m = c->c_first;
+    for (int j = 0; j < c->L; j++)
+        if (c->lev[j].C > m)
+            m = c->lev[j].C;
+    return m;
+}
+
+static int ws_alloc(struct vq_ws *ws, int64_t B, int64_t floats, int64_t cmax,
+                    struct omni_device dev, struct omni_error *err)
 {
     ws->B = B;
     ws->dev = dev;
@@ -730,7 +768,8 @@ static int ws_alloc(struct vq_ws *ws, int64_t B, int64_t floats, struct omni_dev
         if (!ws->buf[i])
             return err ? err->status : OMNI_ENOMEM;
     }
-    return OMNI_OK;
+    ws->coef = omni_buffer_new(dev, (size_t)(B * cmax * 4) * sizeof(float), err);
+    return ws->coef ? OMNI_OK : err ? err->status : OMNI_ENOMEM;
 }
 
 static void ws_free(struct vq_ws *ws)
@@ -738,6 +777,10 @@ static void ws_free(struct vq_ws *ws)
     for (int i = 0; i < 3; i++)
         if (ws->buf[i])
             omni_buffer_unref(ws->buf[i]);
+    if (ws->coef)
+        omni_buffer_unref(ws->coef);
+    if (ws->attn)
+        omni_buffer_unref(ws->attn);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -778,12 +821,16 @@ static struct omni_tensor rows(const struct omni_tensor *t, int64_t b0, int64_t 
  * activation buffers within VQ_CHUNK_BYTES: VQ-16 at 256x256 needs 96 MiB per
  * image), at least one. */
 #define VQ_CHUNK_BYTES ((int64_t)256 << 20)
+/* On a GPU wide passes keep the device busy at the 16x16 levels: up to 16
+ * VQ-16 images (1.5 GiB) per pass. */
+#define VQ_CHUNK_BYTES_GPU ((int64_t)1536 << 20)
 
 static int64_t chunk_images(const struct vq_stage *s, int64_t B, int64_t per_image_floats)
 {
+    const int64_t cap = s->base.device.type == OMNI_DEVICE_CPU ? VQ_CHUNK_BYTES : VQ_CHUNK_BYTES_GPU;
     int64_t n = s->pass_images > 0
                     ? s->pass_images
-                    : VQ_CHUNK_BYTES / (3 * per_image_floats * (int64_t)sizeof(float));
+                    : cap / (3 * per_image_floats * (int64_t)sizeof(float));
     if (n < 1)
         n = 1;
     return n < B ? n : B;
@@ -819,21 +866,21 @@ static int decode_pass(struct vq_stage *s, struct vq_ws *ws, struct omni_tensor 
         if ((rc = level_fwd(s, lv, ws, &hi, side, err)))
             return rc;
         if (lv->has_resample) {
-            const int t1 = (hi + 1) % 3, t2 = (hi + 2) % 3;
+            const int t1 = (hi + 1) % 3;
             struct omni_tensor x = view(ws, hi, lv->C, side, side);
-            struct omni_tensor up = view(ws, t1, lv->C, 2 * side, 2 * side);
-            struct omni_tensor y = view(ws, t2, lv->C, 2 * side, 2 * side);
-            if ((rc = omni_op_upsample_nearest2x(&up, &x, err)) ||
-                (rc = omni_op_conv2d(&y, &up, &lv->resample.w, &lv->resample.b, 1, 1, err)))
+            struct omni_tensor y = view(ws, t1, lv->C, 2 * side, 2 * side);
+            if ((rc = omni_op_conv2d_fused(&y, &x, &lv->resample.w, &lv->resample.b, 1, NULL, 0, 1,
+                                           NULL, err)))
                 return rc;
-            hi = t2;
+            hi = t1;
             side *= 2;
         }
     }
     const int64_t Cl = c->lev[c->L - 1].C;
-    struct omni_tensor x = view(ws, hi, Cl, side, side), a = view(ws, (hi + 1) % 3, Cl, side, side);
-    if ((rc = groupnorm_swish(s, &a, &x, &c->norm_out, 1, err)) ||
-        (rc = omni_op_conv2d(image, &a, &c->conv_out.w, &c->conv_out.b, 1, 1, err)))
+    struct omni_tensor x = view(ws, hi, Cl, side, side), coef;
+    if ((rc = gn_coef(s, ws, &coef, &x, &c->norm_out, err)) ||
+        (rc = omni_op_conv2d_fused(image, &x, &c->conv_out.w, &c->conv_out.b, 1, &coef, 1, 0, NULL,
+                                   err)))
         return rc;
     return OMNI_OK;
 }
@@ -854,7 +901,7 @@ static int decode(struct vq_stage *s, const struct omni_tensor *codes, struct om
         m = s->D * S;
     const int64_t chunk = chunk_images(s, B, m);
     const int64_t esh[3] = {chunk, S, s->D}, osh[4] = {B, 3, side, side};
-    if ((rc = ws_alloc(&ws, chunk, m, s->base.device, err)) ||
+    if ((rc = ws_alloc(&ws, chunk, m, coder_maxwidth(c), s->base.device, err)) ||
         (rc = omni_tensor_alloc(&emb, OMNI_DTYPE_F32, 3, esh, s->base.device, err)) ||
         (rc = omni_tensor_alloc(image, OMNI_DTYPE_F32, 4, osh, s->base.device, err)))
         goto done;
@@ -940,7 +987,7 @@ static int encode(struct vq_stage *s, const struct omni_tensor *image, struct om
             goto done;
         x = &xin;
     }
-    if ((rc = ws_alloc(&ws, chunk, m, s->base.device, err)) ||
+    if ((rc = ws_alloc(&ws, chunk, m, coder_maxwidth(c), s->base.device, err)) ||
         (rc = omni_tensor_alloc(&zt, OMNI_DTYPE_F32, 3, zsh, s->base.device, err)) ||
         (rc = omni_tensor_alloc(codes, OMNI_DTYPE_I32, 2, csh, s->base.device, err)))
         goto done;
@@ -1127,7 +1174,8 @@ static const struct omni_plugin_desc vq_desc = {
         "(default: the levels whose attn.0 weights exist; VQ-16 the 16x16 level)\n"
         "norm_groups: GroupNorm groups (default 32)\n"
         "pass_images: images per pass through the network (default 0: as many as fit in "
-        "256 MiB of activations, at least 1; 2 for VQ-16 at 256x256)\n",
+        "256 MiB of activations on the CPU, 1.5 GiB on a GPU, at least 1; VQ-16 at 256x256: 2 "
+        "on the CPU, 16 on a GPU)\n",
 };
 
 OMNI_PLUGIN_DEFINE(vq_desc)

@@ -38,6 +38,28 @@ OMNI_API int omni_op_conv2d_pad(struct omni_tensor *out, const struct omni_tenso
                                 int stride, int pad_top, int pad_left, int pad_bottom,
                                 int pad_right, struct omni_error *err);
 
+/* A 3x3 (or any KHxKW) stride-1 convolution with symmetric padding `pad`
+ * fused with what comes before and after it in the VQ decoder:
+ *   t   = silu?( ((x - c0) - c1) * c2 + c3 )   per (b, i) with c = coef[b, i, :]
+ *         (coef NULL: no affine step; silu 0: no SiLU) -- GroupNorm + SiLU
+ *         with coef from omni_op_groupnorm_coef,
+ *   t   = nearest x2 upsampling of t when up2 (x is then half the conv input),
+ *   out = conv(t, w) + bias + residual (residual NULL: none).
+ *   x:    (B, Cin, H, W) f32 contiguous; the convolution sees (B, Cin, H', W'),
+ *         H' = up2 ? 2H : H
+ *   coef: (B, Cin, 4) f32 contiguous or NULL
+ *   w, bias: as omni_op_conv2d
+ *   residual: (B, Cout, Ho, Wo) f32 contiguous or NULL; may be out itself
+ *   out:  (B, Cout, Ho, Wo) f32 contiguous, Ho = H' + 2 pad - KH + 1; must not
+ *         overlap x.
+ * The CPU twin is exactly the unfused sequence (same bits); CUDA reads x
+ * once per tap straight into the GEMM's tiles (no unfolded copy, no
+ * intermediate tensors). */
+OMNI_API int omni_op_conv2d_fused(struct omni_tensor *out, const struct omni_tensor *x,
+                                  const struct omni_tensor *w, const struct omni_tensor *bias,
+                                  int pad, const struct omni_tensor *coef, int silu, int up2,
+                                  const struct omni_tensor *residual, struct omni_error *err);
+
 /* Nearest-neighbour upsampling by 2: out[b, c, y, x] = x[b, c, y/2, x/2].
  *   x: (B, C, H, W) f32 contiguous; out: (B, C, 2H, 2W) f32 contiguous. */
 OMNI_API int omni_op_upsample_nearest2x(struct omni_tensor *out, const struct omni_tensor *x,
