@@ -4,24 +4,35 @@
  * decode step. Signatures and layouts are those of kernels/ssm.h; every
  * pointer is device memory and the work is queued on the current stream.
  *
- * conv1d_causal: one thread per (b, t, c) output reads its K inputs (from
- *   the state for positions before the call); a second launch then writes
- *   the new state (the last K raw inputs), one thread per (b, c).
+ * conv1d_causal, K <= 4: one thread per (b, channel, run of 8 positions),
+ *   the input window sliding in registers; the first run's blocks also write
+ *   the new state (the last K raw inputs). Other K (<= 16): one thread per
+ *   output, then a second launch for the state.
  * conv1d_step: one thread per (b, c): shift the K state slots, insert x, dot.
  * ssd_step: one warp per (b, h, p) state row of N values (lane n, n+32, ...):
  *   S = exp(dt A) S + (dt B) x_p; y_p = S·C + D x_p (mamba2.md 3 step 3).
- * ssd_scan, chunk Q > 0 (mamba2.md 2.2), f32 FMA throughout (no TF32):
- *   1. cumsum: per (b, h, chunk) dt = softplus(dt_raw + bias), 0 past T;
- *      acs = inclusive prefix sum of dt A.
- *   2. CB[b,c,g][l][s] = C_l·B_s for the s-tiles at or below the l-tile.
- *   3. chunk states S[b,c,h][p][n] = sum_s exp(min(last - acs_s, 0)) dt_s x_s[p] B_s[n].
- *   4. state passing over chunks per (b,h,p,n): the buffer of S is overwritten
- *      with the state entering each chunk; the final state goes to `state`.
- *   5. y_l = sum_{s<=l} CB[l,s] exp(min(acs_l - acs_s, 0)) dt_s x_s
+ * ssd_scan, chunk Q > 0 (mamba2.md 2.2; Q is capped at T as in the CPU
+ *   twin), f32 FMA throughout (no TF32), three or four launches:
+ *   1. ssd_prep_k: CBt[b,c,g][s][l] = B_s·C_l for the 64x64 tiles with
+ *      s-tile <= l-tile, and in the same launch one warp per (b, h, c) for
+ *      dt = softplus(dt_raw + bias), acs = inclusive prefix sum of dt A
+ *      (summed in double, kept as an f32 value + f32 remainder so that
+ *      acs_l - acs_s keeps its digits) and w_s = exp(min(last - acs_s, 0)) dt_s.
+ *   2. ssd_states_k: chunk states S[p][n] = sum_s x_s[p] w_s B_s[n].
+ *   3. ssd_pass_k (nc > 1): state passing over the chunks per (b,h,p,n); the
+ *      buffer of S is overwritten with the state entering each chunk, the
+ *      final state goes to `state`.
+ *   4. ssd_out_k: y_l = sum_{s<=l} CB[l,s] exp(min(acs_l - acs_s, 0)) dt_s x_s
  *            + exp(acs_l) (Hin C_l) + D x_l.
- *   Exponent differences are clamped to <= 0 (upstream HEAD) and the s > l
- *   half is zeroed by selection. Scratch comes from the device's prefill
- *   workspace: 2 B H nc Q + B nc G Q Q + B nc H P N floats.
+ *   With one chunk (nc == 1) Hin is the initial state itself: ssd_out_k runs
+ *   before ssd_states_k, which then writes state = exp(last) state + S in
+ *   place (no pass, no S buffer). The products of 2 and 4 (and the CB tiles)
+ *   are 64x64 output tiles per block of 128 threads, 8x4 outputs per thread,
+ *   operands staged through shared memory 32 reduction steps at a time and
+ *   read as float4. Exponent differences are clamped to <= 0 (upstream HEAD)
+ *   and the s > l half is zeroed by selection. Scratch comes from the
+ *   device's prefill workspace: 4 B H nc Q + B nc G Q Q (+ B nc H P N when
+ *   nc > 1) floats.
  * ssd_scan, chunk == 0: the sequential recurrence with an f32 state, one
  *   warp per (b, h, p) row walking t (the CPU twin keeps that state in
  *   double; the test tolerance covers the difference).
@@ -31,6 +42,70 @@
 
 /* ---- conv1d ------------------------------------------------------------------------ */
 
+#define CONV_TT 8 /* positions per thread of conv1d_seq_k (>= K - 1) */
+
+/* K <= 4: one thread per (b, channel, run of CONV_TT positions), the K-wide
+ * input window slides in registers. grid (channel blocks, position runs, B).
+ * The blocks of the first run also write the new state: each thread reads
+ * the old history of its channel before it overwrites it, and no other block
+ * reads the state (their windows start at t >= CONV_TT - (K - 1) >= 0). */
+template <int K>
+__global__ void __launch_bounds__(128)
+    conv1d_seq_k(float *__restrict__ out, const float *__restrict__ x, int64_t x_sb, int64_t x_st,
+                 const float *__restrict__ w, const float *__restrict__ bias, float *state,
+                 struct omni_conv_state_strides ss, int T, int C, int silu)
+{
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C)
+        return;
+    const int t0 = blockIdx.y * CONV_TT;
+    const int64_t b = blockIdx.z;
+    const float *xb = x + b * x_sb + c;
+    float *sp = state ? state + b * ss.sb + (int64_t)c * ss.sc : NULL;
+    float wr[K], win[K];
+#pragma unroll
+    for (int k = 0; k < K; k++)
+        wr[k] = w[(int64_t)c * K + k];
+    const float bv = bias ? bias[c] : 0.0f;
+#pragma unroll
+    for (int j = 0; j + 1 < K; j++) {
+        const int src = t0 - (K - 1) + j;
+        win[j] = src >= 0 ? xb[src * x_st] : sp ? sp[(K + src) * ss.sk] : 0.0f;
+    }
+    if (blockIdx.y == 0 && sp) {
+        float nw[K];
+#pragma unroll
+        for (int j = 0; j < K; j++) {
+            const int src = T - K + j; /* j + T < K when src < 0 */
+            nw[j] = src >= 0 ? xb[src * x_st] : sp[(j + T) * ss.sk];
+        }
+#pragma unroll
+        for (int j = 0; j < K; j++)
+            sp[j * ss.sk] = nw[j];
+    }
+    float xin[CONV_TT];
+#pragma unroll
+    for (int u = 0; u < CONV_TT; u++)
+        xin[u] = t0 + u < T ? xb[(int64_t)(t0 + u) * x_st] : 0.0f;
+    float *ob = out + (b * T + t0) * (int64_t)C + c;
+#pragma unroll
+    for (int u = 0; u < CONV_TT; u++) {
+        if (t0 + u >= T)
+            break;
+        win[K - 1] = xin[u];
+        float acc = bv;
+#pragma unroll
+        for (int k = 0; k < K; k++)
+            acc += wr[k] * win[k];
+        ob[(int64_t)u * C] = silu ? omni__silu(acc) : acc;
+#pragma unroll
+        for (int k = 0; k + 1 < K; k++)
+            win[k] = win[k + 1];
+    }
+}
+
+/* Any K <= 16: one thread per (b, t, c) output reads its K inputs (from the
+ * state for positions before the call). */
 __global__ void conv1d_causal_k(float *out, const float *x, int64_t x_sb, int64_t x_st,
                                 const float *w, const float *bias, const float *state,
                                 struct omni_conv_state_strides ss, int64_t B, int64_t T, int64_t C,
@@ -55,7 +130,7 @@ __global__ void conv1d_causal_k(float *out, const float *x, int64_t x_sb, int64_
     out[i] = silu ? omni__silu(acc) : acc;
 }
 
-/* state[b,c,:] = the last K raw inputs (history-padded) */
+/* state[b,c,:] = the last K raw inputs (history-padded); after conv1d_causal_k */
 __global__ void conv1d_state_k(float *state, struct omni_conv_state_strides ss, const float *x,
                                int64_t x_sb, int64_t x_st, int64_t B, int64_t T, int64_t C,
                                int64_t K)
@@ -85,6 +160,24 @@ extern "C" void omni_conv1d_causal_cuda(float *out, const float *x, int64_t x_sb
     if (K > 16) {
         omni__cuda_fail(__FILE__, __LINE__, "conv1d on CUDA supports K <= 16, got K=%lld",
                         (long long)K);
+        return;
+    }
+    const int64_t runs = (T + CONV_TT - 1) / CONV_TT;
+    if (K <= 4 && runs <= 65535 && B <= 65535 && B * T * C < ((int64_t)1 << 31)) {
+        const dim3 grid(omni__blocks(C, 128), (unsigned)runs, (unsigned)B);
+        const int Ti = (int)T, Ci = (int)C;
+        if (K == 1)
+            OMNI_LAUNCH(conv1d_seq_k<1>, grid, 128, 0, out, x, x_sb, x_st, w, bias, state, ss,
+                        Ti, Ci, apply_silu);
+        else if (K == 2)
+            OMNI_LAUNCH(conv1d_seq_k<2>, grid, 128, 0, out, x, x_sb, x_st, w, bias, state, ss,
+                        Ti, Ci, apply_silu);
+        else if (K == 3)
+            OMNI_LAUNCH(conv1d_seq_k<3>, grid, 128, 0, out, x, x_sb, x_st, w, bias, state, ss,
+                        Ti, Ci, apply_silu);
+        else
+            OMNI_LAUNCH(conv1d_seq_k<4>, grid, 128, 0, out, x, x_sb, x_st, w, bias, state, ss,
+                        Ti, Ci, apply_silu);
         return;
     }
     OMNI_LAUNCH(conv1d_causal_k, omni__blocks(B * T * C, 256), 256, 0, out, x, x_sb, x_st, w,
@@ -265,263 +358,308 @@ extern "C" void omni_ssd_step_cuda(float *y, const float *x, const float *dt_raw
 
 /* ---- chunked scan ---------------------------------------------------------------------- */
 
-/* 1. dt and acs: (B, H, nc*Q) each; one thread per (b, h, c). */
-__global__ void ssd_cumsum_k(float *dtv, float *acs, const float *dt_raw, const float *A,
-                             const float *dt_bias, struct omni_ssd_dims d, int64_t Q, int64_t nc)
+#define CT 64          /* output tile edge */
+#define CK 32          /* reduction step */
+#define CLD (CT + 4)   /* shared row: float4-aligned, stores transposed at most 4-way conflicted */
+#define CTHREADS 128   /* 8 x 16 threads, 8 x 4 outputs each */
+
+/* acc[i][j] += sum_k As[k][ty*8 + i] * Bs[k][tx*4 + j] over one reduction step */
+__device__ __forceinline__ void ssd_tile_fma(const float (*As)[CLD], const float (*Bs)[CLD],
+                                             float acc[8][4], int ty, int tx)
 {
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= d.B * d.H * nc)
-        return;
-    const int64_t c = i % nc, h = (i / nc) % d.H, b = i / (nc * d.H);
-    const float Ah = A[h], bias = dt_bias[h];
-    float *dv = dtv + (b * d.H + h) * nc * Q + c * Q, *av = acs + (b * d.H + h) * nc * Q + c * Q;
-    float run = 0.0f;
-    for (int64_t l = 0; l < Q; l++) {
-        const int64_t t = c * Q + l;
-        const float dt = t < d.T ? omni__softplus(dt_raw[b * d.dt_sb + t * d.dt_st + h] + bias) : 0.0f;
-        run += dt * Ah;
-        dv[l] = dt;
-        av[l] = run;
+#pragma unroll 8
+    for (int k = 0; k < CK; k++) {
+        const float4 a0 = *(const float4 *)&As[k][ty * 8];
+        const float4 a1 = *(const float4 *)&As[k][ty * 8 + 4];
+        const float4 bq = *(const float4 *)&Bs[k][tx * 4];
+        const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+        const float bb[4] = {bq.x, bq.y, bq.z, bq.w};
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                acc[i][j] = fmaf(a[i], bb[j], acc[i][j]);
     }
 }
 
-#define TL 64 /* rows (l or p) of an output tile */
-#define TS 32 /* reduction step */
-
-/* 2. CB[b,c,g][l][s] = sum_n C[l,n] B[s,n], 64x64 tiles with s-tile <= l-tile.
- * grid: (lt*nt_s... flattened tiles, B*nc*G); block 256 = 16x16, 4x4 each. */
-__global__ void __launch_bounds__(256) ssd_cb_k(float *CB, const float *Bm, const float *Cm,
-                                                struct omni_ssd_dims d, int64_t Q, int64_t nc)
+/* Launch 1, two kinds of block:
+ * blocks [0, ncb): CBt[b,c,g][s][l] = B_s · C_l for the 64x64 tiles with
+ *   s-tile <= l-tile (tile index tri -> (lt, st) in row order);
+ * blocks [ncb, ...): one warp per (b, h, c): dt = softplus(dt_raw + bias)
+ *   (0 past T), acs = inclusive prefix sum of dA = dt A (f32 products summed
+ *   in double by warp scans of 32 with a carry, kept as acs + acl, the f32
+ *   value and its f32 remainder, so that acs_l - acs_s cancels no digits
+ *   when both are large), then w = exp(min(acs[Q-1] - acs, 0)) dt for the
+ *   chunk states. dtv, acs, acl, wst: (B, H, nc, Q). */
+__global__ void __launch_bounds__(CTHREADS)
+    ssd_prep_k(float *__restrict__ CBt, float *__restrict__ dtv, float *__restrict__ acs,
+               float *__restrict__ acl, float *__restrict__ wst, const float *__restrict__ Bm,
+               const float *__restrict__ Cm,
+               const float *__restrict__ dt_raw, const float *__restrict__ A,
+               const float *__restrict__ dt_bias, struct omni_ssd_dims d, int Q, int nc, int ncb)
 {
-    const int64_t nt = (Q + TL - 1) / TL;
-    const int64_t lt = blockIdx.x / nt, st = blockIdx.x % nt;
-    if (st > lt)
-        return;
-    const int64_t z = blockIdx.y, g = z % d.G, c = (z / d.G) % nc, b = z / (d.G * nc);
-    __shared__ float Cs[TS][TL + 1], Bs[TS][TL + 1];
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    float acc[4][4] = {};
-    for (int64_t n0 = 0; n0 < d.N; n0 += TS) {
-        for (int i = threadIdx.x; i < TS * TL; i += 256) {
-            const int r = i / TS, k = i % TS; /* row r of the tile, column k */
-            const int64_t n = n0 + k;
-            const int64_t tl = c * Q + lt * TL + r, ts = c * Q + st * TL + r;
-            const bool lin = lt * TL + r < Q && tl < d.T && n < d.N;
-            const bool sin = st * TL + r < Q && ts < d.T && n < d.N;
-            Cs[k][r] = lin ? Cm[b * d.c_sb + tl * d.c_st + g * d.c_sg + n] : 0.0f;
-            Bs[k][r] = sin ? Bm[b * d.b_sb + ts * d.b_st + g * d.b_sg + n] : 0.0f;
-        }
-        __syncthreads();
-#pragma unroll 8
-        for (int k = 0; k < TS; k++) {
-            float cv[4], bv[4];
+    const int tid = threadIdx.x;
+    if ((int)blockIdx.x >= ncb) {
+        const int lane = tid & 31;
+        const int64_t wid = ((int64_t)blockIdx.x - ncb) * (CTHREADS / 32) + (tid >> 5);
+        if (wid >= d.B * d.H * nc)
+            return;
+        const int c = (int)(wid % nc);
+        const int64_t bh = wid / nc, b = bh / d.H;
+        const int h = (int)(bh % d.H);
+        const float Ah = A[h], bias = dt_bias[h];
+        const int64_t base = wid * Q;
+        const float *raw = dt_raw + b * d.dt_sb + h;
+        double carry = 0.0;
+        for (int l0 = 0; l0 < Q; l0 += 128) {
+            float rv[4];
+            bool ok[4];
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                cv[i] = Cs[k][ty * 4 + i];
-                bv[i] = Bs[k][tx * 4 + i];
+            for (int u = 0; u < 4; u++) {
+                const int l = l0 + 32 * u + lane;
+                const int64_t t = (int64_t)c * Q + l;
+                ok[u] = l < Q && t < d.T;
+                rv[u] = ok[u] ? raw[t * d.dt_st] : 0.0f;
             }
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int u = 0; u < 4; u++) {
+                const int l = l0 + 32 * u + lane;
+                const float dt = ok[u] ? omni__softplus(rv[u] + bias) : 0.0f;
+                double v = (double)(dt * Ah);
 #pragma unroll
-                for (int j = 0; j < 4; j++)
-                    acc[i][j] += cv[i] * bv[j];
-        }
-        __syncthreads();
-    }
-    float *out = CB + z * Q * Q;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int64_t l = lt * TL + ty * 4 + i;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int64_t s = st * TL + tx * 4 + j;
-            if (l < Q && s < Q)
-                out[l * Q + s] = acc[i][j];
-        }
-    }
-}
-
-/* 3. chunk states: S[b,c,h][p][n], output tile 64 (p) x 64 (n); block 256 =
- * 16 (p groups of 4) x 16 (n groups of 4). grid: (tiles of P x N, B*nc*H). */
-__global__ void __launch_bounds__(256) ssd_states_k(float *S, const float *x, const float *Bm,
-                                                    const float *dtv, const float *acs,
-                                                    struct omni_ssd_dims d, int64_t Q, int64_t nc)
-{
-    const int64_t ntn = (d.N + TL - 1) / TL;
-    const int64_t pt = blockIdx.x / ntn, ntile = blockIdx.x % ntn;
-    const int64_t z = blockIdx.y, h = z % d.H, c = (z / d.H) % nc, b = z / (d.H * nc);
-    const int64_t g = h / (d.H / d.G);
-    const float *dv = dtv + (b * d.H + h) * nc * Q + c * Q, *av = acs + (b * d.H + h) * nc * Q + c * Q;
-    const float last = av[Q - 1];
-    __shared__ float Xs[TS][TL + 1], Ws[TS][TL + 1];
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    float acc[4][4] = {};
-    const int64_t len = min(Q, d.T - c * Q); /* real positions in this chunk */
-    for (int64_t s0 = 0; s0 < len; s0 += TS) {
-        for (int i = threadIdx.x; i < TS * TL; i += 256) {
-            const int k = i / TL, r = i % TL; /* position s0+k, column r */
-            const int64_t s = s0 + k, t = c * Q + s;
-            const int64_t p = pt * TL + r, n = ntile * TL + r;
-            float xv = 0.0f, wv = 0.0f;
-            if (s < len) {
-                if (p < d.P)
-                    xv = x[b * d.x_sb + t * d.x_st + h * d.x_sh + p];
-                if (n < d.N) {
-                    const float e = expf(fminf(last - av[s], 0.0f)) * dv[s];
-                    wv = e * Bm[b * d.b_sb + t * d.b_st + g * d.b_sg + n];
+                for (int o = 1; o < 32; o <<= 1) {
+                    const double up = __shfl_up_sync(0xffffffffu, v, o);
+                    if (lane >= o)
+                        v += up;
                 }
+                v += carry;
+                if (l < Q) {
+                    const float hi = (float)v;
+                    dtv[base + l] = dt;
+                    acs[base + l] = hi;
+                    acl[base + l] = (float)(v - (double)hi);
+                }
+                carry = __shfl_sync(0xffffffffu, v, 31); /* lanes past Q add dt = 0 */
             }
-            Xs[k][r] = xv;
-            Ws[k][r] = wv;
         }
-        __syncthreads();
-#pragma unroll 8
-        for (int k = 0; k < TS; k++) {
-            float xv[4], wv[4];
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                xv[i] = Xs[k][ty * 4 + i];
-                wv[i] = Ws[k][tx * 4 + i];
-            }
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++)
-                    acc[i][j] += xv[i] * wv[j];
+        for (int l = lane; l < Q; l += 32) {
+            const float seg = (float)(carry - ((double)acs[base + l] + acl[base + l]));
+            wst[base + l] = expf(fminf(seg, 0.0f)) * dtv[base + l];
         }
-        __syncthreads();
+        return;
     }
-    float *out = S + ((b * nc + c) * d.H + h) * d.P * d.N;
+    const int nt = (Q + CT - 1) / CT, ntri = nt * (nt + 1) / 2;
+    const int tri = blockIdx.x % ntri;
+    const int64_t z = blockIdx.x / ntri; /* (b, c, g) */
+    int lt = 0;
+    while ((lt + 1) * (lt + 2) / 2 <= tri)
+        lt++;
+    const int st = tri - lt * (lt + 1) / 2;
+    const int g = (int)(z % d.G), c = (int)((z / d.G) % nc);
+    const int64_t b = z / ((int64_t)d.G * nc);
+    __shared__ __align__(16) float Bs[CK][CLD];
+    __shared__ __align__(16) float Cs[CK][CLD];
+    const int ty = tid / 16, tx = tid % 16;
+    const float *B0 = Bm + b * d.b_sb + (int64_t)c * Q * d.b_st + g * d.b_sg;
+    const float *C0 = Cm + b * d.c_sb + (int64_t)c * Q * d.c_st + g * d.c_sg;
+    const int len = (int)min((int64_t)Q, d.T - (int64_t)c * Q);
+    float acc[8][4] = {};
+    for (int n0 = 0; n0 < d.N; n0 += CK) {
+        __syncthreads();
+        for (int i = tid; i < CK * CT; i += CTHREADS) {
+            const int k = i % CK, r = i / CK, n = n0 + k; /* consecutive threads walk n */
+            const int s = st * CT + r, l = lt * CT + r;
+            Bs[k][r] = (s < len && n < d.N) ? B0[s * d.b_st + n] : 0.0f;
+            Cs[k][r] = (l < len && n < d.N) ? C0[l * d.c_st + n] : 0.0f;
+        }
+        __syncthreads();
+        ssd_tile_fma(Bs, Cs, acc, ty, tx);
+    }
+    float *out = CBt + z * Q * Q;
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int64_t p = pt * TL + ty * 4 + i;
+    for (int i = 0; i < 8; i++) {
+        const int s = st * CT + ty * 8 + i;
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            const int64_t n = ntile * TL + tx * 4 + j;
-            if (p < d.P && n < d.N)
-                out[p * d.N + n] = acc[i][j];
+            const int l = lt * CT + tx * 4 + j;
+            if (s < Q && l < Q)
+                out[(int64_t)s * Q + l] = acc[i][j];
         }
     }
 }
 
-/* 4. state passing, one thread per (b, h, p, n). */
-__global__ void ssd_pass_k(float *S, float *state, const float *acs, struct omni_ssd_dims d,
-                           int64_t Q, int64_t nc)
+/* Chunk states S[p][n] = sum_s x_s[p] w_s B_s[n] of chunk c, head h: one
+ * 64 (p) x 64 (n) tile per block; grid (B nc H) x tiles. fin (nc == 1):
+ * state = exp(min(acs[Q-1], 0)) state + S instead (the final state), else
+ * S goes to Sb[b,c,h]. */
+__global__ void __launch_bounds__(CTHREADS)
+    ssd_states_k(float *__restrict__ Sb, float *state, const float *__restrict__ x,
+                 const float *__restrict__ Bm, const float *__restrict__ wst,
+                 const float *__restrict__ acs, struct omni_ssd_dims d, int Q, int nc, int fin)
+{
+    const int tn = (d.N + CT - 1) / CT, tp = (d.P + CT - 1) / CT;
+    const int tile = blockIdx.x % (tn * tp);
+    const int64_t z = blockIdx.x / (tn * tp); /* (b, c, h) */
+    const int pt = tile / tn, ntl = tile % tn;
+    const int h = (int)(z % d.H), c = (int)((z / d.H) % nc);
+    const int64_t b = z / ((int64_t)d.H * nc);
+    const int g = h / (int)(d.H / d.G);
+    const int64_t chunk = ((b * d.H + h) * nc + c) * Q; /* into dtv/acs/wst */
+    const float *wv = wst + chunk;
+    const float *X0 = x + b * d.x_sb + (int64_t)c * Q * d.x_st + h * d.x_sh;
+    const float *B0 = Bm + b * d.b_sb + (int64_t)c * Q * d.b_st + g * d.b_sg;
+    const int len = (int)min((int64_t)Q, d.T - (int64_t)c * Q);
+    __shared__ __align__(16) float Xs[CK][CLD];
+    __shared__ __align__(16) float Ws[CK][CLD];
+    const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
+    /* thread tid fills column r0 (p or n) of rows k0 + 2m */
+    const int r0 = tid % CT, k0 = tid / CT, p_r = pt * CT + r0, n_r = ntl * CT + r0;
+    float acc[8][4] = {};
+    for (int s0 = 0; s0 < len; s0 += CK) {
+        __syncthreads();
+#pragma unroll
+        for (int m = 0; m < CK * CT / CTHREADS; m++) {
+            const int k = k0 + m * (CTHREADS / CT), s = s0 + k;
+            Xs[k][r0] = (s < len && p_r < d.P) ? X0[s * d.x_st + p_r] : 0.0f;
+            Ws[k][r0] = (s < len && n_r < d.N) ? wv[s] * B0[s * d.b_st + n_r] : 0.0f;
+        }
+        __syncthreads();
+        ssd_tile_fma(Xs, Ws, acc, ty, tx);
+    }
+    const int64_t PN = d.P * d.N;
+    float *out = fin ? state + (b * d.H + h) * PN : Sb + z * PN;
+    const float el = fin ? expf(fminf(acs[chunk + Q - 1], 0.0f)) : 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const int p = pt * CT + ty * 8 + i;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int n = ntl * CT + tx * 4 + j;
+            if (p < d.P && n < d.N) {
+                float *o = out + (int64_t)p * d.N + n;
+                *o = fin ? el * *o + acc[i][j] : acc[i][j];
+            }
+        }
+    }
+}
+
+/* State passing (nc > 1), one thread per (b, h, e < P N): Sb[b,c,h] is
+ * replaced by the state entering chunk c; the final state goes to state.
+ * grid (B H, element blocks of 256). */
+__global__ void __launch_bounds__(256) ssd_pass_k(float *__restrict__ Sb, float *__restrict__ state,
+                                                  const float *__restrict__ acs,
+                                                  struct omni_ssd_dims d, int Q, int nc)
 {
     const int64_t PN = d.P * d.N;
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= d.B * d.H * PN)
+    const int64_t e = (int64_t)blockIdx.y * 256 + threadIdx.x;
+    if (e >= PN)
         return;
-    const int64_t e = i % PN, h = (i / PN) % d.H, b = i / (PN * d.H);
-    float hin = state[i];
-    const float *av = acs + (b * d.H + h) * nc * Q;
-    for (int64_t c = 0; c < nc; c++) {
-        float *sp = S + ((b * nc + c) * d.H + h) * PN + e;
-        const float sc = *sp;
-        *sp = hin;
-        hin = expf(fminf(av[c * Q + Q - 1], 0.0f)) * hin + sc;
+    const int64_t bh = blockIdx.x, b = bh / d.H, h = bh % d.H;
+    const float *av = acs + bh * nc * Q + (Q - 1);
+    float *sp = Sb + (b * nc * d.H + h) * PN + e;
+    const int64_t cstep = d.H * PN;
+    float hin = state[bh * PN + e];
+    int c = 0;
+    for (; c + 4 <= nc; c += 4) {
+        float sc[4], dec[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            sc[u] = sp[(c + u) * cstep];
+            dec[u] = expf(fminf(av[(int64_t)(c + u) * Q], 0.0f));
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            sp[(c + u) * cstep] = hin;
+            hin = dec[u] * hin + sc[u];
+        }
     }
-    state[i] = hin;
+    for (; c < nc; c++) {
+        const float sc = sp[c * cstep];
+        sp[c * cstep] = hin;
+        hin = expf(fminf(av[(int64_t)c * Q], 0.0f)) * hin + sc;
+    }
+    state[bh * PN + e] = hin;
 }
 
-/* 5. outputs: tile 64 (l) x 64 (p) of chunk c, head h; block 256 = 16x16, 4x4
- * each. grid: (l-tiles x p-tiles, B*nc*H). */
-__global__ void __launch_bounds__(256) ssd_out_k(float *y, const float *x, const float *Cm,
-                                                 const float *CB, const float *S, const float *dtv,
-                                                 const float *acs, const float *Dsk,
-                                                 struct omni_ssd_dims d, int64_t Q, int64_t nc)
+/* Outputs of chunk c, head h, one 64 (l) x 64 (p) tile per block:
+ *   y_l = sum_{s<=l} CB[l,s] exp(min(acs_l - acs_s, 0)) dt_s x_s      (s up to the tile's end)
+ *       + sum_n (exp(min(acs_l, 0)) C_l[n]) Hin[p][n] + D x_l
+ * Hin: state (nc == 1, before ssd_states_k updates it) or Sb[b,c,h] after
+ * ssd_pass_k. grid (B nc H) x tiles, the longest l-tiles first. */
+__global__ void __launch_bounds__(CTHREADS)
+    ssd_out_k(float *__restrict__ y, const float *__restrict__ x, const float *__restrict__ Cm,
+              const float *__restrict__ CBt, const float *Hsrc, const float *__restrict__ dtv,
+              const float *__restrict__ acs, const float *__restrict__ acl,
+              const float *__restrict__ Dsk, struct omni_ssd_dims d,
+              int Q, int nc)
 {
-    const int64_t ntp = (d.P + TL - 1) / TL;
-    const int64_t lt = blockIdx.x / ntp, pt = blockIdx.x % ntp;
-    const int64_t z = blockIdx.y, h = z % d.H, c = (z / d.H) % nc, b = z / (d.H * nc);
-    const int64_t g = h / (d.H / d.G);
-    const int64_t len = min(Q, d.T - c * Q);
-    if (lt * TL >= len)
+    const int nt = (Q + CT - 1) / CT, tp = (d.P + CT - 1) / CT;
+    const int tile = blockIdx.x % (nt * tp);
+    const int64_t z = blockIdx.x / (nt * tp); /* (b, c, h) */
+    const int lt = nt - 1 - tile / tp, pt = tile % tp;
+    const int h = (int)(z % d.H), c = (int)((z / d.H) % nc);
+    const int64_t b = z / ((int64_t)d.H * nc);
+    const int g = h / (int)(d.H / d.G);
+    const int len = (int)min((int64_t)Q, d.T - (int64_t)c * Q);
+    if (lt * CT >= len)
         return;
-    const float *dv = dtv + (b * d.H + h) * nc * Q + c * Q, *av = acs + (b * d.H + h) * nc * Q + c * Q;
-    const float *cb = CB + ((b * nc + c) * d.G + g) * Q * Q;
-    const float *hin = S + ((b * nc + c) * d.H + h) * d.P * d.N;
-    __shared__ float Ws[TS][TL + 1], Xs[TS][TL + 1];
-    __shared__ float al[TL];
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    for (int i = threadIdx.x; i < TL; i += 256)
-        al[i] = lt * TL + i < Q ? av[lt * TL + i] : 0.0f;
-    float acc[4][4] = {}, off[4][4] = {};
-    /* intra-chunk: s from 0 to the end of this l-tile */
-    const int64_t s_end = min((lt + 1) * TL, len);
-    for (int64_t s0 = 0; s0 < s_end; s0 += TS) {
+    const int64_t chunk = ((b * d.H + h) * nc + c) * Q;
+    const float *dv = dtv + chunk, *av = acs + chunk, *avl = acl + chunk;
+    const float *cb = CBt + ((b * nc + c) * d.G + g) * (int64_t)Q * Q;
+    const float *hin = nc == 1 ? Hsrc + (b * d.H + h) * d.P * d.N : Hsrc + z * d.P * d.N;
+    const float *X0 = x + b * d.x_sb + (int64_t)c * Q * d.x_st + h * d.x_sh;
+    const float *C0 = Cm + b * d.c_sb + (int64_t)c * Q * d.c_st + g * d.c_sg;
+    __shared__ __align__(16) float Ws[CK][CLD];
+    __shared__ __align__(16) float Xs[CK][CLD];
+    __shared__ float el[CT];
+    const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
+    /* the intra-chunk loads: thread tid fills column r0 (l or p) of rows k0 + 2m */
+    const int r0 = tid % CT, k0 = tid / CT, l_r = lt * CT + r0, p_r = pt * CT + r0;
+    const float al_r = l_r < len ? av[l_r] : 0.0f, all_r = l_r < len ? avl[l_r] : 0.0f;
+    if (tid < CT)
+        el[tid] = expf(fminf(al_r, 0.0f));
+    float acc[8][4] = {};
+    /* intra-chunk part */
+    const int s_end = min((lt + 1) * CT, len);
+    for (int s0 = 0; s0 < s_end; s0 += CK) {
         __syncthreads();
-        for (int i = threadIdx.x; i < TS * TL; i += 256) {
-            const int k = i % TS, r = i / TS; /* consecutive threads walk s */
-            const int64_t s = s0 + k, l = lt * TL + r;
-            Ws[k][r] = (s < len && s <= l && l < len)
-                           ? cb[l * Q + s] * expf(fminf(al[r] - av[s], 0.0f)) * dv[s]
-                           : 0.0f;
-        }
-        for (int i = threadIdx.x; i < TS * TL; i += 256) {
-            const int k = i / TL, r = i % TL; /* consecutive threads walk p */
-            const int64_t s = s0 + k, p = pt * TL + r;
-            Xs[k][r] = (s < len && p < d.P) ? x[b * d.x_sb + (c * Q + s) * d.x_st + h * d.x_sh + p]
-                                            : 0.0f;
+#pragma unroll
+        for (int m = 0; m < CK * CT / CTHREADS; m++) {
+            const int k = k0 + m * (CTHREADS / CT), s = s0 + k;
+            Ws[k][r0] = (s <= l_r && l_r < len)
+                            ? cb[(int64_t)s * Q + l_r] *
+                                  __expf(fminf((al_r - av[s]) + (all_r - avl[s]), 0.0f)) * dv[s]
+                            : 0.0f;
+            Xs[k][r0] = (s < len && p_r < d.P) ? X0[s * d.x_st + p_r] : 0.0f;
         }
         __syncthreads();
-#pragma unroll 8
-        for (int k = 0; k < TS; k++) {
-            float wv[4], xv[4];
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                wv[i] = Ws[k][ty * 4 + i];
-                xv[i] = Xs[k][tx * 4 + i];
-            }
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++)
-                    acc[i][j] += wv[i] * xv[j];
-        }
+        ssd_tile_fma(Ws, Xs, acc, ty, tx);
     }
-    /* off-diagonal: C_l · Hin[p, :] */
-    for (int64_t n0 = 0; n0 < d.N; n0 += TS) {
+    /* from the state entering the chunk */
+    for (int n0 = 0; n0 < d.N; n0 += CK) {
         __syncthreads();
-        for (int i = threadIdx.x; i < TS * TL; i += 256) {
-            const int k = i % TS, r = i / TS; /* consecutive threads walk n */
-            const int64_t n = n0 + k, l = lt * TL + r, p = pt * TL + r;
-            Ws[k][r] = (n < d.N && l < len)
-                           ? Cm[b * d.c_sb + (c * Q + l) * d.c_st + g * d.c_sg + n]
-                           : 0.0f;
-            Xs[k][r] = (n < d.N && p < d.P) ? hin[p * d.N + n] : 0.0f;
+        for (int i = tid; i < CK * CT; i += CTHREADS) {
+            const int k = i % CK, r = i / CK, n = n0 + k; /* consecutive threads walk n */
+            const int l = lt * CT + r, p = pt * CT + r;
+            Ws[k][r] = (n < d.N && l < len) ? C0[l * d.c_st + n] * el[r] : 0.0f;
+            Xs[k][r] = (n < d.N && p < d.P) ? hin[(int64_t)p * d.N + n] : 0.0f;
         }
         __syncthreads();
-#pragma unroll 8
-        for (int k = 0; k < TS; k++) {
-            float wv[4], xv[4];
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                wv[i] = Ws[k][ty * 4 + i];
-                xv[i] = Xs[k][tx * 4 + i];
-            }
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++)
-                    off[i][j] += wv[i] * xv[j];
-        }
+        ssd_tile_fma(Ws, Xs, acc, ty, tx);
     }
     const float Dh = Dsk[h];
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int64_t l = lt * TL + ty * 4 + i;
+    for (int i = 0; i < 8; i++) {
+        const int l = lt * CT + ty * 8 + i;
         if (l >= len)
             continue;
-        const int64_t t = c * Q + l;
-        const float el = expf(fminf(al[ty * 4 + i], 0.0f));
+        const int64_t t = (int64_t)c * Q + l;
+        float *yl = y + ((b * d.T + t) * d.H + h) * d.P;
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            const int64_t p = pt * TL + tx * 4 + j;
-            if (p < d.P) {
-                const float xv = x[b * d.x_sb + t * d.x_st + h * d.x_sh + p];
-                y[((b * d.T + t) * d.H + h) * d.P + p] = acc[i][j] + el * off[i][j] + Dh * xv;
-            }
+            const int p = pt * CT + tx * 4 + j;
+            if (p < d.P)
+                yl[p] = acc[i][j] + Dh * X0[l * d.x_st + p];
         }
     }
 }
@@ -537,24 +675,34 @@ extern "C" int omni_ssd_scan_cuda(float *y, const float *x, const float *dt_raw,
         ssd_rows(y, x, dt_raw, A, Bm, Cm, D, dt_bias, state, d);
         return OMNI_OK;
     }
-    const int64_t Q = chunk, nc = (d->T + Q - 1) / Q;
+    /* a chunk longer than the sequence computes what a T-long one does (the
+     * rest is dt = 0 padding), as in the CPU twin */
+    const int64_t Q = chunk < d->T ? chunk : d->T, nc = (d->T + Q - 1) / Q;
     const size_t n_dt = (size_t)(d->B * d->H * nc * Q), n_cb = (size_t)(d->B * nc * d->G * Q * Q);
-    const size_t n_s = (size_t)(d->B * nc * d->H * d->P * d->N);
-    float *ws = (float *)omni__cuda_workspace((2 * n_dt + n_cb + n_s) * sizeof(float));
+    const size_t n_s = nc > 1 ? (size_t)(d->B * nc * d->H * d->P * d->N) : 0;
+    float *ws = (float *)omni__cuda_workspace((4 * n_dt + n_cb + n_s) * sizeof(float));
     if (!ws)
         return OMNI_ENOMEM;
-    float *dtv = ws, *acs = ws + n_dt, *CB = acs + n_dt, *S = CB + n_cb;
-    OMNI_LAUNCH(ssd_cumsum_k, omni__blocks(d->B * d->H * nc, 128), 128, 0, dtv, acs, dt_raw, A,
-                dt_bias, *d, Q, nc);
-    const int64_t nt = (Q + TL - 1) / TL;
-    OMNI_LAUNCH(ssd_cb_k, dim3((unsigned)(nt * nt), (unsigned)(d->B * nc * d->G)), 256, 0, CB, Bm,
-                Cm, *d, Q, nc);
-    const int64_t tp = (d->P + TL - 1) / TL, tn = (d->N + TL - 1) / TL;
-    OMNI_LAUNCH(ssd_states_k, dim3((unsigned)(tp * tn), (unsigned)(d->B * nc * d->H)), 256, 0, S,
-                x, Bm, dtv, acs, *d, Q, nc);
-    OMNI_LAUNCH(ssd_pass_k, omni__blocks(d->B * d->H * d->P * d->N, 256), 256, 0, S, state, acs,
-                *d, Q, nc);
-    OMNI_LAUNCH(ssd_out_k, dim3((unsigned)(nt * tp), (unsigned)(d->B * nc * d->H)), 256, 0, y, x,
-                Cm, CB, S, dtv, acs, D, *d, Q, nc);
+    float *dtv = ws, *acs = dtv + n_dt, *acl = acs + n_dt, *wst = acl + n_dt, *CBt = wst + n_dt;
+    float *Sb = CBt + n_cb;
+    const int Qi = (int)Q, nci = (int)nc;
+    const int64_t nt = (Q + CT - 1) / CT, tp = (d->P + CT - 1) / CT, tn = (d->N + CT - 1) / CT;
+    const int64_t ncb = nt * (nt + 1) / 2 * d->B * nc * d->G;
+    const int64_t ncs = (d->B * d->H * nc + CTHREADS / 32 - 1) / (CTHREADS / 32);
+    OMNI_LAUNCH(ssd_prep_k, (unsigned)(ncb + ncs), CTHREADS, 0, CBt, dtv, acs, acl, wst, Bm, Cm,
+                dt_raw, A, dt_bias, *d, Qi, nci, (int)ncb);
+    const unsigned n_state = (unsigned)(d->B * nc * d->H * tp * tn);
+    const unsigned n_out = (unsigned)(d->B * nc * d->H * nt * tp);
+    if (nc == 1) {
+        /* Hin = the initial state: outputs first, then the final state in place */
+        OMNI_LAUNCH(ssd_out_k, n_out, CTHREADS, 0, y, x, Cm, CBt, state, dtv, acs, acl, D, *d, Qi,
+                    nci);
+        OMNI_LAUNCH(ssd_states_k, n_state, CTHREADS, 0, Sb, state, x, Bm, wst, acs, *d, Qi, nci, 1);
+        return OMNI_OK;
+    }
+    OMNI_LAUNCH(ssd_states_k, n_state, CTHREADS, 0, Sb, state, x, Bm, wst, acs, *d, Qi, nci, 0);
+    OMNI_LAUNCH(ssd_pass_k, dim3((unsigned)(d->B * d->H), omni__blocks(d->P * d->N, 256)), 256, 0,
+                Sb, state, acs, *d, Qi, nci);
+    OMNI_LAUNCH(ssd_out_k, n_out, CTHREADS, 0, y, x, Cm, CBt, Sb, dtv, acs, acl, D, *d, Qi, nci);
     return OMNI_OK;
 }
