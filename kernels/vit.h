@@ -1,4 +1,4 @@
-/* kernels/vit.h - ViT helper kernels (CPU references; no CUDA twins yet):
+/* kernels/vit.h - ViT helper kernels (CPU references; CUDA twins in kernels/cuda/vit.cu):
  * patch gather (im2col for kernel = stride = p), strided row copy (the body
  * of concat along the last dim) and PyTorch's antialiased bicubic resize. */
 #ifndef OMNI_KERNELS_VIT_H
@@ -24,5 +24,24 @@ void omni_copy_rows_cpu(void *dst /* dst: (rows, row_bytes) stride ldd */, int64
 void omni_resize_bicubic_aa_cpu(float *out /* out: (R,Ho,Wo) */, float *tmp /* tmp: (R,H,Wo) */,
                                 const float *x /* x: (R,H,W) */, int64_t R, int64_t H, int64_t W,
                                 int64_t Ho, int64_t Wo);
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* y = x · wᵀ + beta y with 16-bit x and w of the same dtype (f16 or bf16,
+ * exact products, f32 accumulation and y): the GEMMs of the ViT block, whose
+ * inputs the previous op already wrote in the weight dtype. 0, or OMNI_ENOMEM
+ * (the CPU twin converts x to an f32 temporary and calls omni_matmul_cpu). */
+int omni_matmul16_cpu(float *y /* y: (M,N) contiguous */, const void *x /* x: (M,K) contiguous */,
+                      const void *w /* w: (N,K) contiguous */, int dtype, int64_t M, int64_t N,
+                      int64_t K, float beta);
+#ifdef OMNI_HAVE_CUDA
+/* cublasGemmEx, CUBLAS_COMPUTE_32F; failures are recorded as the pending CUDA error */
+int omni_matmul16_cuda(float *y, const void *x, const void *w, int dtype, int64_t M, int64_t N,
+                       int64_t K, float beta);
+#endif
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,5 +1,5 @@
-/* core/ops/attention.c - omni_op_attention: checks the tensors, then
- * dispatches to kernels/cpu/attention.c (no CUDA twin yet). */
+/* core/ops/attention.c - omni_op_attention(_ex): checks the tensors, then
+ * dispatches to kernels/cpu/attention.c or its CUDA twin. */
 #include <math.h>
 
 #include "omni/ops.h"
@@ -50,19 +50,44 @@ static int check_input(struct omni_error *err, const char *arg, const struct omn
     return omni__check_last_contiguous(err, OP, arg, t);
 }
 
-int omni_op_attention(struct omni_tensor *out, const struct omni_tensor *q,
-                      const struct omni_tensor *k, const struct omni_tensor *v, int heads,
-                      float scale, struct omni_error *err)
+static int check_bias(struct omni_error *err, const char *arg, const struct omni_tensor *t,
+                      const struct omni_tensor *q)
 {
     int rc;
+    if (!t)
+        return OMNI_OK;
+    if ((rc = omni__check_dtype(err, OP, arg, t, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_shape(err, OP, arg, t, 1, (int64_t[]){q->shape[2]}, "H*P")) ||
+        (rc = omni__check_contiguous(err, OP, arg, t)) ||
+        (rc = omni__check_same_device(err, OP, arg, t, "q", q)))
+        return rc;
+    return OMNI_OK;
+}
+
+int omni_op_attention_ex(struct omni_tensor *out, const struct omni_tensor *q,
+                         const struct omni_tensor *k, const struct omni_tensor *v, int heads,
+                         float scale, const struct omni_attention_opts *opts,
+                         struct omni_error *err)
+{
+    static const struct omni_attention_opts none = {0};
+    int rc;
+    if (!opts)
+        opts = &none;
     if ((rc = check_input(err, "q", q, q)) || (rc = check_input(err, "k", k, q)) ||
         (rc = check_input(err, "v", v, q)) || (rc = omni__check_present(err, OP, "out", out)) ||
-        (rc = omni__check_dtype(err, OP, "out", out, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_float_dtype(err, OP, "out", out)) ||
         (rc = omni__check_same_shape(err, OP, "out", out, "q", q)) ||
         (rc = omni__check_same_device(err, OP, "out", out, "q", q)) ||
         (rc = omni__check_contiguous(err, OP, "out", out)) ||
-        (rc = omni__check_writable(err, OP, "out", out)))
+        (rc = omni__check_writable(err, OP, "out", out)) ||
+        (rc = check_bias(err, "q_bias", opts->q_bias, q)) ||
+        (rc = check_bias(err, "k_bias", opts->k_bias, q)) ||
+        (rc = check_bias(err, "v_bias", opts->v_bias, q)))
         return rc;
+    if (opts->precision != 0 && opts->precision != OMNI_DTYPE_F32 &&
+        opts->precision != OMNI_DTYPE_F16 && opts->precision != OMNI_DTYPE_BF16)
+        return omni_error_set(err, OMNI_EINVAL, "%s: precision %d is not f32, f16 or bf16", OP,
+                              opts->precision);
     if (overlaps(out, q) || overlaps(out, k) || overlaps(out, v))
         return omni_error_set(err, OMNI_EINVAL, "%s: out overlaps q, k or v in memory", OP);
     if (heads <= 0 || q->shape[2] % heads != 0)
@@ -78,15 +103,32 @@ int omni_op_attention(struct omni_tensor *out, const struct omni_tensor *q,
         .q = omni_tensor_data(q),
         .k = omni_tensor_data(k),
         .v = omni_tensor_data(v),
+        .q_bias = opts->q_bias ? omni_tensor_data(opts->q_bias) : NULL,
+        .k_bias = opts->k_bias ? omni_tensor_data(opts->k_bias) : NULL,
+        .v_bias = opts->v_bias ? omni_tensor_data(opts->v_bias) : NULL,
         .B = B, .S = S, .H = heads, .P = P,
         .q_bs = q->strides[0], .q_rs = q->strides[1],
         .k_bs = k->strides[0], .k_rs = k->strides[1],
         .v_bs = v->strides[0], .v_rs = v->strides[1],
         .scale = scale,
+        .out_dtype = out->dtype,
+        .precision = opts->precision == OMNI_DTYPE_F32 ? 0 : opts->precision,
     };
     OMNI__CUDA_DISPATCH(err, OP, out->device, omni_attention_cuda(&a));
     if ((rc = omni__cpu_only(err, OP, out)))
         return rc;
-    omni_attention_cpu(&a);
+    if (omni_attention_cpu(&a))
+        return omni_error_set(err, OMNI_ENOMEM, "%s: out of memory for the temporaries", OP);
     return OMNI_OK;
+}
+
+int omni_op_attention(struct omni_tensor *out, const struct omni_tensor *q,
+                      const struct omni_tensor *k, const struct omni_tensor *v, int heads,
+                      float scale, struct omni_error *err)
+{
+    int rc;
+    if ((rc = omni__check_present(err, OP, "out", out)) ||
+        (rc = omni__check_dtype(err, OP, "out", out, OMNI_DTYPE_F32)))
+        return rc;
+    return omni_op_attention_ex(out, q, k, v, heads, scale, NULL, err);
 }

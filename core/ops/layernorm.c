@@ -1,5 +1,5 @@
-/* core/ops/layernorm.c - omni_op_layernorm: checks, then dispatch to
- * kernels/cpu/layernorm.c (no CUDA twin yet). */
+/* core/ops/layernorm.c - omni_op_layernorm(_ex): checks, then dispatch to
+ * kernels/cpu/layernorm.c or the CUDA twin. */
 #include "omni/ops.h"
 #include "layernorm.h"
 #include "cuda_impl.h"
@@ -57,5 +57,51 @@ int omni_op_layernorm(struct omni_tensor *out, const struct omni_tensor *x,
         return rc;
     omni_layernorm_cpu(omni_tensor_data(out), ldo, omni_tensor_data(x), ldx,
                        w ? omni_tensor_data(w) : NULL, b ? omni_tensor_data(b) : NULL, M, D, eps);
+    return OMNI_OK;
+}
+
+#undef OP
+#define OP "omni_op_layernorm_ex"
+
+int omni_op_layernorm_ex(struct omni_tensor *out, struct omni_tensor *x,
+                         const struct omni_tensor *w, const struct omni_tensor *b, float eps,
+                         const struct omni_tensor *x_add, struct omni_error *err)
+{
+    int rc;
+    int64_t M, D, ldx, Mo, Do, ldo;
+    if ((rc = omni__check_present(err, OP, "x", x)) ||
+        (rc = omni__check_dtype(err, OP, "x", x, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_present(err, OP, "out", out)) ||
+        (rc = omni__check_float_dtype(err, OP, "out", out)) ||
+        (rc = omni__check_same_shape(err, OP, "out", out, "x", x)) ||
+        (rc = omni__check_same_device(err, OP, "out", out, "x", x)) ||
+        (rc = omni__check_writable(err, OP, "out", out)) ||
+        (x_add && (rc = omni__check_writable(err, OP, "x", x))))
+        return rc;
+    if (x->ndim < 1)
+        return omni_error_set(err, OMNI_ESHAPE, "%s: x is a scalar, expected (..., D)", OP);
+    if ((rc = omni__rows(err, OP, "x", x, 1, &M, &D, &ldx)) ||
+        (rc = omni__rows(err, OP, "out", out, 1, &Mo, &Do, &ldo)) ||
+        (rc = check_param(err, "w", w, x, D)) || (rc = check_param(err, "b", b, x, D)) ||
+        (rc = check_param(err, "x_add", x_add, x, D)))
+        return rc;
+    if (x_add && out->buf == x->buf)
+        return omni_error_set(err, OMNI_EINVAL, "%s: out shares x's buffer while x_add updates x",
+                              OP);
+    if (!(eps >= 0.0f))
+        return omni_error_set(err, OMNI_EINVAL, "%s: eps %g must be >= 0", OP, (double)eps);
+    if (M == 0 || D == 0)
+        return OMNI_OK;
+    OMNI__CUDA_DISPATCH(err, OP, x->device,
+                        omni_layernorm_ex_cuda(omni_tensor_data(out), out->dtype, ldo,
+                                               omni_tensor_data(x), ldx,
+                                               w ? omni_tensor_data(w) : NULL,
+                                               b ? omni_tensor_data(b) : NULL,
+                                               x_add ? omni_tensor_data(x_add) : NULL, M, D, eps));
+    if ((rc = omni__cpu_only(err, OP, x)))
+        return rc;
+    omni_layernorm_ex_cpu(omni_tensor_data(out), out->dtype, ldo, omni_tensor_data(x), ldx,
+                          w ? omni_tensor_data(w) : NULL, b ? omni_tensor_data(b) : NULL,
+                          x_add ? omni_tensor_data(x_add) : NULL, M, D, eps);
     return OMNI_OK;
 }

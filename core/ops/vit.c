@@ -1,6 +1,6 @@
 /* core/ops/vit.c - omni_op_patch_embed, omni_op_concat_last and
  * omni_op_resize_bicubic_aa: checks, then kernels/cpu/vit.c (+ omni_op_linear
- * for the patch embedding). CPU only for now. */
+ * for the patch embedding) or the CUDA twins; omni_op_matmul16. */
 #include <stdio.h>
 
 #include "omni/ops.h"
@@ -217,5 +217,53 @@ int omni_op_resize_bicubic_aa(struct omni_tensor *out, const struct omni_tensor 
     omni_resize_bicubic_aa_cpu(omni_tensor_data(out), tmp.buf ? omni_tensor_data(&tmp) : NULL,
                                omni_tensor_data(x), R, H, W, Ho, Wo);
     omni_tensor_release(&tmp);
+    return OMNI_OK;
+}
+
+int omni_op_matmul16(struct omni_tensor *y, const struct omni_tensor *x,
+                     const struct omni_tensor *w, float beta, struct omni_error *err)
+{
+    static const char op[] = "omni_op_matmul16";
+    TRY(omni__check_present(err, op, "x", x));
+    TRY(omni__check_present(err, op, "w", w));
+    TRY(omni__check_present(err, op, "y", y));
+    if (x->dtype != OMNI_DTYPE_F16 && x->dtype != OMNI_DTYPE_BF16)
+        return omni_error_set(err, OMNI_EDTYPE, "%s: x is %s, expected f16 or bf16", op,
+                              omni_dtype_name(x->dtype));
+    TRY(omni__check_dtype(err, op, "w", w, x->dtype));
+    TRY(omni__check_dtype(err, op, "y", y, OMNI_DTYPE_F32));
+    TRY(check_rank(err, op, "w", w, 2, "(N,K)"));
+    TRY(omni__check_contiguous(err, op, "x", x));
+    TRY(omni__check_contiguous(err, op, "w", w));
+    TRY(omni__check_contiguous(err, op, "y", y));
+    TRY(omni__check_writable(err, op, "y", y));
+    TRY(omni__check_same_device(err, op, "w", w, "x", x));
+    TRY(omni__check_same_device(err, op, "y", y, "x", x));
+    if (x->ndim < 1 || y->ndim != x->ndim)
+        return omni_error_set(err, OMNI_ESHAPE, "%s: x and y need the same rank >= 1", op);
+    const int64_t N = w->shape[0], K = w->shape[1];
+    int64_t want[OMNI_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++)
+        want[d] = x->shape[d];
+    if (x->shape[x->ndim - 1] != K) {
+        char a[160], b[160];
+        return omni_error_set(err, OMNI_ESHAPE, "%s: x has shape %s, w %s: K differs", op,
+                              omni_shape_str(x->ndim, x->shape, a, sizeof a),
+                              omni_shape_str(w->ndim, w->shape, b, sizeof b));
+    }
+    want[x->ndim - 1] = N;
+    TRY(omni__check_shape(err, op, "y", y, x->ndim, want, "x's rows, N from w"));
+    const int64_t M = K ? omni_tensor_numel(x) / K : 0;
+    if (M == 0 || N == 0)
+        return OMNI_OK;
+    if (K == 0)
+        return omni_error_set(err, OMNI_ESHAPE, "%s: K = 0", op);
+    OMNI__CUDA_DISPATCH(err, op, x->device,
+                        omni_matmul16_cuda(omni_tensor_data(y), omni_tensor_data(x),
+                                           omni_tensor_data(w), x->dtype, M, N, K, beta));
+    TRY(omni__cpu_only(err, op, x));
+    if (omni_matmul16_cpu(omni_tensor_data(y), omni_tensor_data(x), omni_tensor_data(w), x->dtype,
+                          M, N, K, beta))
+        return omni_error_set(err, OMNI_ENOMEM, "%s: out of memory for the f32 copy of x", op);
     return OMNI_OK;
 }

@@ -31,7 +31,11 @@
 #include "attention.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "omni/dtype.h"
+#include "omni/status.h"
 
 #include "cpu/parallel.h"
 
@@ -48,7 +52,17 @@ struct attn_task {
     int64_t n_qblocks;
     int64_t kb; /* keys per block: multiple of 8, <= KB, kb * P <= KT_MAX unless kb == 8 */
     int simd;   /* omni_cpu_simd(): take the AVX2 clone */
+    int prec;   /* 0, OMNI_DTYPE_F16 or OMNI_DTYPE_BF16: round the softmax weights */
 };
+
+static inline float round_to(int prec, float f)
+{
+    if (prec == OMNI_DTYPE_BF16)
+        return omni_bf16_to_f32(omni_f32_to_bf16(f));
+    if (prec == OMNI_DTYPE_F16)
+        return omni_f16_to_f32(omni_f32_to_f16(f));
+    return f;
+}
 
 /* GCC/Clang generic vectors: 8 floats, lowered to two SSE registers on the
  * baseline build and one AVX register in the avx2 clone. Loads and stores go
@@ -161,7 +175,7 @@ attention_block_body(const struct attn_task *t, int64_t b, int64_t h, int64_t i0
     const float *qb = a->q + b * a->q_bs + h * P;
     const float *kbase = a->k + b * a->k_bs + h * P;
     const float *vb = a->v + b * a->v_bs + h * P;
-    float *ob = a->out + b * S * HP + h * P;
+    float *ob = (float *)a->out + b * S * HP + h * P;
     float m[QB], l[QB];
     float s[QB][KB];
     float kt[KT_MAX];
@@ -234,6 +248,9 @@ attention_block_body(const struct attn_task *t, int64_t b, int64_t h, int64_t i0
             const float mq = m[qi];
             for (int64_t j = 0; j < nk8; j += 8)
                 exp8_shifted(sr + j, mq);
+            if (t->prec)
+                for (int64_t j = 0; j < nk; j++)
+                    sr[j] = round_to(t->prec, sr[j]);
             float lq = l[qi];
             for (int64_t j = 0; j < nk; j++)
                 lq += sr[j];
@@ -289,11 +306,50 @@ static void attention_tasks(void *user, int64_t t0, int64_t t1)
     }
 }
 
-void omni_attention_cpu(const struct omni_attention_args *a)
+int omni_attention_cpu(const struct omni_attention_args *a0)
 {
+    struct omni_attention_args a = *a0;
+    const int prec = a.precision == OMNI_DTYPE_F16 || a.precision == OMNI_DTYPE_BF16 ? a.precision : 0;
+    const int out16 = a.out_dtype == OMNI_DTYPE_F16 || a.out_dtype == OMNI_DTYPE_BF16;
+    const int64_t B = a.B, S = a.S, HP = a.H * a.P;
+    float *prep = NULL, *o32 = NULL;
+    if (prec || a.q_bias || a.k_bias || a.v_bias) {
+        prep = malloc((size_t)(B * S * 3 * HP) * sizeof(float));
+        if (!prep)
+            return OMNI_ENOMEM;
+        const float *src[3] = {a.q, a.k, a.v}, *bias[3] = {a.q_bias, a.k_bias, a.v_bias};
+        const int64_t bs[3] = {a.q_bs, a.k_bs, a.v_bs}, rs[3] = {a.q_rs, a.k_rs, a.v_rs};
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t i = 0; i < S; i++)
+                for (int w = 0; w < 3; w++) {
+                    const float *x = src[w] + b * bs[w] + i * rs[w];
+                    float *y = prep + ((b * S + i) * 3 + w) * HP;
+                    for (int64_t c = 0; c < HP; c++)
+                        y[c] = round_to(prec, bias[w] ? x[c] + bias[w][c] : x[c]);
+                }
+        a.q = prep, a.k = prep + HP, a.v = prep + 2 * HP;
+        a.q_bs = a.k_bs = a.v_bs = S * 3 * HP;
+        a.q_rs = a.k_rs = a.v_rs = 3 * HP;
+    }
+    if (out16) {
+        o32 = malloc((size_t)(B * S * HP) * sizeof(float));
+        if (!o32) {
+            free(prep);
+            return OMNI_ENOMEM;
+        }
+        a.out = o32;
+    }
     int64_t kb = KB;
-    while (kb > 8 && kb * a->P > KT_MAX)
+    while (kb > 8 && kb * a.P > KT_MAX)
         kb -= 8; /* P > 1024 keeps kb = 8 and skips the packing */
-    struct attn_task t = {a, (a->S + QB - 1) / QB, kb, omni_cpu_simd()};
-    omni_parallel_for(a->B * a->H * t.n_qblocks, attention_tasks, &t);
+    struct attn_task t = {&a, (a.S + QB - 1) / QB, kb, omni_cpu_simd(), prec};
+    omni_parallel_for(a.B * a.H * t.n_qblocks, attention_tasks, &t);
+    if (out16) {
+        uint16_t *o = a0->out;
+        for (int64_t i = 0; i < B * S * HP; i++)
+            o[i] = a0->out_dtype == OMNI_DTYPE_BF16 ? omni_f32_to_bf16(o32[i]) : omni_f32_to_f16(o32[i]);
+    }
+    free(prep);
+    free(o32);
+    return OMNI_OK;
 }

@@ -12,6 +12,7 @@
 #include <math.h>
 
 #include "cpu/parallel.h"
+#include "omni/dtype.h"
 
 struct gelu_ctx {
     float *y;
@@ -48,4 +49,34 @@ void omni_gelu_tanh_cpu(float *y, const float *x, int64_t n)
 {
     struct gelu_ctx c = {y, x};
     omni_parallel_for(n, gelu_tanh_range, &c);
+}
+
+struct bias_gelu_ctx {
+    void *y;
+    const float *x, *bias;
+    int64_t N;
+    int dt;
+};
+
+static void bias_gelu_range(void *user, int64_t i0, int64_t i1)
+{
+    const struct bias_gelu_ctx *c = user;
+    for (int64_t i = i0; i < i1; i++) {
+        const float s = c->bias ? c->x[i] + c->bias[i % c->N] : c->x[i];
+        const double v = s;
+        const float g = (float)(0.5 * v * erfc(-v * M_SQRT1_2));
+        if (c->dt == OMNI_DTYPE_BF16)
+            ((uint16_t *)c->y)[i] = omni_f32_to_bf16(g);
+        else if (c->dt == OMNI_DTYPE_F16)
+            ((uint16_t *)c->y)[i] = omni_f32_to_f16(g);
+        else
+            ((float *)c->y)[i] = g;
+    }
+}
+
+void omni_bias_gelu_cpu(void *y, int y_dtype, const float *x, const float *bias, int64_t M,
+                        int64_t N)
+{
+    struct bias_gelu_ctx c = {y, x, bias, N, y_dtype};
+    omni_parallel_for(M * N, bias_gelu_range, &c);
 }

@@ -27,7 +27,12 @@
  */
 #include "vit.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "matmul.h"
+#include "omni/dtype.h"
+#include "omni/status.h"
 
 #include "cpu/parallel.h"
 
@@ -166,4 +171,18 @@ void omni_resize_bicubic_aa_cpu(float *out, float *tmp, const float *x, int64_t 
         struct resize_ctx c = {out, src, H, Wo, Ho, Wo, taps_for(H, Ho)};
         omni_parallel_for(R, height_planes, &c);
     }
+}
+
+int omni_matmul16_cpu(float *y, const void *x, const void *w, int dtype, int64_t M, int64_t N,
+                      int64_t K, float beta)
+{
+    float *xf = malloc((size_t)(M * K) * sizeof(float));
+    if (!xf)
+        return OMNI_ENOMEM;
+    const uint16_t *xh = x;
+    for (int64_t i = 0; i < M * K; i++)
+        xf[i] = dtype == OMNI_DTYPE_BF16 ? omni_bf16_to_f32(xh[i]) : omni_f16_to_f32(xh[i]);
+    omni_matmul_cpu(y, N, xf, K, w, dtype, NULL, M, N, K, 1.0f, beta);
+    free(xf);
+    return OMNI_OK;
 }

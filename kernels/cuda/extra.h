@@ -42,8 +42,9 @@ void omni_layernorm_cuda(float *out /* (M,D) ldo */, int64_t ldo, const float *x
 /* omni_gelu_cpu / omni_gelu_tanh_cpu; y may alias x */
 void omni_gelu_cuda(float *y /* (n) */, const float *x /* (n) */, int64_t n);
 void omni_gelu_tanh_cuda(float *y /* (n) */, const float *x /* (n) */, int64_t n);
-/* omni_attention_cpu (fused: scores never leave shared memory) */
-void omni_attention_cuda(const struct omni_attention_args *a);
+/* omni_attention_cpu (fused: scores never leave shared memory); returns 0,
+ * failures are recorded as the pending CUDA error */
+int omni_attention_cuda(const struct omni_attention_args *a);
 /* omni_conv2d_cpu: im2col slices in scratch + cuBLAS; OMNI_ENOMEM when the
  * scratch cannot be had */
 int omni_conv2d_cuda(float *out /* (B,Cout,Ho,Wo) */, const float *x /* (B,Cin,H,W) */,

@@ -551,22 +551,51 @@ static int alloc3(struct vit_stage *s, struct omni_tensor *t, int64_t a, int64_t
     return omni_tensor_alloc(t, OMNI_DTYPE_F32, 3, (int64_t[]){a, b, c}, s->base.device, err);
 }
 
+/* (n) view of the f32 vector t from element c0. (transfer none) */
+static struct omni_tensor vslice(const struct omni_tensor *t, int64_t c0, int64_t n)
+{
+    struct omni_tensor v = *t;
+    v.shape[0] = n;
+    v.offset = t->offset + c0 * (int64_t)sizeof(float);
+    return v;
+}
+
+/* y = x · wᵀ + beta y; x in the weight dtype (f32: omni_op_matmul) */
+static int mm(struct omni_tensor *y, const struct omni_tensor *x, const struct omni_tensor *w,
+              float beta, struct omni_error *err)
+{
+    if (x->dtype == OMNI_DTYPE_F32)
+        return omni_op_matmul(y, x, w, NULL, 1.0f, beta, err);
+    return omni_op_matmul16(y, x, w, beta, err);
+}
+
+/* One block, with the elementwise work folded into the ops around the GEMMs:
+ *   Hh = LN1(X), X += proj_b            (Hh in the weight dtype)
+ *   QKV = Hh qkv_wᵀ;  Ah = attn(QKV + qkv_b)   (biases on load, Ah in the weight dtype)
+ *   X += Ah proj_wᵀ                     (GEMM with beta = 1)
+ *   Hh = LN2(X), X += fc2_b
+ *   Mf = Hh fc1_wᵀ;  Mh = GELU(Mf + fc1_b)
+ *   X += Mh fc2_wᵀ
+ * With 16-bit weights the GEMM inputs are rounded once by the op that writes
+ * them, and attention runs at that precision (tensor cores on CUDA). */
 static int run_block(struct vit_stage *s, const struct vit_block *b, struct omni_tensor *X,
-                     struct omni_tensor *Hn, struct omni_tensor *QKV, struct omni_tensor *A,
-                     struct omni_tensor *M, struct omni_error *err)
+                     struct omni_tensor *Hh, struct omni_tensor *QKV, struct omni_tensor *Ah,
+                     struct omni_tensor *Mf, struct omni_tensor *Mh, struct omni_error *err)
 {
     int rc;
     const int64_t D = s->dim;
     struct omni_tensor q = cols(QKV, 0, D), k = cols(QKV, D, D), v = cols(QKV, 2 * D, D);
-    if ((rc = omni_op_layernorm(Hn, X, &b->n1w, &b->n1b, s->eps, err)) ||
-        (rc = omni_op_linear(QKV, Hn, &b->qkv_w, &b->qkv_b, err)) ||
-        (rc = omni_op_attention(A, &q, &k, &v, (int)s->heads, 0.0f, err)) ||
-        (rc = omni_op_linear(Hn, A, &b->proj_w, &b->proj_b, err)) ||
-        (rc = omni_op_add(X, X, Hn, err)) ||
-        (rc = omni_op_layernorm(Hn, X, &b->n2w, &b->n2b, s->eps, err)) ||
-        (rc = omni_op_linear(M, Hn, &b->fc1_w, &b->fc1_b, err)) ||
-        (rc = omni_op_gelu(M, M, err)) || (rc = omni_op_linear(Hn, M, &b->fc2_w, &b->fc2_b, err)) ||
-        (rc = omni_op_add(X, X, Hn, err)))
+    struct omni_tensor qb = vslice(&b->qkv_b, 0, D), kb = vslice(&b->qkv_b, D, D),
+                       vb = vslice(&b->qkv_b, 2 * D, D);
+    const struct omni_attention_opts ao = {
+        &qb, &kb, &vb, s->wdtype == OMNI_DTYPE_F32 ? 0 : s->wdtype};
+    if ((rc = omni_op_layernorm_ex(Hh, X, &b->n1w, &b->n1b, s->eps, &b->proj_b, err)) ||
+        (rc = mm(QKV, Hh, &b->qkv_w, 0.0f, err)) ||
+        (rc = omni_op_attention_ex(Ah, &q, &k, &v, (int)s->heads, 0.0f, &ao, err)) ||
+        (rc = mm(X, Ah, &b->proj_w, 1.0f, err)) ||
+        (rc = omni_op_layernorm_ex(Hh, X, &b->n2w, &b->n2b, s->eps, &b->fc2_b, err)) ||
+        (rc = mm(Mf, Hh, &b->fc1_w, 0.0f, err)) ||
+        (rc = omni_op_bias_gelu(Mh, Mf, &b->fc1_b, err)) || (rc = mm(X, Mh, &b->fc2_w, 1.0f, err)))
         return rc;
     return OMNI_OK;
 }
@@ -575,7 +604,8 @@ static int vit_forward(struct omni_stage *st, void *state, struct omni_io *io,
                        struct omni_error *err)
 {
     struct vit_stage *s = (struct vit_stage *)st;
-    struct omni_tensor E = {0}, X = {0}, Hn = {0}, QKV = {0}, A = {0}, M = {0}, F = {0};
+    struct omni_tensor E = {0}, X = {0}, Hh = {0}, QKV = {0}, Ah = {0}, Mf = {0}, Mh = {0},
+                       F = {0};
     int rc;
     if (!s->loaded)
         return omni_error_set(err, OMNI_ESTATE, "stage '%s': weights are not loaded", s->name);
@@ -616,12 +646,18 @@ static int vit_forward(struct omni_stage *st, void *state, struct omni_io *io,
         }
     }
 
-    TRY(alloc3(s, &Hn, B, T, D, err));
+    /* GEMM inputs in the weight dtype; GEMM outputs and the residual stream in f32 */
+    const int hdt = s->wdtype;
+    TRY(omni_tensor_alloc(&Hh, hdt, 3, (int64_t[]){B, T, D}, s->base.device, err));
     TRY(alloc3(s, &QKV, B, T, 3 * D, err));
-    TRY(alloc3(s, &A, B, T, D, err));
-    TRY(alloc3(s, &M, B, T, s->mlp, err));
+    TRY(omni_tensor_alloc(&Ah, hdt, 3, (int64_t[]){B, T, D}, s->base.device, err));
+    TRY(alloc3(s, &Mf, B, T, s->mlp, err));
+    if (hdt == OMNI_DTYPE_F32)
+        omni_tensor_ref(&Mh, &Mf);
+    else
+        TRY(omni_tensor_alloc(&Mh, hdt, 3, (int64_t[]){B, T, s->mlp}, s->base.device, err));
     for (int64_t j = 0; j <= s->feature_block; j++)
-        TRY(run_block(s, &s->blocks[j], &X, &Hn, &QKV, &A, &M, err));
+        TRY(run_block(s, &s->blocks[j], &X, &Hh, &QKV, &Ah, &Mf, &Mh, err));
 
     if (s->drop_prefix && P) {
         TRY(alloc3(s, &F, B, Np, D, err));
@@ -643,10 +679,11 @@ fail:
     omni_tensor_release(&pc);
     omni_tensor_release(&E);
     omni_tensor_release(&X);
-    omni_tensor_release(&Hn);
+    omni_tensor_release(&Hh);
     omni_tensor_release(&QKV);
-    omni_tensor_release(&A);
-    omni_tensor_release(&M);
+    omni_tensor_release(&Ah);
+    omni_tensor_release(&Mf);
+    omni_tensor_release(&Mh);
     omni_tensor_release(&F);
     return rc;
 }

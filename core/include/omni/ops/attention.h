@@ -18,6 +18,22 @@ OMNI_API int omni_op_attention(struct omni_tensor *out, const struct omni_tensor
                                const struct omni_tensor *k, const struct omni_tensor *v,
                                int heads, float scale, struct omni_error *err);
 
+/* Options of omni_op_attention_ex (zero-initialise: no biases, f32). */
+struct omni_attention_opts {
+    const struct omni_tensor *q_bias, *k_bias, *v_bias; /* (H*P) f32 or NULL: added to q, k, v */
+    int precision; /* 0 / OMNI_DTYPE_F32: f32 math; OMNI_DTYPE_F16 / OMNI_DTYPE_BF16: q, k, v
+                    * (after the bias) and the softmax weights are rounded to that dtype
+                    * (tensor cores on CUDA, emulated on the CPU), f32 sums */
+};
+
+/* omni_op_attention with the options above; out may also be f16 or bf16
+ * (the f32 result rounded once), e.g. the input of a 16-bit GEMM. opts may be
+ * NULL. */
+OMNI_API int omni_op_attention_ex(struct omni_tensor *out, const struct omni_tensor *q,
+                                  const struct omni_tensor *k, const struct omni_tensor *v,
+                                  int heads, float scale, const struct omni_attention_opts *opts,
+                                  struct omni_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -41,6 +41,16 @@ OMNI_API int omni_op_concat_last(struct omni_tensor *out, const struct omni_tens
  * bit).
  *   x: (B, C, H, W) f32 contiguous; out: (B, C, Ho, Wo) f32 contiguous.
  * Allocates an f32 temporary (B, C, H, Wo) inside the call: a load-time op. */
+/* y = x · Wᵀ + beta * y for 16-bit activations: x (..., K) f16 or bf16
+ * contiguous, w (N, K) contiguous of x's dtype, y (..., N) f32 contiguous
+ * (read only when beta != 0). Exact products, f32 accumulation (cuBLAS on
+ * CUDA; the CPU converts x to f32 in a temporary and runs omni_op_matmul's
+ * kernel). The ViT block's GEMMs whose input the previous op wrote rounded
+ * (omni_op_layernorm_ex, omni_op_attention_ex, omni_op_bias_gelu); beta = 1
+ * adds the product to the residual stream. */
+OMNI_API int omni_op_matmul16(struct omni_tensor *y, const struct omni_tensor *x,
+                              const struct omni_tensor *w, float beta, struct omni_error *err);
+
 OMNI_API int omni_op_resize_bicubic_aa(struct omni_tensor *out, const struct omni_tensor *x,
                                        struct omni_error *err);
 
