@@ -13,26 +13,28 @@
  *   S = exp(dt A) S + (dt B) x_p; y_p = S·C + D x_p (mamba2.md 3 step 3).
  * ssd_scan, chunk Q > 0 (mamba2.md 2.2; Q is capped at T as in the CPU
  *   twin), f32 FMA throughout (no TF32), three or four launches:
- *   1. ssd_prep_k: CBt[b,c,g][s][l] = B_s·C_l for the 64x64 tiles with
+ *   1. ssd_prep_k: CB[b,c,g][l][s] = C_l·B_s for the 32x32 tiles with
  *      s-tile <= l-tile, and in the same launch one warp per (b, h, c) for
  *      dt = softplus(dt_raw + bias), acs = inclusive prefix sum of dt A
  *      (summed in double, kept as an f32 value + f32 remainder so that
- *      acs_l - acs_s keeps its digits) and w_s = exp(min(last - acs_s, 0)) dt_s.
+ *      acs_l - acs_s keeps its digits) and w_s = exp(min(last - acs_s, 0)) dt_s,
+ *      stored together per position (struct ssd_pos, one 16-byte load).
  *   2. ssd_states_k: chunk states S[p][n] = sum_s x_s[p] w_s B_s[n].
- *   3. ssd_pass_k (nc > 1): state passing over the chunks per (b,h,p,n); the
- *      buffer of S is overwritten with the state entering each chunk, the
- *      final state goes to `state`.
+ *   3. ssd_pass_k (nc > 1): state passing over the chunks per (b,h,p,n), the
+ *      loads of 8 chunks in flight at once; the buffer of S is overwritten
+ *      with the state entering each chunk, the final state goes to `state`.
  *   4. ssd_out_k: y_l = sum_{s<=l} CB[l,s] exp(min(acs_l - acs_s, 0)) dt_s x_s
  *            + exp(acs_l) (Hin C_l) + D x_l.
  *   With one chunk (nc == 1) Hin is the initial state itself: ssd_out_k runs
  *   before ssd_states_k, which then writes state = exp(last) state + S in
- *   place (no pass, no S buffer). The products of 2 and 4 (and the CB tiles)
- *   are 64x64 output tiles per block of 128 threads, 8x4 outputs per thread,
- *   operands staged through shared memory 32 reduction steps at a time and
- *   read as float4. Exponent differences are clamped to <= 0 (upstream HEAD)
- *   and the s > l half is zeroed by selection. Scratch comes from the
- *   device's prefill workspace: 4 B H nc Q + B nc G Q Q (+ B nc H P N when
- *   nc > 1) floats.
+ *   place (no pass, no S buffer). The products of 2 and 4 are 64x64 output
+ *   tiles per block of 128 threads, 8x4 outputs per thread, operands staged
+ *   through shared memory 32 reduction steps at a time (the next step's
+ *   loaded into registers during the current product) and read as float4.
+ *   Exponent differences are clamped to <= 0 (upstream HEAD) and the s > l
+ *   half is zeroed (its CB is never read; the exponent is clamped before
+ *   exp). Scratch comes from the device's prefill workspace: 4 B H nc Q +
+ *   B nc G Q Q (+ B nc H P N when nc > 1) floats.
  * ssd_scan, chunk == 0: the sequential recurrence with an f32 state, one
  *   warp per (b, h, p) row walking t (the CPU twin keeps that state in
  *   double; the test tolerance covers the difference).
@@ -358,10 +360,17 @@ extern "C" void omni_ssd_step_cuda(float *y, const float *x, const float *dt_raw
 
 /* ---- chunked scan ---------------------------------------------------------------------- */
 
-#define CT 64          /* output tile edge */
+#define CT 64          /* output tile edge of ssd_states_k / ssd_out_k */
 #define CK 32          /* reduction step */
-#define CLD (CT + 4)   /* shared row: float4-aligned, stores transposed at most 4-way conflicted */
+#define CLD (CT + 4)   /* shared row: float4-aligned, transposed stores at most 4-way conflicted */
 #define CTHREADS 128   /* 8 x 16 threads, 8 x 4 outputs each */
+#define CM (CK * CT / CTHREADS) /* operand values each thread stages per step (16) */
+#define CBT 32         /* CB tile edge (small tiles: that launch is latency bound) */
+
+/* per position of a chunk: acs (f32 value), its f32 remainder, dt, w */
+struct ssd_pos {
+    float a, al, dt, w;
+};
 
 /* acc[i][j] += sum_k As[k][ty*8 + i] * Bs[k][tx*4 + j] over one reduction step */
 __device__ __forceinline__ void ssd_tile_fma(const float (*As)[CLD], const float (*Bs)[CLD],
@@ -383,18 +392,17 @@ __device__ __forceinline__ void ssd_tile_fma(const float (*As)[CLD], const float
 }
 
 /* Launch 1, two kinds of block:
- * blocks [0, ncb): CBt[b,c,g][s][l] = B_s · C_l for the 64x64 tiles with
- *   s-tile <= l-tile (tile index tri -> (lt, st) in row order);
+ * blocks [0, ncb): CB[b,c,g][l][s] = C_l · B_s for the 32x32 tiles with
+ *   s-tile <= l-tile (tile index tri -> (lt, st) in row order), 2 x 4 per thread;
  * blocks [ncb, ...): one warp per (b, h, c): dt = softplus(dt_raw + bias)
  *   (0 past T), acs = inclusive prefix sum of dA = dt A (f32 products summed
- *   in double by warp scans of 32 with a carry, kept as acs + acl, the f32
- *   value and its f32 remainder, so that acs_l - acs_s cancels no digits
- *   when both are large), then w = exp(min(acs[Q-1] - acs, 0)) dt for the
- *   chunk states. dtv, acs, acl, wst: (B, H, nc, Q). */
+ *   in double by warp scans of 32 with a carry, kept as the f32 value a and
+ *   its f32 remainder al, so that acs_l - acs_s cancels no digits when both
+ *   are large), then w = exp(min(acs[Q-1] - acs, 0)) dt for the chunk
+ *   states. pos: (B, H, nc, Q). */
 __global__ void __launch_bounds__(CTHREADS)
-    ssd_prep_k(float *__restrict__ CBt, float *__restrict__ dtv, float *__restrict__ acs,
-               float *__restrict__ acl, float *__restrict__ wst, const float *__restrict__ Bm,
-               const float *__restrict__ Cm,
+    ssd_prep_k(float *__restrict__ CB, struct ssd_pos *__restrict__ pos,
+               const float *__restrict__ Bm, const float *__restrict__ Cm,
                const float *__restrict__ dt_raw, const float *__restrict__ A,
                const float *__restrict__ dt_bias, struct omni_ssd_dims d, int Q, int nc, int ncb)
 {
@@ -408,7 +416,7 @@ __global__ void __launch_bounds__(CTHREADS)
         const int64_t bh = wid / nc, b = bh / d.H;
         const int h = (int)(bh % d.H);
         const float Ah = A[h], bias = dt_bias[h];
-        const int64_t base = wid * Q;
+        struct ssd_pos *pc = pos + wid * Q;
         const float *raw = dt_raw + b * d.dt_sb + h;
         double carry = 0.0;
         for (int l0 = 0; l0 < Q; l0 += 128) {
@@ -435,20 +443,18 @@ __global__ void __launch_bounds__(CTHREADS)
                 v += carry;
                 if (l < Q) {
                     const float hi = (float)v;
-                    dtv[base + l] = dt;
-                    acs[base + l] = hi;
-                    acl[base + l] = (float)(v - (double)hi);
+                    pc[l] = ssd_pos{hi, (float)(v - (double)hi), dt, 0.0f};
                 }
                 carry = __shfl_sync(0xffffffffu, v, 31); /* lanes past Q add dt = 0 */
             }
         }
         for (int l = lane; l < Q; l += 32) {
-            const float seg = (float)(carry - ((double)acs[base + l] + acl[base + l]));
-            wst[base + l] = expf(fminf(seg, 0.0f)) * dtv[base + l];
+            const struct ssd_pos q = pc[l];
+            pc[l].w = expf(fminf((float)(carry - ((double)q.a + q.al)), 0.0f)) * q.dt;
         }
         return;
     }
-    const int nt = (Q + CT - 1) / CT, ntri = nt * (nt + 1) / 2;
+    const int nt = (Q + CBT - 1) / CBT, ntri = nt * (nt + 1) / 2;
     const int tri = blockIdx.x % ntri;
     const int64_t z = blockIdx.x / ntri; /* (b, c, g) */
     int lt = 0;
@@ -457,45 +463,56 @@ __global__ void __launch_bounds__(CTHREADS)
     const int st = tri - lt * (lt + 1) / 2;
     const int g = (int)(z % d.G), c = (int)((z / d.G) % nc);
     const int64_t b = z / ((int64_t)d.G * nc);
-    __shared__ __align__(16) float Bs[CK][CLD];
-    __shared__ __align__(16) float Cs[CK][CLD];
-    const int ty = tid / 16, tx = tid % 16;
+    __shared__ __align__(16) float Cs[CK][CBT + 4];
+    __shared__ __align__(16) float Bs[CK][CBT + 4];
+    const int ty = tid / 8, tx = tid % 8; /* rows l = ty*2 + i, columns s = tx*4 + j */
     const float *B0 = Bm + b * d.b_sb + (int64_t)c * Q * d.b_st + g * d.b_sg;
     const float *C0 = Cm + b * d.c_sb + (int64_t)c * Q * d.c_st + g * d.c_sg;
     const int len = (int)min((int64_t)Q, d.T - (int64_t)c * Q);
-    float acc[8][4] = {};
+    float acc[2][4] = {};
     for (int n0 = 0; n0 < d.N; n0 += CK) {
         __syncthreads();
-        for (int i = tid; i < CK * CT; i += CTHREADS) {
+        for (int i = tid; i < CK * CBT; i += CTHREADS) {
             const int k = i % CK, r = i / CK, n = n0 + k; /* consecutive threads walk n */
-            const int s = st * CT + r, l = lt * CT + r;
-            Bs[k][r] = (s < len && n < d.N) ? B0[s * d.b_st + n] : 0.0f;
+            const int l = lt * CBT + r, s = st * CBT + r;
             Cs[k][r] = (l < len && n < d.N) ? C0[l * d.c_st + n] : 0.0f;
+            Bs[k][r] = (s < len && n < d.N) ? B0[s * d.b_st + n] : 0.0f;
         }
         __syncthreads();
-        ssd_tile_fma(Bs, Cs, acc, ty, tx);
-    }
-    float *out = CBt + z * Q * Q;
+#pragma unroll 8
+        for (int k = 0; k < CK; k++) {
+            const float2 a = *(const float2 *)&Cs[k][ty * 2];
+            const float4 q = *(const float4 *)&Bs[k][tx * 4];
+            const float av[2] = {a.x, a.y}, bv[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        const int s = st * CT + ty * 8 + i;
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+        }
+    }
+    float *out = CB + z * Q * Q;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const int l = lt * CBT + ty * 2 + i;
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            const int l = lt * CT + tx * 4 + j;
-            if (s < Q && l < Q)
-                out[(int64_t)s * Q + l] = acc[i][j];
+            const int s = st * CBT + tx * 4 + j;
+            if (l < Q && s < Q)
+                out[(int64_t)l * Q + s] = acc[i][j];
         }
     }
 }
 
 /* Chunk states S[p][n] = sum_s x_s[p] w_s B_s[n] of chunk c, head h: one
- * 64 (p) x 64 (n) tile per block; grid (B nc H) x tiles. fin (nc == 1):
- * state = exp(min(acs[Q-1], 0)) state + S instead (the final state), else
- * S goes to Sb[b,c,h]. */
-__global__ void __launch_bounds__(CTHREADS)
+ * 64 (p) x 64 (n) tile per block; grid (B nc H) x tiles. The next step's
+ * operands are loaded into registers while the current one is multiplied.
+ * fin (nc == 1): state = exp(min(acs[Q-1], 0)) state + S instead (the final
+ * state), else S goes to Sb[b,c,h]. */
+__global__ void __launch_bounds__(CTHREADS, 4)
     ssd_states_k(float *__restrict__ Sb, float *state, const float *__restrict__ x,
-                 const float *__restrict__ Bm, const float *__restrict__ wst,
-                 const float *__restrict__ acs, struct omni_ssd_dims d, int Q, int nc, int fin)
+                 const float *__restrict__ Bm, const struct ssd_pos *__restrict__ pos,
+                 struct omni_ssd_dims d, int Q, int nc, int fin)
 {
     const int tn = (d.N + CT - 1) / CT, tp = (d.P + CT - 1) / CT;
     const int tile = blockIdx.x % (tn * tp);
@@ -504,31 +521,43 @@ __global__ void __launch_bounds__(CTHREADS)
     const int h = (int)(z % d.H), c = (int)((z / d.H) % nc);
     const int64_t b = z / ((int64_t)d.H * nc);
     const int g = h / (int)(d.H / d.G);
-    const int64_t chunk = ((b * d.H + h) * nc + c) * Q; /* into dtv/acs/wst */
-    const float *wv = wst + chunk;
+    const struct ssd_pos *pc = pos + ((b * d.H + h) * nc + c) * Q;
     const float *X0 = x + b * d.x_sb + (int64_t)c * Q * d.x_st + h * d.x_sh;
     const float *B0 = Bm + b * d.b_sb + (int64_t)c * Q * d.b_st + g * d.b_sg;
     const int len = (int)min((int64_t)Q, d.T - (int64_t)c * Q);
     __shared__ __align__(16) float Xs[CK][CLD];
     __shared__ __align__(16) float Ws[CK][CLD];
     const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
-    /* thread tid fills column r0 (p or n) of rows k0 + 2m */
+    /* thread tid stages column r0 (p or n) of rows k0 + 2m */
     const int r0 = tid % CT, k0 = tid / CT, p_r = pt * CT + r0, n_r = ntl * CT + r0;
-    float acc[8][4] = {};
-    for (int s0 = 0; s0 < len; s0 += CK) {
-        __syncthreads();
+    float xr[CM], br[CM], wr[CM];
+    auto fetch = [&](int s0) {
 #pragma unroll
-        for (int m = 0; m < CK * CT / CTHREADS; m++) {
-            const int k = k0 + m * (CTHREADS / CT), s = s0 + k;
-            Xs[k][r0] = (s < len && p_r < d.P) ? X0[s * d.x_st + p_r] : 0.0f;
-            Ws[k][r0] = (s < len && n_r < d.N) ? wv[s] * B0[s * d.b_st + n_r] : 0.0f;
+        for (int m = 0; m < CM; m++) {
+            const int s = s0 + k0 + m * (CTHREADS / CT);
+            xr[m] = (s < len && p_r < d.P) ? X0[s * d.x_st + p_r] : 0.0f;
+            br[m] = (s < len && n_r < d.N) ? B0[s * d.b_st + n_r] : 0.0f;
+            wr[m] = s < len ? pc[s].w : 0.0f;
+        }
+    };
+    float acc[8][4] = {};
+    fetch(0);
+    for (int s0 = 0; s0 < len; s0 += CK) {
+#pragma unroll
+        for (int m = 0; m < CM; m++) {
+            const int k = k0 + m * (CTHREADS / CT);
+            Xs[k][r0] = xr[m];
+            Ws[k][r0] = wr[m] * br[m];
         }
         __syncthreads();
+        if (s0 + CK < len)
+            fetch(s0 + CK);
         ssd_tile_fma(Xs, Ws, acc, ty, tx);
+        __syncthreads();
     }
     const int64_t PN = d.P * d.N;
     float *out = fin ? state + (b * d.H + h) * PN : Sb + z * PN;
-    const float el = fin ? expf(fminf(acs[chunk + Q - 1], 0.0f)) : 0.0f;
+    const float el = fin ? expf(fminf(pc[Q - 1].a, 0.0f)) : 0.0f;
 #pragma unroll
     for (int i = 0; i < 8; i++) {
         const int p = pt * CT + ty * 8 + i;
@@ -543,55 +572,55 @@ __global__ void __launch_bounds__(CTHREADS)
     }
 }
 
+#define PASS_U 8 /* chunks whose loads are in flight together */
+
 /* State passing (nc > 1), one thread per (b, h, e < P N): Sb[b,c,h] is
  * replaced by the state entering chunk c; the final state goes to state.
  * grid (B H, element blocks of 256). */
 __global__ void __launch_bounds__(256) ssd_pass_k(float *__restrict__ Sb, float *__restrict__ state,
-                                                  const float *__restrict__ acs,
-                                                  struct omni_ssd_dims d, int Q, int nc)
+                                                  const struct ssd_pos *__restrict__ pos, int H,
+                                                  int PN, int Q, int nc)
 {
-    const int64_t PN = d.P * d.N;
-    const int64_t e = (int64_t)blockIdx.y * 256 + threadIdx.x;
+    const int e = blockIdx.y * 256 + threadIdx.x;
     if (e >= PN)
         return;
-    const int64_t bh = blockIdx.x, b = bh / d.H, h = bh % d.H;
-    const float *av = acs + bh * nc * Q + (Q - 1);
-    float *sp = Sb + (b * nc * d.H + h) * PN + e;
-    const int64_t cstep = d.H * PN;
-    float hin = state[bh * PN + e];
-    int c = 0;
-    for (; c + 4 <= nc; c += 4) {
-        float sc[4], dec[4];
+    const int bh = blockIdx.x, b = bh / H, h = bh % H;
+    const struct ssd_pos *last = pos + (int64_t)bh * nc * Q + (Q - 1);
+    float *sp = Sb + ((int64_t)b * nc * H + h) * PN + e;
+    const int64_t cstep = (int64_t)H * PN;
+    float hin = state[(int64_t)bh * PN + e];
+    for (int c0 = 0; c0 < nc; c0 += PASS_U) {
+        float sc[PASS_U], la[PASS_U];
 #pragma unroll
-        for (int u = 0; u < 4; u++) {
-            sc[u] = sp[(c + u) * cstep];
-            dec[u] = expf(fminf(av[(int64_t)(c + u) * Q], 0.0f));
+        for (int u = 0; u < PASS_U; u++) {
+            const int c = c0 + u;
+            sc[u] = c < nc ? sp[c * cstep] : 0.0f;
+            la[u] = c < nc ? last[(int64_t)c * Q].a : 0.0f;
         }
 #pragma unroll
-        for (int u = 0; u < 4; u++) {
-            sp[(c + u) * cstep] = hin;
-            hin = dec[u] * hin + sc[u];
+        for (int u = 0; u < PASS_U; u++) {
+            const int c = c0 + u;
+            if (c < nc) {
+                sp[c * cstep] = hin;
+                hin = expf(fminf(la[u], 0.0f)) * hin + sc[u];
+            }
         }
     }
-    for (; c < nc; c++) {
-        const float sc = sp[c * cstep];
-        sp[c * cstep] = hin;
-        hin = expf(fminf(av[(int64_t)c * Q], 0.0f)) * hin + sc;
-    }
-    state[bh * PN + e] = hin;
+    state[(int64_t)bh * PN + e] = hin;
 }
 
 /* Outputs of chunk c, head h, one 64 (l) x 64 (p) tile per block:
  *   y_l = sum_{s<=l} CB[l,s] exp(min(acs_l - acs_s, 0)) dt_s x_s      (s up to the tile's end)
  *       + sum_n (exp(min(acs_l, 0)) C_l[n]) Hin[p][n] + D x_l
  * Hin: state (nc == 1, before ssd_states_k updates it) or Sb[b,c,h] after
- * ssd_pass_k. grid (B nc H) x tiles, the longest l-tiles first. */
-__global__ void __launch_bounds__(CTHREADS)
+ * ssd_pass_k. One loop over the intra-chunk steps, then the N steps; the next
+ * step's raw operands are loaded into registers while the current one is
+ * multiplied. grid (B nc H) x tiles, the longest l-tiles first. */
+__global__ void __launch_bounds__(CTHREADS, 4)
     ssd_out_k(float *__restrict__ y, const float *__restrict__ x, const float *__restrict__ Cm,
-              const float *__restrict__ CBt, const float *Hsrc, const float *__restrict__ dtv,
-              const float *__restrict__ acs, const float *__restrict__ acl,
-              const float *__restrict__ Dsk, struct omni_ssd_dims d,
-              int Q, int nc)
+              const float *__restrict__ CB, const float *Hsrc,
+              const struct ssd_pos *__restrict__ pos, const float *__restrict__ Dsk,
+              struct omni_ssd_dims d, int Q, int nc)
 {
     const int nt = (Q + CT - 1) / CT, tp = (d.P + CT - 1) / CT;
     const int tile = blockIdx.x % (nt * tp);
@@ -603,49 +632,80 @@ __global__ void __launch_bounds__(CTHREADS)
     const int len = (int)min((int64_t)Q, d.T - (int64_t)c * Q);
     if (lt * CT >= len)
         return;
-    const int64_t chunk = ((b * d.H + h) * nc + c) * Q;
-    const float *dv = dtv + chunk, *av = acs + chunk, *avl = acl + chunk;
-    const float *cb = CBt + ((b * nc + c) * d.G + g) * (int64_t)Q * Q;
-    const float *hin = nc == 1 ? Hsrc + (b * d.H + h) * d.P * d.N : Hsrc + z * d.P * d.N;
+    const struct ssd_pos *pc = pos + ((b * d.H + h) * nc + c) * Q;
+    const float *cb = CB + ((b * nc + c) * d.G + g) * (int64_t)Q * Q; /* [l][s] */
+    const float *hin = Hsrc + z * d.P * d.N; /* z = b H + h when nc == 1 */
     const float *X0 = x + b * d.x_sb + (int64_t)c * Q * d.x_st + h * d.x_sh;
     const float *C0 = Cm + b * d.c_sb + (int64_t)c * Q * d.c_st + g * d.c_sg;
     __shared__ __align__(16) float Ws[CK][CLD];
     __shared__ __align__(16) float Xs[CK][CLD];
+    __shared__ float2 alh[CT];
     __shared__ float el[CT];
     const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
-    /* the intra-chunk loads: thread tid fills column r0 (l or p) of rows k0 + 2m */
-    const int r0 = tid % CT, k0 = tid / CT, l_r = lt * CT + r0, p_r = pt * CT + r0;
-    const float al_r = l_r < len ? av[l_r] : 0.0f, all_r = l_r < len ? avl[l_r] : 0.0f;
-    if (tid < CT)
-        el[tid] = expf(fminf(al_r, 0.0f));
-    float acc[8][4] = {};
-    /* intra-chunk part */
-    const int s_end = min((lt + 1) * CT, len);
-    for (int s0 = 0; s0 < s_end; s0 += CK) {
-        __syncthreads();
-#pragma unroll
-        for (int m = 0; m < CK * CT / CTHREADS; m++) {
-            const int k = k0 + m * (CTHREADS / CT), s = s0 + k;
-            Ws[k][r0] = (s <= l_r && l_r < len)
-                            ? cb[(int64_t)s * Q + l_r] *
-                                  __expf(fminf((al_r - av[s]) + (all_r - avl[s]), 0.0f)) * dv[s]
-                            : 0.0f;
-            Xs[k][r0] = (s < len && p_r < d.P) ? X0[s * d.x_st + p_r] : 0.0f;
-        }
-        __syncthreads();
-        ssd_tile_fma(Ws, Xs, acc, ty, tx);
+    /* W (and Hin) staging: column kq (s or n) of rows rg + 4m (l or p);
+     * x staging: column r0 (p) of rows k0 + 2m (s) */
+    const int kq = tid % CK, rg = tid / CK, r0 = tid % CT, k0 = tid / CT, p_r = pt * CT + r0;
+    if (tid < CT) {
+        const int l = lt * CT + tid;
+        const struct ssd_pos q = l < len ? pc[l] : ssd_pos{0.0f, 0.0f, 0.0f, 0.0f};
+        alh[tid] = make_float2(q.a, q.al);
+        el[tid] = expf(fminf(q.a, 0.0f));
     }
-    /* from the state entering the chunk */
-    for (int n0 = 0; n0 < d.N; n0 += CK) {
-        __syncthreads();
-        for (int i = tid; i < CK * CT; i += CTHREADS) {
-            const int k = i % CK, r = i / CK, n = n0 + k; /* consecutive threads walk n */
-            const int l = lt * CT + r, p = pt * CT + r;
-            Ws[k][r] = (n < d.N && l < len) ? C0[l * d.c_st + n] * el[r] : 0.0f;
-            Xs[k][r] = (n < d.N && p < d.P) ? hin[(int64_t)p * d.N + n] : 0.0f;
+    const int n_in = (min((lt + 1) * CT, len) + CK - 1) / CK, steps = n_in + (d.N + CK - 1) / CK;
+    float wr[CM], xr[CM], sa = 0.0f, sal = 0.0f, sdt = 0.0f;
+    auto fetch = [&](int j) {
+        if (j < n_in) {
+            const int s = j * CK + kq;
+            if (s < len) {
+                const struct ssd_pos q = pc[s];
+                sa = q.a, sal = q.al, sdt = q.dt;
+            }
+#pragma unroll
+            for (int m = 0; m < CM; m++) {
+                const int l = lt * CT + rg + m * (CTHREADS / CK);
+                wr[m] = (s <= l && l < len) ? cb[(int64_t)l * Q + s] : 0.0f;
+            }
+#pragma unroll
+            for (int m = 0; m < CM; m++) {
+                const int s2 = j * CK + k0 + m * (CTHREADS / CT);
+                xr[m] = (s2 < len && p_r < d.P) ? X0[s2 * d.x_st + p_r] : 0.0f;
+            }
+        } else {
+            const int n = (j - n_in) * CK + kq;
+#pragma unroll
+            for (int m = 0; m < CM; m++) {
+                const int r = rg + m * (CTHREADS / CK), l = lt * CT + r, p = pt * CT + r;
+                wr[m] = (n < d.N && l < len) ? C0[l * d.c_st + n] : 0.0f;
+                xr[m] = (n < d.N && p < d.P) ? hin[(int64_t)p * d.N + n] : 0.0f;
+            }
+        }
+    };
+    float acc[8][4] = {};
+    fetch(0);
+    __syncthreads(); /* alh, el */
+    for (int j = 0; j < steps; j++) {
+        if (j < n_in) {
+#pragma unroll
+            for (int m = 0; m < CM; m++) {
+                const int r = rg + m * (CTHREADS / CK);
+                const float2 a = alh[r];
+                /* s > l and padding: wr = 0, the exponent clamped to <= 0 */
+                Ws[kq][r] = wr[m] * __expf(fminf((a.x - sa) + (a.y - sal), 0.0f)) * sdt;
+                Xs[k0 + m * (CTHREADS / CT)][r0] = xr[m];
+            }
+        } else {
+#pragma unroll
+            for (int m = 0; m < CM; m++) {
+                const int r = rg + m * (CTHREADS / CK);
+                Ws[kq][r] = wr[m] * el[r];
+                Xs[kq][r] = xr[m];
+            }
         }
         __syncthreads();
+        if (j + 1 < steps)
+            fetch(j + 1);
         ssd_tile_fma(Ws, Xs, acc, ty, tx);
+        __syncthreads();
     }
     const float Dh = Dsk[h];
 #pragma unroll
@@ -678,31 +738,30 @@ extern "C" int omni_ssd_scan_cuda(float *y, const float *x, const float *dt_raw,
     /* a chunk longer than the sequence computes what a T-long one does (the
      * rest is dt = 0 padding), as in the CPU twin */
     const int64_t Q = chunk < d->T ? chunk : d->T, nc = (d->T + Q - 1) / Q;
-    const size_t n_dt = (size_t)(d->B * d->H * nc * Q), n_cb = (size_t)(d->B * nc * d->G * Q * Q);
+    const size_t n_pos = (size_t)(d->B * d->H * nc * Q), n_cb = (size_t)(d->B * nc * d->G * Q * Q);
     const size_t n_s = nc > 1 ? (size_t)(d->B * nc * d->H * d->P * d->N) : 0;
-    float *ws = (float *)omni__cuda_workspace((4 * n_dt + n_cb + n_s) * sizeof(float));
-    if (!ws)
+    struct ssd_pos *pos = (struct ssd_pos *)omni__cuda_workspace(
+        n_pos * sizeof(struct ssd_pos) + (n_cb + n_s) * sizeof(float));
+    if (!pos)
         return OMNI_ENOMEM;
-    float *dtv = ws, *acs = dtv + n_dt, *acl = acs + n_dt, *wst = acl + n_dt, *CBt = wst + n_dt;
-    float *Sb = CBt + n_cb;
+    float *CB = (float *)(pos + n_pos), *Sb = CB + n_cb;
     const int Qi = (int)Q, nci = (int)nc;
     const int64_t nt = (Q + CT - 1) / CT, tp = (d->P + CT - 1) / CT, tn = (d->N + CT - 1) / CT;
-    const int64_t ncb = nt * (nt + 1) / 2 * d->B * nc * d->G;
+    const int64_t ntb = (Q + CBT - 1) / CBT, ncb = ntb * (ntb + 1) / 2 * d->B * nc * d->G;
     const int64_t ncs = (d->B * d->H * nc + CTHREADS / 32 - 1) / (CTHREADS / 32);
-    OMNI_LAUNCH(ssd_prep_k, (unsigned)(ncb + ncs), CTHREADS, 0, CBt, dtv, acs, acl, wst, Bm, Cm,
-                dt_raw, A, dt_bias, *d, Qi, nci, (int)ncb);
+    OMNI_LAUNCH(ssd_prep_k, (unsigned)(ncb + ncs), CTHREADS, 0, CB, pos, Bm, Cm, dt_raw, A,
+                dt_bias, *d, Qi, nci, (int)ncb);
     const unsigned n_state = (unsigned)(d->B * nc * d->H * tp * tn);
     const unsigned n_out = (unsigned)(d->B * nc * d->H * nt * tp);
     if (nc == 1) {
         /* Hin = the initial state: outputs first, then the final state in place */
-        OMNI_LAUNCH(ssd_out_k, n_out, CTHREADS, 0, y, x, Cm, CBt, state, dtv, acs, acl, D, *d, Qi,
-                    nci);
-        OMNI_LAUNCH(ssd_states_k, n_state, CTHREADS, 0, Sb, state, x, Bm, wst, acs, *d, Qi, nci, 1);
+        OMNI_LAUNCH(ssd_out_k, n_out, CTHREADS, 0, y, x, Cm, CB, state, pos, D, *d, Qi, nci);
+        OMNI_LAUNCH(ssd_states_k, n_state, CTHREADS, 0, Sb, state, x, Bm, pos, *d, Qi, nci, 1);
         return OMNI_OK;
     }
-    OMNI_LAUNCH(ssd_states_k, n_state, CTHREADS, 0, Sb, state, x, Bm, wst, acs, *d, Qi, nci, 0);
+    OMNI_LAUNCH(ssd_states_k, n_state, CTHREADS, 0, Sb, state, x, Bm, pos, *d, Qi, nci, 0);
     OMNI_LAUNCH(ssd_pass_k, dim3((unsigned)(d->B * d->H), omni__blocks(d->P * d->N, 256)), 256, 0,
-                Sb, state, acs, *d, Qi, nci);
-    OMNI_LAUNCH(ssd_out_k, n_out, CTHREADS, 0, y, x, Cm, CBt, Sb, dtv, acs, acl, D, *d, Qi, nci);
+                Sb, state, pos, (int)d->H, (int)(d->P * d->N), Qi, nci);
+    OMNI_LAUNCH(ssd_out_k, n_out, CTHREADS, 0, y, x, Cm, CB, Sb, pos, D, *d, Qi, nci);
     return OMNI_OK;
 }
