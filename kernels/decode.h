@@ -93,6 +93,9 @@ void omni_dec_mix_cuda(float *g, int64_t ldg, float *part, int64_t ldp, int64_t 
 int omni__dec_gemv_tc_cuda(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                            int w_dtype, const float *bias, int64_t M, int64_t N, int64_t K,
                            float alpha, float beta, const struct omni_dec_epi *epi);
+/* Tuning hook for tests: force warps per block (2..16) and weight steps in flight per
+ * warp (4 or 8) of the tensor-core GEMV; 0, 0 restores the automatic choice. */
+__attribute__((visibility("default"))) void omni__dec_tc_config(int nw, int u);
 #endif
 
 #ifdef __cplusplus

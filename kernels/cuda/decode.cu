@@ -2,9 +2,10 @@
  * Mamba-2 decode step (kernels/decode.h), four kernels per layer.
  *
  * dec_tc_k (GEMV, bf16 weights, M <= 16): a block owns 16 output columns;
- *   its 8 or 16 warps split K (32 values per step) and every warp issues
- *   the 16-byte weight loads of 4 steps (two rows per lane, streamed past L1)
- *   before any math. The products run on the tensor cores (mma.m16n8k16,
+ *   its warps split K (32 values per step) and every warp issues the 16-byte
+ *   weight loads of U = 8 steps (two rows per lane, streamed past L1) before
+ *   any math. Warps per block: the most (2..16) that keep every block of the
+ *   grid resident at once (occupancy query), so no wave tail. The products run on the tensor cores (mma.m16n8k16,
  *   A = 16 weight rows, B = up to 8 x rows, f32 accumulate); x is split into
  *   bf16 hi + lo parts (two MMAs), so x keeps ~16 bits of mantissa and the
  *   result matches the f32-x GEMV. The 16-byte chunk a lane loads is mapped
@@ -18,8 +19,8 @@
  * dec_simple_k: the same epilogue after a plain one-warp-per-column GEMV,
  *   for shapes the tensor path does not take (f32/f16 weights, K % 32 != 0).
  * dec_norm_k: residual add + RMSNorm, one block of 1024 threads per row;
- *   with a LoRA A factor a second block per row recomputes the same
- *   normalised row (same arithmetic, same order) and forms u = n·Aᵀ.
+ *   with a LoRA A factor R more blocks per row each recompute the same
+ *   normalised row (same arithmetic, same order) and form one u[m,r] = n·A[r].
  *   res_out != res_in then, so the second block reads unmodified inputs.
  * dec_mix_k: one block of 8 warps per (batch row, chunk of 8*RW channels of
  *   one head); a warp owns RW state rows of N values (lane n, n+32, ...),
@@ -29,6 +30,50 @@
 
 #include "common.cuh"
 #include "decode.h"
+
+/* ---- programmatic dependent launch ---------------------------------------------------- */
+
+/* Each decode kernel lets the next one launch at once (pdl_trigger), prefetches into L2
+ * the large read-only data it will stream (its weight tile, its state rows), then waits
+ * for the previous kernel to complete (pdl_wait) before it touches anything else. So the
+ * next kernel's launch and its first DRAM traffic overlap the current one. Without the
+ * launch attribute both are no-ops. L2 prefetches never return stale data (L2 is the
+ * point of coherence), so they may precede the wait. */
+__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+
+/* prefetch [p, p + bytes) into L2, in 4 KiB pieces over the block's threads
+ * (p 16-byte aligned, bytes a multiple of 16) */
+__device__ __forceinline__ void l2_prefetch(const void *p, int64_t bytes)
+{
+    const int64_t pieces = (bytes + 4095) / 4096;
+    for (int64_t i = threadIdx.x; i < pieces; i += blockDim.x) {
+        const int64_t off = i * 4096;
+        const unsigned n = (unsigned)min((int64_t)4096, bytes - off);
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"((const char *)p + off),
+                     "r"(n)
+                     : "memory");
+    }
+}
+
+/* launch with the programmatic-serialization attribute when pdl != 0 */
+template <typename... P, typename... A>
+static void dec_launch(int pdl, void (*k)(P...), dim3 grid, dim3 block, size_t smem, A... args)
+{
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute at[1];
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = OMNI_STREAM;
+    if (pdl) {
+        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = at;
+        cfg.numAttrs = 1;
+    }
+    OMNI_CUDA_CHECK(cudaLaunchKernelEx(&cfg, k, ((P)args)...));
+}
 
 /* ---- shared epilogue ------------------------------------------------------------------ */
 
@@ -78,8 +123,6 @@ __device__ __forceinline__ void dec_rowscale(float *rs, int M, const struct omni
 
 /* ---- tensor-core GEMV ----------------------------------------------------------------- */
 
-#define TC_U 4 /* K steps (of 32) whose loads a warp issues together */
-
 __device__ __forceinline__ uint4 ld_stream(const uint4 *p)
 {
     uint4 r;
@@ -108,7 +151,8 @@ __device__ __forceinline__ void split2(float a, float b, uint32_t &hi, uint32_t 
     lo = *reinterpret_cast<const uint32_t *>(&l);
 }
 
-template <int MT>
+/* U: K steps (of 32) whose weight loads a warp issues before any math */
+template <int MT, int U>
 __global__ void __launch_bounds__(512)
     dec_tc_k(float *y, int64_t ldy, const float *x, int64_t ldx, const __nv_bfloat16 *w,
              const float *bias, int M, int64_t N, int64_t K, float alpha, float beta,
@@ -121,67 +165,65 @@ __global__ void __launch_bounds__(512)
     const int64_t n0 = (int64_t)blockIdx.x * 16;
     /* rows past N / M are clamped (valid memory) and their results dropped */
     const int64_t ra = min(n0 + g, N - 1), rb = min(n0 + g + 8, N - 1);
+    pdl_trigger();
+    l2_prefetch(w + n0 * K, (min(N, n0 + 16) - n0) * K * (int64_t)sizeof(__nv_bfloat16));
+    pdl_wait();
     const uint4 *wa = reinterpret_cast<const uint4 *>(w + ra * K) + t;
     const uint4 *wb = reinterpret_cast<const uint4 *>(w + rb * K) + t;
     const float4 *xr[MT];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
         xr[mt] = reinterpret_cast<const float4 *>(x + (int64_t)min(mt * 8 + g, M - 1) * ldx) + 2 * t;
-    float c[MT][4];
+    float ch[MT][4], cl[MT][4]; /* products with the hi and the lo part of x */
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
-        c[mt][0] = c[mt][1] = c[mt][2] = c[mt][3] = 0.0f;
-    const int64_t ns = K / 32;
-    for (int64_t s0 = warp; s0 < ns; s0 += (int64_t)TC_U * nw) {
-        uint4 A[TC_U], Bw[TC_U];
-        float4 X[MT][TC_U][2];
 #pragma unroll
-        for (int u = 0; u < TC_U; u++) {
+        for (int i = 0; i < 4; i++)
+            ch[mt][i] = cl[mt][i] = 0.0f;
+    const int64_t ns = K / 32;
+    for (int64_t s0 = warp; s0 < ns; s0 += (int64_t)U * nw) {
+        uint4 A[U], Bw[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
             const int64_t s = s0 + (int64_t)u * nw;
             if (s < ns) {
                 A[u] = ld_stream(wa + s * 4);
                 Bw[u] = ld_stream(wb + s * 4);
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    X[mt][u][0] = __ldg(xr[mt] + s * 8);
-                    X[mt][u][1] = __ldg(xr[mt] + s * 8 + 1);
-                }
-            } else {
-                A[u] = Bw[u] = make_uint4(0, 0, 0, 0);
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++)
-                    X[mt][u][0] = X[mt][u][1] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             }
         }
 #pragma unroll
-        for (int u = 0; u < TC_U; u++) {
+        for (int u = 0; u < U; u++) {
+            const int64_t s = s0 + (int64_t)u * nw;
+            if (s >= ns) /* warp-uniform */
+                break;
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
+                const float4 x0 = __ldg(xr[mt] + s * 8), x1 = __ldg(xr[mt] + s * 8 + 1);
                 uint32_t h0, l0, h1, l1, h2, l2, h3, l3;
-                split2(X[mt][u][0].x, X[mt][u][0].y, h0, l0);
-                split2(X[mt][u][0].z, X[mt][u][0].w, h1, l1);
-                split2(X[mt][u][1].x, X[mt][u][1].y, h2, l2);
-                split2(X[mt][u][1].z, X[mt][u][1].w, h3, l3);
-                mma16816(c[mt], A[u].x, Bw[u].x, A[u].y, Bw[u].y, h0, h1);
-                mma16816(c[mt], A[u].x, Bw[u].x, A[u].y, Bw[u].y, l0, l1);
-                mma16816(c[mt], A[u].z, Bw[u].z, A[u].w, Bw[u].w, h2, h3);
-                mma16816(c[mt], A[u].z, Bw[u].z, A[u].w, Bw[u].w, l2, l3);
+                split2(x0.x, x0.y, h0, l0);
+                split2(x0.z, x0.w, h1, l1);
+                split2(x1.x, x1.y, h2, l2);
+                split2(x1.z, x1.w, h3, l3);
+                mma16816(ch[mt], A[u].x, Bw[u].x, A[u].y, Bw[u].y, h0, h1);
+                mma16816(cl[mt], A[u].x, Bw[u].x, A[u].y, Bw[u].y, l0, l1);
+                mma16816(ch[mt], A[u].z, Bw[u].z, A[u].w, Bw[u].w, h2, h3);
+                mma16816(cl[mt], A[u].z, Bw[u].z, A[u].w, Bw[u].w, l2, l3);
             }
         }
     }
     float *my = red + warp * 256;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        my[g * 16 + mt * 8 + 2 * t] = c[mt][0];
-        my[g * 16 + mt * 8 + 2 * t + 1] = c[mt][1];
-        my[(g + 8) * 16 + mt * 8 + 2 * t] = c[mt][2];
-        my[(g + 8) * 16 + mt * 8 + 2 * t + 1] = c[mt][3];
+        my[g * 16 + mt * 8 + 2 * t] = ch[mt][0] + cl[mt][0];
+        my[g * 16 + mt * 8 + 2 * t + 1] = ch[mt][1] + cl[mt][1];
+        my[(g + 8) * 16 + mt * 8 + 2 * t] = ch[mt][2] + cl[mt][2];
+        my[(g + 8) * 16 + mt * 8 + 2 * t + 1] = ch[mt][3] + cl[mt][3];
     }
     if (e.part)
         dec_rowscale(rs, M, e);
     __syncthreads();
-    if (threadIdx.x < 256) {
-        const int ml = threadIdx.x >> 4, nl = threadIdx.x & 15;
+    for (int o = threadIdx.x; o < 16 * MT * 8; o += blockDim.x) {
+        const int ml = o >> 4, nl = o & 15;
         const int64_t n = n0 + nl;
         if (ml < M && n < N) {
             float acc = 0.0f;
@@ -192,26 +234,89 @@ __global__ void __launch_bounds__(512)
     }
 }
 
-extern "C" int omni__dec_gemv_tc_cuda(float *y, int64_t ldy, const float *x, int64_t ldx,
-                                      const void *w, int w_dtype, const float *bias, int64_t M,
-                                      int64_t N, int64_t K, float alpha, float beta,
-                                      const struct omni_dec_epi *epi)
+static int tc_force_nw, tc_force_u; /* 0: automatic (omni__dec_tc_config) */
+
+extern "C" __attribute__((visibility("default"))) void omni__dec_tc_config(int nw, int u)
+{
+    tc_force_nw = nw;
+    tc_force_u = u;
+}
+
+/* Blocks of nw warps resident per multiprocessor (cached per kernel and nw). */
+template <int MT, int U> static int tc_occupancy(int nw)
+{
+    static int cache[17];
+    if (nw < 1 || nw > 16)
+        return 1;
+    if (!cache[nw]) {
+        int b = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, dec_tc_k<MT, U>, nw * 32,
+                                                          (size_t)nw * 256 * sizeof(float)) !=
+                cudaSuccess ||
+            b < 1)
+            b = 1;
+        cache[nw] = b;
+    }
+    return cache[nw];
+}
+
+template <int MT, int U>
+static void tc_launch(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
+                      const float *bias, int64_t M, int64_t N, int64_t K, float alpha, float beta,
+                      const struct omni_dec_epi &e, int pdl)
+{
+    const unsigned nb = omni__blocks(N, 16);
+    const int64_t sms = omni__cuda_sm_count(), ns = K / 32;
+    int nw = tc_force_nw;
+    if (!nw) {
+        /* the most warps per block (more weight loads in flight per tile) such that every
+         * block is resident at once; else the most resident warps per multiprocessor */
+        nw = 0;
+        for (int c = 16; c >= 2 && !nw; c /= 2)
+            if (c * U <= 2 * ns && (int64_t)nb <= sms * tc_occupancy<MT, U>(c))
+                nw = c;
+        if (!nw) {
+            int best = 0;
+            for (int c = 16; c >= 2; c /= 2)
+                if (c * tc_occupancy<MT, U>(c) > best)
+                    best = c * tc_occupancy<MT, U>(c), nw = c;
+        }
+    }
+    dec_launch(pdl, dec_tc_k<MT, U>, dim3(nb), dim3(nw * 32), (size_t)nw * 256 * sizeof(float), y,
+               ldy, x, ldx, (const __nv_bfloat16 *)w, bias, (int)M, N, K, alpha, beta, e);
+}
+
+static int tc_gemv(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
+                   int w_dtype, const float *bias, int64_t M, int64_t N, int64_t K, float alpha,
+                   float beta, const struct omni_dec_epi *epi, int pdl)
 {
     if (w_dtype != OMNI_DTYPE_BF16 || M < 1 || M > OMNI_DEC_MAX_M || N < 1 || K < 32 || K % 32 ||
         ((uintptr_t)w & 15) || ((uintptr_t)x & 15) || (M > 1 && ldx % 4))
         return 0;
     static const struct omni_dec_epi none = {};
-    const struct omni_dec_epi e = epi ? *epi : none;
-    const unsigned nb = omni__blocks(N, 16);
-    const int nw = nb >= 2u * (unsigned)omni__cuda_sm_count() ? 8 : 16;
-    const size_t smem = (size_t)nw * 256 * sizeof(float);
-    if (M > 8)
-        OMNI_LAUNCH(dec_tc_k<2>, nb, nw * 32, smem, y, ldy, x, ldx, (const __nv_bfloat16 *)w, bias,
-                    (int)M, N, K, alpha, beta, e);
-    else
-        OMNI_LAUNCH(dec_tc_k<1>, nb, nw * 32, smem, y, ldy, x, ldx, (const __nv_bfloat16 *)w, bias,
-                    (int)M, N, K, alpha, beta, e);
+    const struct omni_dec_epi &e = epi ? *epi : none;
+    const int u = tc_force_u ? tc_force_u : 4;
+    if (M > 8) {
+        if (u == 4)
+            tc_launch<2, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+        else
+            tc_launch<2, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+    } else {
+        if (u == 4)
+            tc_launch<1, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+        else
+            tc_launch<1, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+    }
     return 1;
+}
+
+/* omni_matmul_cuda's entry: no programmatic launch (its inputs may come from any kernel) */
+extern "C" int omni__dec_gemv_tc_cuda(float *y, int64_t ldy, const float *x, int64_t ldx,
+                                      const void *w, int w_dtype, const float *bias, int64_t M,
+                                      int64_t N, int64_t K, float alpha, float beta,
+                                      const struct omni_dec_epi *epi)
+{
+    return tc_gemv(y, ldy, x, ldx, w, w_dtype, bias, M, N, K, alpha, beta, epi, 0);
 }
 
 /* ---- plain GEMV with the same epilogue ------------------------------------------------ */
@@ -263,7 +368,7 @@ extern "C" void omni_dec_gemv_cuda(float *y, int64_t ldy, const float *x, int64_
                         OMNI_DEC_MAX_M, (long long)M);
         return;
     }
-    if (omni__dec_gemv_tc_cuda(y, ldy, x, ldx, w, w_dtype, bias, M, N, K, alpha, 0.0f, epi))
+    if (tc_gemv(y, ldy, x, ldx, w, w_dtype, bias, M, N, K, alpha, 0.0f, epi, 1))
         return;
     static const struct omni_dec_epi none = {};
     const struct omni_dec_epi e = epi ? *epi : none;
@@ -283,50 +388,42 @@ extern "C" void omni_dec_gemv_cuda(float *y, int64_t ldy, const float *x, int64_
 
 #define DN_NT 1024
 
+/* blockIdx.y == 0: res_out and out; blockIdx.y == 1 + r: u[m, r] (same row norm, recomputed) */
 __global__ void __launch_bounds__(DN_NT)
     dec_norm_k(float *out, int64_t ldo, float *ro, int64_t ldro, const float *ri, int64_t ldri,
                const float *x, int64_t ldx, const float *w, int64_t D, float eps, const float *a,
-               int R, float *u, int64_t ldu)
+               float *u, int64_t ldu)
 {
     __shared__ float sh[32];
-    __shared__ float us[DN_NT / 32][OMNI_DEC_MAX_R];
     const int64_t m = blockIdx.x;
-    const bool lora = blockIdx.y == 1;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int r = (int)blockIdx.y - 1;
+    pdl_trigger();
+    pdl_wait();
     const float *rr = ri + m * ldri, *xr = x ? x + m * ldx : nullptr;
     float *rw = ro + m * ldro;
     float ss = 0.0f;
     for (int64_t i = threadIdx.x; i < D; i += DN_NT) {
         const float t = xr ? rr[i] + xr[i] : rr[i];
-        if (!lora)
+        if (r < 0)
             rw[i] = t;
         ss += t * t;
     }
     ss = omni__block_sum(ss, sh);
     const float rstd = 1.0f / sqrtf(ss / (float)D + eps);
-    if (!lora) {
+    if (r < 0) {
         float *o = out + m * ldo;
         for (int64_t i = threadIdx.x; i < D; i += DN_NT)
             o[i] = rw[i] * rstd * w[i];
         return;
     }
-    for (int r = 0; r < R; r++) {
-        float acc = 0.0f;
-        for (int64_t i = threadIdx.x; i < D; i += DN_NT) {
-            const float t = xr ? rr[i] + xr[i] : rr[i];
-            acc += (t * rstd * w[i]) * a[r * D + i];
-        }
-        acc = omni__warp_sum(acc);
-        if (lane == 0)
-            us[warp][r] = acc;
+    float acc = 0.0f;
+    for (int64_t i = threadIdx.x; i < D; i += DN_NT) {
+        const float t = xr ? rr[i] + xr[i] : rr[i];
+        acc += (t * rstd * w[i]) * a[r * D + i];
     }
-    __syncthreads();
-    if (threadIdx.x < R) {
-        float s = 0.0f;
-        for (int wi = 0; wi < DN_NT / 32; wi++)
-            s += us[wi][threadIdx.x];
-        u[m * ldu + threadIdx.x] = s;
-    }
+    acc = omni__block_sum(acc, sh);
+    if (threadIdx.x == 0)
+        u[m * ldu + r] = acc;
 }
 
 extern "C" void omni_dec_norm_cuda(float *out, int64_t ldo, float *res_out, int64_t ldro,
@@ -341,8 +438,8 @@ extern "C" void omni_dec_norm_cuda(float *out, int64_t ldo, float *res_out, int6
                         (long long)R);
         return;
     }
-    OMNI_LAUNCH(dec_norm_k, dim3((unsigned)M, a ? 2u : 1u), DN_NT, 0, out, ldo, res_out, ldro,
-                res_in, ldri, x, ldx, w, D, eps, a, (int)R, u, ldu);
+    dec_launch(1, dec_norm_k, dim3((unsigned)M, a ? 1u + (unsigned)R : 1u), dim3(DN_NT), 0, out,
+               ldo, res_out, ldro, res_in, ldri, x, ldx, w, D, eps, a, u, ldu);
 }
 
 /* ---- SSD step + gate ---------------------------------------------------------------------- */
@@ -362,6 +459,10 @@ __global__ void __launch_bounds__(256)
     const int64_t grp = h / (H / G);
     const float *zr = zx + b * ldz, *xb = xbc + b * ldc;
     float *S = state + ((b * H + h) * P + p0) * N;
+    pdl_trigger();
+    if (warp == 0 && ((N * 4) & 15) == 0)
+        l2_prefetch(state + ((b * H + h) * P + e0 % P) * N, 8 * RW * N * (int64_t)sizeof(float));
+    pdl_wait();
     float Sr[RW][NJ];
 #pragma unroll
     for (int r = 0; r < RW; r++)
@@ -418,8 +519,8 @@ __global__ void __launch_bounds__(256)
 }
 
 #define MIX_GO(NJ, RW)                                                                             \
-    OMNI_LAUNCH((dec_mix_k<NJ, RW>), grid, 256, 0, g, ldg, part, ldp, zx, ldz, xbc, ldc, A, Dsk,   \
-                dt_bias, gnw, state, d->H, d->P, d->G, d->N)
+    dec_launch(1, dec_mix_k<NJ, RW>, grid, dim3(256), 0, g, ldg, part, ldp, zx, ldz, xbc, ldc, A,  \
+               Dsk, dt_bias, gnw, state, d->H, d->P, d->G, d->N)
 #define MIX_RW(NJ)                                                                                 \
     do {                                                                                           \
         if (chunk == 8)                                                                            \

@@ -11,6 +11,7 @@
 
 #include "cudatest.h"
 #include "omni/ops/decode.h"
+#include "../../kernels/decode.h" /* omni__dec_tc_config */
 
 #ifdef OMNI_HAVE_CUDA
 
@@ -254,6 +255,74 @@ START_TEST(test_decode_mix_matches_cpu)
 }
 END_TEST
 
+/* Every (weight steps in flight, warps per block) configuration of the tensor-core GEMV
+ * gives the CPU result on the OmniMamba shapes; each one's time per call is printed
+ * (weights rotate over 8 copies, more than L2 holds), for tuning the automatic choice. */
+static void sweep(int64_t M, int64_t N, int64_t K, const char *name)
+{
+    struct omni_error e = {0};
+    struct omni_tensor hx, dx, hw, hy, dy, dw8;
+    pair(&hx, &dx, OMNI_DTYPE_F32, 1.0f, 2, SH(M, K));
+    ct_hrand(&hw, &R, OMNI_DTYPE_BF16, 1.0f / sqrtf((float)K), 2, SH(N, K));
+    outp(&hy, &dy, 2, SH(M, N));
+    ct_dalloc(&dw8, OMNI_DTYPE_BF16, 3, SH(8, N, K));
+    const size_t wb = (size_t)(N * K) * 2;
+    for (int c = 0; c < 8; c++)
+        CT_CUDA(cudaMemcpy((char *)omni_tensor_data(&dw8) + c * wb, omni_tensor_data(&hw), wb,
+                           cudaMemcpyHostToDevice));
+    struct omni_tensor wv[8];
+    for (int c = 0; c < 8; c++) {
+        wv[c] = dw8;
+        wv[c].ndim = 2;
+        wv[c].shape[0] = N, wv[c].shape[1] = K;
+        wv[c].strides[0] = K, wv[c].strides[1] = 1;
+        wv[c].offset = dw8.offset + (int64_t)(c * wb);
+    }
+    ck_assert_int_eq(omni_op_decode_gemv(&hy, &hx, &hw, NULL, 1.0f, NULL, &e), OMNI_OK);
+    cudaStream_t st = (cudaStream_t)omni_cuda_stream(CT_DEV);
+    cudaEvent_t t0, t1;
+    CT_CUDA(cudaEventCreate(&t0));
+    CT_CUDA(cudaEventCreate(&t1));
+    static const int us[2] = {4, 8}, nws[5] = {0, 2, 4, 8, 16};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 5; j++) {
+            omni__dec_tc_config(nws[j], us[i]);
+            CT_CUDA(cudaMemset(omni_tensor_data(&dy), 0xff, (size_t)(M * N) * 4));
+            ck_assert_int_eq(omni_op_decode_gemv(&dy, &dx, &wv[j % 8], NULL, 1.0f, NULL, &e), OMNI_OK);
+            ct_sync();
+            char what[96];
+            snprintf(what, sizeof what, "gemv %s M=%lld u=%d nw=%d", name, (long long)M, us[i], nws[j]);
+            ct_cmp_dev(what, &dy, &hy, 1e-4);
+            const int reps = 64;
+            CT_CUDA(cudaEventRecord(t0, st));
+            for (int r = 0; r < reps; r++)
+                ck_assert_int_eq(omni_op_decode_gemv(&dy, &dx, &wv[r % 8], NULL, 1.0f, NULL, &e),
+                                 OMNI_OK);
+            CT_CUDA(cudaEventRecord(t1, st));
+            ct_sync();
+            float ms = 0.0f;
+            CT_CUDA(cudaEventElapsedTime(&ms, t0, t1));
+            const double us_call = 1e3 * ms / reps;
+            printf("%s: %.2f us/call, %.2f TB/s of weights\n", what, us_call,
+                   (double)wb / (us_call * 1e6));
+        }
+    omni__dec_tc_config(0, 0);
+    CT_CUDA(cudaEventDestroy(t0));
+    CT_CUDA(cudaEventDestroy(t1));
+    rel2(&hx, &dx), rel2(&hy, &dy);
+    kt_release(&hw);
+    omni_tensor_release(&dw8);
+}
+
+START_TEST(test_gemv_configs_agree_and_report_time)
+{
+    sweep(1, 8512, 2048, "in_proj");
+    sweep(1, 2048, 4096, "out_proj");
+    sweep(16, 8512, 2048, "in_proj");
+    sweep(16, 2048, 4096, "out_proj");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("cuda_decode");
@@ -264,6 +333,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_matmul_bf16_up_to_16_rows_matches_cpu);
     tcase_add_test(t, test_decode_norm_matches_cpu);
     tcase_add_test(t, test_decode_mix_matches_cpu);
+    tcase_add_test(t, test_gemv_configs_agree_and_report_time);
     suite_add_tcase(s, t);
     return s;
 }
