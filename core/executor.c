@@ -1212,6 +1212,20 @@ int omni_pipeline_run(struct omni_pipeline *p, struct omni_request *r, struct om
     }
     r->stats.loop_ms = now_ms() - t1;
 
+    /* the after phase does not need the loop's recurrent states (for T2I batch
+     * 16 the backbone's is 1.6 GB): free those of stages it does not run */
+    for (int k = 0; spec->has_loop && k < spec->n_order[OMNI__PHASE_LOOP]; k++) {
+        int s = spec->order[OMNI__PHASE_LOOP][k], later = 0;
+        for (int j = 0; j < spec->n_order[OMNI__PHASE_AFTER]; j++)
+            later |= spec->order[OMNI__PHASE_AFTER][j] == s;
+        const struct omni_stage_ops *o = spec->stages[s].plugin->desc->ops;
+        if (!later && R.have_state[s] && OMNI__HAS_OP(o, state_free)) {
+            o->state_free(p->stages[s].stage, R.states[s]);
+            R.states[s] = NULL;
+            R.have_state[s] = 0;
+        }
+    }
+
     /* after */
     double t2 = now_ms();
     for (int k = 0; !rc && k < spec->n_order[OMNI__PHASE_AFTER]; k++)

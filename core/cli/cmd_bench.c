@@ -269,15 +269,20 @@ static int t2i_once(struct ctx *c, struct omb_t2i *m, int64_t B, int steps, int 
     col.offset = codes.offset + (int64_t)steps * 4;
     TRY(omni_op_copy(&col, omni_harness_pull(m->smp, "token"), err));
     TRY(sync_dev(c, err));
-    double t2 = now_s(), t3 = t2;
+    double t2 = now_s(), t2b = t2, t3 = t2;
     if (do_vq && m->vq && steps + 1 == OMB_T2I_CODES) {
+        /* as the executor does before its after phase: the backbone's states are
+         * not needed by the VQ decode (1.6 GB at batch 16) */
+        graph_free(c, &g, &ch);
+        omni_harness_reset_state(m->bb);
+        t2b = now_s();
         TRY(run1(m->vq, "codes", &codes, 0, err));
         TRY(sync_dev(c, err));
         t3 = now_s();
     }
     r->prefill_ms = 1e3 * (t1 - t0);
     r->step_ms = steps ? 1e3 * (t2 - t1) / steps : 0;
-    r->vq_ms = 1e3 * (t3 - t2);
+    r->vq_ms = 1e3 * (t3 - t2b);
     r->total_s = t3 - t0;
     r->images_per_s = (double)B / r->total_s;
 done:

@@ -325,6 +325,42 @@ START_TEST(test_loop_stops_at_stop_id)
 }
 END_TEST
 
+START_TEST(test_after_phase_runs_without_the_loop_states)
+{
+    /* the loop's recurrent state (counter) is freed before the after phase,
+     * which only sees the probe's own state */
+    static const char *yaml =
+        "omni: 1\n"
+        "stages:\n"
+        "  src: {type: test_source, params: {value: 10}}\n"
+        "  counter: {type: test_counter}\n"
+        "  probe: {type: test_counter}\n"
+        "inputs: {prompt: src.text}\n"
+        "edges: [src.ids -> counter.ids]\n"
+        "loop:\n"
+        "  feed: [counter.next -> counter.ids]\n"
+        "  tokens: counter.next\n"
+        "  max_tokens: 3\n"
+        "after:\n"
+        "  edges: [loop.tokens -> probe.ids]\n"
+        "outputs: {live: probe.live, tokens: loop.tokens}\n";
+    long before = omni_buffer_live_count();
+    struct omni_pipeline *p = load(yaml, NULL, 0);
+    struct omni_request *r = omni_request_new(p);
+    struct omni_error err;
+    ck_assert_int_eq(omni_request_set_text(r, "prompt", "x", &err), OMNI_OK);
+    int rc = omni_pipeline_run(p, r, &err);
+    ck_assert_msg(rc == OMNI_OK, "run failed: %s", err.msg);
+    const struct omni_tensor *live = omni_request_output(r, "live");
+    ck_assert_ptr_nonnull(live);
+    ck_assert_int_eq(*(const int64_t *)omni_tensor_data(live), 1);
+    ck_assert_int_eq(omni_request_output(r, "tokens")->shape[1], 3);
+    omni_request_free(r);
+    omni_pipeline_free(p);
+    TU_ASSERT_NO_LEAK(before);
+}
+END_TEST
+
 START_TEST(test_loop_stops_at_max_tokens_and_request_override)
 {
     struct omni_pipeline *p = load(COUNT_YAML, NULL, 0);
@@ -545,6 +581,7 @@ int main(void)
     suite_add_tcase(s, ty);
     TCase *te = tcase_create("executor");
     tcase_add_test(te, test_loop_stops_at_stop_id);
+    tcase_add_test(te, test_after_phase_runs_without_the_loop_states);
     tcase_add_test(te, test_loop_stops_at_max_tokens_and_request_override);
     tcase_add_test(te, test_variables_expand_from_the_environment);
     tcase_add_test(te, test_positions_follow_prefill_length);

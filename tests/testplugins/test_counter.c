@@ -1,12 +1,16 @@
 /* test_counter: a recurrent stage. forward (prefill): out = last id of each
  * row + 1, advance = T; step: out = in + `inc`, records every call in its
  * per-request state; its `log` output is [B, calls] so tests can see the
- * order of calls and the positions passed. Param `stop_at`: return OMNI_DONE
- * when the position reaches it. */
+ * order of calls and the positions passed; its `live` output [1,1] is how many
+ * test_counter states exist in the process at that call (to see when the
+ * executor frees states). Param `stop_at`: return OMNI_DONE when the position
+ * reaches it. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "omni/plugin.h"
+
+static int64_t live_states; /* every instance of this plugin in the process */
 
 struct counter {
     struct omni_stage base;
@@ -39,10 +43,18 @@ static void destroy(struct omni_stage *st) { free(st); }
 static int state_new(struct omni_stage *st, const struct omni_run_ctx *ctx, void **state, struct omni_error *err)
 {
     *state = calloc(1, sizeof(struct cstate));
-    return *state ? OMNI_OK : omni_error_set(err, OMNI_ENOMEM, "out of memory");
+    if (!*state)
+        return omni_error_set(err, OMNI_ENOMEM, "out of memory");
+    __atomic_add_fetch(&live_states, 1, __ATOMIC_SEQ_CST);
+    return OMNI_OK;
 }
 
-static void state_free(struct omni_stage *st, void *state) { free(state); }
+static void state_free(struct omni_stage *st, void *state)
+{
+    if (state)
+        __atomic_sub_fetch(&live_states, 1, __ATOMIC_SEQ_CST);
+    free(state);
+}
 
 static int run(struct omni_stage *st, void *state, struct omni_io *io, int is_step, struct omni_error *err)
 {
@@ -70,6 +82,12 @@ static int run(struct omni_stage *st, void *state, struct omni_io *io, int is_st
     if ((rc = omni_tensor_alloc(&io->out[1], OMNI_DTYPE_I64, 2, lshape, OMNI_CPU, err)))
         return rc;
     memcpy(omni_tensor_data(&io->out[1]), cs->positions, (size_t)(cs->calls < 4096 ? cs->calls : 4096) * 8);
+    if (io->n_out > 2) {
+        const int64_t one[2] = {1, 1};
+        if ((rc = omni_tensor_alloc(&io->out[2], OMNI_DTYPE_I64, 2, one, OMNI_CPU, err)))
+            return rc;
+        *(int64_t *)omni_tensor_data(&io->out[2]) = __atomic_load_n(&live_states, __ATOMIC_SEQ_CST);
+    }
     io->advance = t;
     return OMNI_OK;
 }
@@ -91,9 +109,10 @@ static const struct omni_port_desc ports[] = {
     {"ids", OMNI_PORT_IN, OMNI_DTYPE_BIT(OMNI_DTYPE_I32), "B,T", 0, "ids"},
     {"next", OMNI_PORT_OUT, OMNI_DTYPE_BIT(OMNI_DTYPE_I32), "B,1", 0, "last id + inc"},
     {"log", OMNI_PORT_OUT, OMNI_DTYPE_BIT(OMNI_DTYPE_I64), "1,N", 0, "positions of every call so far"},
+    {"live", OMNI_PORT_OUT, OMNI_DTYPE_BIT(OMNI_DTYPE_I64), "1,1", 0, "test_counter states alive now"},
 };
 static const struct omni_plugin_desc desc = {
     OMNI_PLUGIN_HEADER, .name = "test_counter", .version = "1", .description = "test: recurrent counter",
-    .ops = &ops, .ports = ports, .n_ports = 3, .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
+    .ops = &ops, .ports = ports, .n_ports = 4, .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
     .params_doc = "inc: increment (1)\nstop_at: position at which to end the loop (-1: never)"};
 OMNI_PLUGIN_DEFINE(desc)
