@@ -15,29 +15,7 @@
 
 #ifdef OMNI_HAVE_CUDA
 
-static struct tu_rng R;
-static long live0;
 
-static void setup(void)
-{
-    live0 = omni_buffer_live_count();
-    const char *fixed = getenv("OMNI_TEST_SEED");
-    uint64_t seed = fixed ? strtoull(fixed, NULL, 0)
-                          : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
-    printf("seed 0x%llx\n", (unsigned long long)seed);
-    tu_rng_seed(&R, seed);
-}
-
-static void teardown(void) { TU_ASSERT_NO_LEAK(live0); }
-
-#define SH(...) ((const int64_t[]){__VA_ARGS__})
-
-static void pair(struct omni_tensor *h, struct omni_tensor *d, int dtype, float scale, int ndim,
-                 const int64_t *shape)
-{
-    ct_hrand(h, &R, dtype, scale, ndim, shape);
-    ct_up(d, h);
-}
 
 /* host tensor with values in [lo, hi) and its device copy */
 static void pair_u(struct omni_tensor *h, struct omni_tensor *d, float lo, float hi, int ndim,
@@ -53,12 +31,6 @@ static void outp(struct omni_tensor *h, struct omni_tensor *d, int ndim, const i
 {
     ct_hrand(h, &R, OMNI_DTYPE_F32, 1.0f, ndim, shape);
     ct_dalloc(d, OMNI_DTYPE_F32, ndim, shape);
-}
-
-static void rel2(struct omni_tensor *a, struct omni_tensor *b)
-{
-    kt_release(a);
-    omni_tensor_release(b);
 }
 
 enum { E_RS = 1, E_LR = 2, E_CONV = 4 };
@@ -327,7 +299,7 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("cuda_decode");
     TCase *t = tcase_create("decode");
-    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_checked_fixture(t, ct_setup, ct_teardown);
     tcase_set_timeout(t, 300);
     tcase_add_test(t, test_decode_gemv_matches_cpu);
     tcase_add_test(t, test_matmul_bf16_up_to_16_rows_matches_cpu);
@@ -338,25 +310,10 @@ static Suite *suite(void)
     return s;
 }
 
-int main(void)
-{
-    int status;
-    if (ct_gate("check_cuda_decode", &status))
-        return status;
-    SRunner *sr = srunner_create(suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
-}
+int main(void) { return ct_main("check_cuda_decode", suite); }
 
 #else /* !OMNI_HAVE_CUDA */
 
-int main(void)
-{
-    printf("check_cuda_decode: skipped: built without CUDA\n");
-    return 0;
-}
+int main(void) { return ct_main_without_cuda("check_cuda_decode"); }
 
 #endif

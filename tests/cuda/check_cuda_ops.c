@@ -5,8 +5,10 @@
  * 1e-4 of max|ref|, paths that round activations to f16/bf16 within 2e-2,
  * integer outputs (argmax, sampled ids, VQ codes) exactly. Device outputs
  * start as NaN bytes and carry a guard region that must stay untouched; host
- * tensors are guarded too (tests/kernels/ktest.h). Shapes cover T = 1, chunk
- * boundaries, odd sizes and batch 1/16/32, and the full Mamba-2 1.3B widths.
+ * tensors are guarded too (tests/kernels/ktest.h). Shapes cover T = 1, odd
+ * sizes and batch 1/16/32, and the full Mamba-2 1.3B widths. The SSD scan and
+ * step are in check_cuda_ssd.c, the fused decode ops in check_cuda_decode.c,
+ * the ViT ops in check_cuda_vit.c, the VQ convolutions in check_cuda_vq.c.
  *
  * Without a device the suite prints a skip message and exits 0, unless
  * OMNI_REQUIRE_CUDA is set (make test-cuda), which makes it a failure. */
@@ -17,38 +19,9 @@
 
 #ifdef OMNI_HAVE_CUDA
 
-static struct tu_rng R;
-static long live0;
 
 /* fresh inputs every run; the seed is printed so a failure can be replayed
  * (OMNI_TEST_SEED=...) */
-static void setup(void)
-{
-    live0 = omni_buffer_live_count();
-    const char *fixed = getenv("OMNI_TEST_SEED");
-    uint64_t seed = fixed ? strtoull(fixed, NULL, 0)
-                          : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
-    printf("seed 0x%llx\n", (unsigned long long)seed);
-    tu_rng_seed(&R, seed);
-}
-
-static void teardown(void) { TU_ASSERT_NO_LEAK(live0); }
-
-#define SH(...) ((const int64_t[]){__VA_ARGS__})
-
-/* host random tensor + its device copy */
-static void pair(struct omni_tensor *h, struct omni_tensor *d, int dtype, float scale, int ndim,
-                 const int64_t *shape)
-{
-    ct_hrand(h, &R, dtype, scale, ndim, shape);
-    ct_up(d, h);
-}
-
-static void rel2(struct omni_tensor *a, struct omni_tensor *b)
-{
-    kt_release(a);
-    omni_tensor_release(b);
-}
 
 /* ---- matmul family ----------------------------------------------------------------------- */
 
@@ -279,7 +252,7 @@ START_TEST(test_activations_match_cpu_across_the_softplus_threshold)
 }
 END_TEST
 
-/* ---- conv1d and SSD ------------------------------------------------------------------------- */
+/* ---- conv1d (the SSD scan and step: check_cuda_ssd.c) ------------------------------------- */
 
 static void one_conv(int64_t B, int64_t T, int64_t C, int64_t K, int with_state)
 {
@@ -337,144 +310,6 @@ START_TEST(test_conv1d_matches_cpu_sequence_and_step)
 END_TEST
 
 /* SSD inputs as views of one xBC-like buffer (B, T, H*P + 2*G*N) plus dt (B, T, H + 3). */
-struct ssd_case {
-    int64_t B, T, H, P, G, N;
-    struct omni_tensor hxbc, dxbc, hdt, ddt, hA, dA, hD, dD, hbias, dbias, hs, ds;
-};
-
-static void ssd_make(struct ssd_case *c)
-{
-    const int64_t W = c->H * c->P + 2 * c->G * c->N;
-    pair(&c->hxbc, &c->dxbc, OMNI_DTYPE_F32, 1, 3, SH(c->B, c->T, W));
-    ct_hrand(&c->hdt, &R, OMNI_DTYPE_F32, 1.5f, 3, SH(c->B, c->T, c->H + 3));
-    /* dt_raw + bias across the softplus threshold and large (decay underflow) */
-    static const float special[] = {-30.f, -17.f, 0.f, 19.9f, 20.1f, 40.f};
-    float *dt = kt_f(&c->hdt);
-    for (int64_t i = 0; i < (int64_t)(sizeof special / sizeof special[0]) && i * 7 < omni_tensor_numel(&c->hdt); i++)
-        dt[i * 7] = special[i];
-    ct_up(&c->ddt, &c->hdt);
-    ct_hrand(&c->hA, &R, OMNI_DTYPE_F32, 1, 1, SH(c->H));
-    for (int64_t h = 0; h < c->H; h++)
-        kt_f(&c->hA)[h] = -expf(tu_rng_uniform(&R, 0.0f, 2.77f)); /* A in [-16, -1] */
-    ct_up(&c->dA, &c->hA);
-    pair(&c->hD, &c->dD, OMNI_DTYPE_F32, 1, 1, SH(c->H));
-    ct_hrand(&c->hbias, &R, OMNI_DTYPE_F32, 1, 1, SH(c->H));
-    for (int64_t h = 0; h < c->H; h++)
-        kt_f(&c->hbias)[h] = tu_rng_uniform(&R, -6.0f, -2.0f);
-    ct_up(&c->dbias, &c->hbias);
-    pair(&c->hs, &c->ds, OMNI_DTYPE_F32, 0.5f, 4, SH(c->B, c->H, c->P, c->N));
-}
-
-static void ssd_free(struct ssd_case *c)
-{
-    rel2(&c->hxbc, &c->dxbc), rel2(&c->hdt, &c->ddt), rel2(&c->hA, &c->dA);
-    rel2(&c->hD, &c->dD), rel2(&c->hbias, &c->dbias), rel2(&c->hs, &c->ds);
-}
-
-/* views x (B,T,H,P), Bm/Cm (B,T,G,N), dt (B,T,H) of base tensors (host or device) */
-static void ssd_views(const struct ssd_case *c, const struct omni_tensor *xbc,
-                      const struct omni_tensor *dtb, struct omni_tensor *x, struct omni_tensor *Bm,
-                      struct omni_tensor *Cm, struct omni_tensor *dt)
-{
-    const int64_t W = c->H * c->P + 2 * c->G * c->N;
-    *x = *xbc;
-    x->ndim = 4;
-    x->shape[0] = c->B, x->shape[1] = c->T, x->shape[2] = c->H, x->shape[3] = c->P;
-    x->strides[0] = c->T * W, x->strides[1] = W, x->strides[2] = c->P, x->strides[3] = 1;
-    *Bm = *x;
-    Bm->shape[2] = c->G, Bm->shape[3] = c->N, Bm->strides[2] = c->N;
-    Bm->offset = xbc->offset + c->H * c->P * 4;
-    *Cm = *Bm;
-    Cm->offset = Bm->offset + c->G * c->N * 4;
-    *dt = *dtb;
-    dt->shape[2] = c->H;
-}
-
-static void one_scan(int64_t B, int64_t T, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk)
-{
-    struct omni_error e = {0};
-    struct ssd_case c = {.B = B, .T = T, .H = H, .P = P, .G = G, .N = N};
-    struct omni_tensor hx, hB, hC, hdt, dx, dB, dC, ddt, hy, dy;
-    char what[160];
-    ssd_make(&c);
-    ssd_views(&c, &c.hxbc, &c.hdt, &hx, &hB, &hC, &hdt);
-    ssd_views(&c, &c.dxbc, &c.ddt, &dx, &dB, &dC, &ddt);
-    kt_tensor(&hy, OMNI_DTYPE_F32, 4, SH(B, T, H, P));
-    ct_dalloc(&dy, OMNI_DTYPE_F32, 4, SH(B, T, H, P));
-    ck_assert_int_eq(omni_op_ssd_scan(&hy, &hx, &hdt, &c.hA, &hB, &hC, &c.hD, &c.hbias, &c.hs, chunk, &e), OMNI_OK);
-    int rc = omni_op_ssd_scan(&dy, &dx, &ddt, &c.dA, &dB, &dC, &c.dD, &c.dbias, &c.ds, chunk, &e);
-    ck_assert_msg(rc == OMNI_OK, "%s", e.msg);
-    ct_sync();
-    snprintf(what, sizeof what, "ssd_scan B=%lld T=%lld H=%lld P=%lld G=%lld N=%lld chunk=%lld",
-             (long long)B, (long long)T, (long long)H, (long long)P, (long long)G, (long long)N,
-             (long long)chunk);
-    ct_cmp_dev(what, &dy, &hy, 1e-4);
-    ct_cmp_dev("ssd_scan final state", &c.ds, &c.hs, 1e-4);
-    rel2(&hy, &dy);
-    ssd_free(&c);
-}
-
-START_TEST(test_ssd_scan_matches_cpu_at_chunk_boundaries)
-{
-    /* small chunk (8): T around the boundaries, odd sizes, G = 2 */
-    static const int64_t t[][6] = {{1, 1, 4, 16, 1, 32},  {2, 3, 4, 16, 1, 32}, {1, 7, 4, 16, 1, 32},
-                                   {1, 8, 4, 16, 1, 32},  {1, 9, 4, 16, 1, 32}, {2, 17, 6, 10, 2, 40},
-                                   {3, 5, 3, 5, 1, 7},    {1, 64, 4, 16, 2, 32}};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        one_scan(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], 8);
-        one_scan(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], 0);
-    }
-}
-END_TEST
-
-START_TEST(test_ssd_scan_matches_cpu_at_full_width)
-{
-    /* Mamba-2 1.3B heads: H 64, P 64, N 128, chunk 256 */
-    static const int64_t T[] = {1, 3, 4, 5, 255, 256, 257, 600};
-    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++)
-        one_scan(1, T[i], 64, 64, 1, 128, 256);
-    one_scan(2, 72, 64, 64, 1, 128, 256);
-    one_scan(1, 40, 64, 64, 1, 128, 0);
-}
-END_TEST
-
-START_TEST(test_ssd_step_matches_cpu_batch_1_16_32)
-{
-    static const int64_t t[][5] = {{1, 64, 64, 1, 128}, {16, 64, 64, 1, 128}, {32, 64, 64, 1, 128},
-                                   {3, 6, 10, 2, 40},   {2, 4, 16, 1, 300}};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        struct omni_error e = {0};
-        struct ssd_case c = {.B = t[i][0], .T = 1, .H = t[i][1], .P = t[i][2], .G = t[i][3], .N = t[i][4]};
-        struct omni_tensor hx, hB, hC, hdt, dx, dB, dC, ddt, hy, dy;
-        ssd_make(&c);
-        ssd_views(&c, &c.hxbc, &c.hdt, &hx, &hB, &hC, &hdt);
-        ssd_views(&c, &c.dxbc, &c.ddt, &dx, &dB, &dC, &ddt);
-        /* drop the T axis: (B,H,P), (B,G,N), (B,H) */
-        struct omni_tensor *v4[3] = {&hx, &hB, &hC}, *w4[3] = {&dx, &dB, &dC};
-        for (int k = 0; k < 3; k++) {
-            for (struct omni_tensor *v = v4[k]; v; v = v == v4[k] ? w4[k] : NULL) {
-                v->ndim = 3;
-                v->shape[1] = v->shape[2], v->shape[2] = v->shape[3];
-                v->strides[1] = v->strides[2], v->strides[2] = 1;
-            }
-        }
-        hdt.ndim = ddt.ndim = 2;
-        hdt.shape[1] = ddt.shape[1] = c.H;
-        hdt.strides[1] = ddt.strides[1] = 1;
-        kt_tensor(&hy, OMNI_DTYPE_F32, 3, SH(c.B, c.H, c.P));
-        ct_dalloc(&dy, OMNI_DTYPE_F32, 3, SH(c.B, c.H, c.P));
-        ck_assert_int_eq(omni_op_ssd_step(&hy, &hx, &hdt, &c.hA, &hB, &hC, &c.hD, &c.hbias, &c.hs, &e), OMNI_OK);
-        int rc = omni_op_ssd_step(&dy, &dx, &ddt, &c.dA, &dB, &dC, &c.dD, &c.dbias, &c.ds, &e);
-        ck_assert_msg(rc == OMNI_OK, "%s", e.msg);
-        ct_sync();
-        ct_cmp_dev("ssd_step y", &dy, &hy, 1e-4);
-        ct_cmp_dev("ssd_step state", &c.ds, &c.hs, 1e-5);
-        rel2(&hy, &dy);
-        ssd_free(&c);
-    }
-}
-END_TEST
-
 /* ---- embedding and sampling ------------------------------------------------------------------ */
 
 START_TEST(test_embedding_matches_cpu_and_reports_bad_ids_at_sync)
@@ -851,7 +686,7 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("cuda_ops");
     TCase *t = tcase_create("ops");
-    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_checked_fixture(t, ct_setup, ct_teardown);
     tcase_set_timeout(t, 300);
     tcase_add_test(t, test_context_reports_card_and_memory);
     tcase_add_test(t, test_matmul_matches_cpu_over_shape_table);
@@ -860,9 +695,6 @@ static Suite *suite(void)
     tcase_add_test(t, test_norms_match_cpu);
     tcase_add_test(t, test_activations_match_cpu_across_the_softplus_threshold);
     tcase_add_test(t, test_conv1d_matches_cpu_sequence_and_step);
-    tcase_add_test(t, test_ssd_scan_matches_cpu_at_chunk_boundaries);
-    tcase_add_test(t, test_ssd_scan_matches_cpu_at_full_width);
-    tcase_add_test(t, test_ssd_step_matches_cpu_batch_1_16_32);
     tcase_add_test(t, test_embedding_matches_cpu_and_reports_bad_ids_at_sync);
     tcase_add_test(t, test_embedding_add_and_sample_at_read_device_counters);
     tcase_add_test(t, test_softmax_argmax_and_sampler_match_cpu);
@@ -874,26 +706,10 @@ static Suite *suite(void)
     return s;
 }
 
-int main(void)
-{
-    int status;
-    if (ct_gate("check_cuda_ops", &status))
-        return status;
-    SRunner *sr = srunner_create(suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
-}
+int main(void) { return ct_main("check_cuda_ops", suite); }
 
 #else /* !OMNI_HAVE_CUDA */
 
-int main(void)
-{
-    int status = 0;
-    ct_gate("check_cuda_ops", &status);
-    return status;
-}
+int main(void) { return ct_main_without_cuda("check_cuda_ops"); }
 
 #endif

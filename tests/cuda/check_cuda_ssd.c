@@ -2,7 +2,9 @@
  * of the Mamba-2 prefill (kernels/cuda/ssm.cu) against their CPU twins at
  * the shapes the model runs: MMU prefill (B 1, T 745), T2I batch 16
  * (T <= 128), a 16k-token prompt, T = 1, chunk +- 1, G = 2, P and N past one
- * 64-wide tile, chunks that are no multiple of 32. Every case draws fresh
+ * 64-wide tile, chunks that are no multiple of 32; small chunks (8) around
+ * their boundaries and the sequential path (chunk 0); the decode step at batch
+ * 1/16/32 (ssd_step: y 1e-4, state 1e-5). Every case draws fresh
  * random inputs, starts from a random (nonzero) state, reads x/B/C/dt as
  * strided views of wider rows (as in zxbcdt) and compares y and the final
  * state within 1e-4 of max|ref| (conv1d: 1e-5, its state exactly); device
@@ -17,35 +19,7 @@
 
 #ifdef OMNI_HAVE_CUDA
 
-static struct tu_rng R;
-static long live0;
 
-static void setup(void)
-{
-    live0 = omni_buffer_live_count();
-    const char *fixed = getenv("OMNI_TEST_SEED");
-    uint64_t seed = fixed ? strtoull(fixed, NULL, 0)
-                          : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
-    printf("seed 0x%llx\n", (unsigned long long)seed);
-    tu_rng_seed(&R, seed);
-}
-
-static void teardown(void) { TU_ASSERT_NO_LEAK(live0); }
-
-#define SH(...) ((const int64_t[]){__VA_ARGS__})
-
-static void pair(struct omni_tensor *h, struct omni_tensor *d, int dtype, float scale, int ndim,
-                 const int64_t *shape)
-{
-    ct_hrand(h, &R, dtype, scale, ndim, shape);
-    ct_up(d, h);
-}
-
-static void rel2(struct omni_tensor *a, struct omni_tensor *b)
-{
-    kt_release(a);
-    omni_tensor_release(b);
-}
 
 /* ---- conv1d ---------------------------------------------------------------------------------- */
 
@@ -180,6 +154,67 @@ static void one_scan(int64_t B, int64_t T, int64_t H, int64_t P, int64_t G, int6
     ssd_free(&c);
 }
 
+START_TEST(test_ssd_scan_matches_cpu_at_chunk_boundaries)
+{
+    /* small chunk (8): T around the boundaries, odd sizes, G = 2 */
+    static const int64_t t[][6] = {{1, 1, 4, 16, 1, 32},  {2, 3, 4, 16, 1, 32}, {1, 7, 4, 16, 1, 32},
+                                   {1, 8, 4, 16, 1, 32},  {1, 9, 4, 16, 1, 32}, {2, 17, 6, 10, 2, 40},
+                                   {3, 5, 3, 5, 1, 7},    {1, 64, 4, 16, 2, 32}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        one_scan(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], 8);
+        one_scan(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], 0);
+    }
+}
+END_TEST
+
+START_TEST(test_ssd_scan_matches_cpu_at_full_width)
+{
+    /* Mamba-2 1.3B heads: H 64, P 64, N 128, chunk 256 */
+    static const int64_t T[] = {1, 3, 4, 5, 255, 256, 257, 600};
+    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++)
+        one_scan(1, T[i], 64, 64, 1, 128, 256);
+    one_scan(2, 72, 64, 64, 1, 128, 256);
+    one_scan(1, 40, 64, 64, 1, 128, 0);
+}
+END_TEST
+
+START_TEST(test_ssd_step_matches_cpu_batch_1_16_32)
+{
+    static const int64_t t[][5] = {{1, 64, 64, 1, 128}, {16, 64, 64, 1, 128}, {32, 64, 64, 1, 128},
+                                   {3, 6, 10, 2, 40},   {2, 4, 16, 1, 300}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        struct omni_error e = {0};
+        struct ssd_case c = {.B = t[i][0], .T = 1, .H = t[i][1], .P = t[i][2], .G = t[i][3], .N = t[i][4]};
+        struct omni_tensor hx, hB, hC, hdt, dx, dB, dC, ddt, hy, dy;
+        ssd_make(&c);
+        ssd_views(&c, &c.hxbc, &c.hdt, &hx, &hB, &hC, &hdt);
+        ssd_views(&c, &c.dxbc, &c.ddt, &dx, &dB, &dC, &ddt);
+        /* drop the T axis: (B,H,P), (B,G,N), (B,H) */
+        struct omni_tensor *v4[3] = {&hx, &hB, &hC}, *w4[3] = {&dx, &dB, &dC};
+        for (int k = 0; k < 3; k++) {
+            for (struct omni_tensor *v = v4[k]; v; v = v == v4[k] ? w4[k] : NULL) {
+                v->ndim = 3;
+                v->shape[1] = v->shape[2], v->shape[2] = v->shape[3];
+                v->strides[1] = v->strides[2], v->strides[2] = 1;
+            }
+        }
+        hdt.ndim = ddt.ndim = 2;
+        hdt.shape[1] = ddt.shape[1] = c.H;
+        hdt.strides[1] = ddt.strides[1] = 1;
+        kt_tensor(&hy, OMNI_DTYPE_F32, 3, SH(c.B, c.H, c.P));
+        ct_dalloc(&dy, OMNI_DTYPE_F32, 3, SH(c.B, c.H, c.P));
+        ck_assert_int_eq(omni_op_ssd_step(&hy, &hx, &hdt, &c.hA, &hB, &hC, &c.hD, &c.hbias, &c.hs, &e), OMNI_OK);
+        int rc = omni_op_ssd_step(&dy, &dx, &ddt, &c.dA, &dB, &dC, &c.dD, &c.dbias, &c.ds, &e);
+        ck_assert_msg(rc == OMNI_OK, "%s", e.msg);
+        ct_sync();
+        ct_cmp_dev("ssd_step y", &dy, &hy, 1e-4);
+        ct_cmp_dev("ssd_step state", &c.ds, &c.hs, 1e-5);
+        rel2(&hy, &dy);
+        ssd_free(&c);
+    }
+}
+END_TEST
+
 START_TEST(test_ssd_scan_matches_cpu_at_model_shapes)
 {
     /* Mamba-2 1.3B heads (H 64, P 64, N 128, chunk 256): MMU prefill, T2I
@@ -213,36 +248,23 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("cuda_ssd");
     TCase *t = tcase_create("ssd");
-    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_checked_fixture(t, ct_setup, ct_teardown);
     tcase_set_timeout(t, 300);
     tcase_add_test(t, test_conv1d_causal_matches_cpu_at_model_shapes_and_in_pieces);
     tcase_add_test(t, test_ssd_scan_matches_cpu_at_model_shapes);
     tcase_add_test(t, test_ssd_scan_matches_cpu_at_odd_shapes);
     tcase_add_test(t, test_ssd_scan_matches_cpu_on_a_16k_prompt);
+    tcase_add_test(t, test_ssd_scan_matches_cpu_at_chunk_boundaries);
+    tcase_add_test(t, test_ssd_scan_matches_cpu_at_full_width);
+    tcase_add_test(t, test_ssd_step_matches_cpu_batch_1_16_32);
     suite_add_tcase(s, t);
     return s;
 }
 
-int main(void)
-{
-    int status;
-    if (ct_gate("check_cuda_ssd", &status))
-        return status;
-    SRunner *sr = srunner_create(suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
-}
+int main(void) { return ct_main("check_cuda_ssd", suite); }
 
 #else /* !OMNI_HAVE_CUDA */
 
-int main(void)
-{
-    int status = 0;
-    ct_gate("check_cuda_ssd", &status);
-    return status;
-}
+int main(void) { return ct_main_without_cuda("check_cuda_ssd"); }
 
 #endif

@@ -26,8 +26,6 @@
 
 #ifdef OMNI_HAVE_CUDA
 
-static struct tu_rng R;
-static long live0;
 static struct omni_error err;
 
 #define OK(call)                                                                                   \
@@ -37,17 +35,6 @@ static struct omni_error err;
         ck_assert_msg(rc_ >= 0, "%s -> %s: %s", #call, omni_status_name(rc_), err.msg);            \
     } while (0)
 
-static void setup(void)
-{
-    live0 = omni_buffer_live_count();
-    uint64_t seed = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
-    printf("seed 0x%llx\n", (unsigned long long)seed);
-    tu_rng_seed(&R, seed);
-}
-
-static void teardown(void) { TU_ASSERT_NO_LEAK(live0); }
-
-#define SH(...) ((const int64_t[]){__VA_ARGS__})
 
 /* host copy of any tensor (for comparisons); waits for the device */
 static void host_of(struct omni_tensor *h, const struct omni_tensor *t)
@@ -533,7 +520,7 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("cuda_stages");
     TCase *t = tcase_create("stages");
-    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_checked_fixture(t, ct_setup, ct_teardown);
     tcase_set_timeout(t, 600);
     tcase_add_test(t, test_mamba2_tiny_on_cuda_matches_cpu);
     tcase_add_test(t, test_mamba2_decode_step_replays_as_a_cuda_graph);
@@ -545,26 +532,10 @@ static Suite *suite(void)
     return s;
 }
 
-int main(void)
-{
-    int status;
-    if (ct_gate("check_cuda_stages", &status))
-        return status;
-    SRunner *sr = srunner_create(suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
-}
+int main(void) { return ct_main("check_cuda_stages", suite); }
 
 #else /* !OMNI_HAVE_CUDA */
 
-int main(void)
-{
-    int status = 0;
-    ct_gate("check_cuda_stages", &status);
-    return status;
-}
+int main(void) { return ct_main_without_cuda("check_cuda_stages"); }
 
 #endif

@@ -20,42 +20,13 @@
 
 #ifdef OMNI_HAVE_CUDA
 
-static struct tu_rng R;
-static long live0;
 static struct omni_error err;
 
-static void setup(void)
-{
-    live0 = omni_buffer_live_count();
-    const char *fixed = getenv("OMNI_TEST_SEED");
-    uint64_t seed = fixed ? strtoull(fixed, NULL, 0)
-                          : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
-    printf("seed 0x%llx\n", (unsigned long long)seed);
-    tu_rng_seed(&R, seed);
-    memset(&err, 0, sizeof err);
-}
-
-static void teardown(void) { TU_ASSERT_NO_LEAK(live0); }
-
-#define SH(...) ((const int64_t[]){__VA_ARGS__})
 #define OK(expr)                                                                                   \
     do {                                                                                           \
         int rc_ = (expr);                                                                          \
         ck_assert_msg(rc_ == OMNI_OK, "%s: %s", #expr, err.msg);                                   \
     } while (0)
-
-static void pair(struct omni_tensor *h, struct omni_tensor *d, int dtype, float scale, int ndim,
-                 const int64_t *shape)
-{
-    ct_hrand(h, &R, dtype, scale, ndim, shape);
-    ct_up(d, h);
-}
-
-static void rel2(struct omni_tensor *a, struct omni_tensor *b)
-{
-    kt_release(a);
-    omni_tensor_release(b);
-}
 
 /* ---- GroupNorm coefficients ------------------------------------------------------------------ */
 
@@ -249,7 +220,7 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("cuda_vq");
     TCase *t = tcase_create("vq");
-    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_checked_fixture(t, ct_setup, ct_teardown);
     tcase_set_timeout(t, 300);
     tcase_add_test(t, test_groupnorm_coef_matches_cpu);
     tcase_add_test(t, test_conv2d_fused_matches_cpu);
@@ -258,26 +229,10 @@ static Suite *suite(void)
     return s;
 }
 
-int main(void)
-{
-    int status;
-    if (ct_gate("check_cuda_vq", &status))
-        return status;
-    SRunner *sr = srunner_create(suite());
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
-}
+int main(void) { return ct_main("check_cuda_vq", suite); }
 
 #else /* !OMNI_HAVE_CUDA */
 
-int main(void)
-{
-    int status = 0;
-    ct_gate("check_cuda_vq", &status);
-    return status;
-}
+int main(void) { return ct_main_without_cuda("check_cuda_vq"); }
 
 #endif

@@ -182,4 +182,65 @@ static inline void *ct_hrand(struct omni_tensor *t, struct tu_rng *r, int dtype,
 }
 
 #endif /* OMNI_HAVE_CUDA */
+/* ---- the shared frame of a GPU suite ------------------------------------------------- */
+
+#ifdef OMNI_HAVE_CUDA
+#include <time.h>
+
+#define SH(...) ((const int64_t[]){__VA_ARGS__})
+
+/* The suite's random stream: fresh inputs every run; the seed is printed so a
+ * failure can be replayed (OMNI_TEST_SEED=...). */
+static struct tu_rng R;
+static long ct_live0;
+
+static void ct_setup(void)
+{
+    ct_live0 = omni_buffer_live_count();
+    const char *fixed = getenv("OMNI_TEST_SEED");
+    uint64_t seed = fixed ? strtoull(fixed, NULL, 0)
+                          : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
+    printf("seed 0x%llx\n", (unsigned long long)seed);
+    tu_rng_seed(&R, seed);
+}
+
+static void ct_teardown(void) { TU_ASSERT_NO_LEAK(ct_live0); }
+
+/* host random tensor + its device copy; release both */
+static inline void pair(struct omni_tensor *h, struct omni_tensor *d, int dtype, float scale, int ndim,
+                        const int64_t *shape)
+{
+    ct_hrand(h, &R, dtype, scale, ndim, shape);
+    ct_up(d, h);
+}
+
+static inline void rel2(struct omni_tensor *a, struct omni_tensor *b)
+{
+    kt_release(a);
+    omni_tensor_release(b);
+}
+
+/* main() of a GPU suite: the device gate, then the suite in fork mode. */
+static inline int ct_main(const char *name, Suite *(*make)(void))
+{
+    int status;
+    if (ct_gate(name, &status))
+        return status;
+    SRunner *sr = srunner_create(make());
+    srunner_set_fork_status(sr, CK_FORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
+#endif
+
+/* main() of a GPU suite in a build without CUDA: the gate's message. */
+static inline int ct_main_without_cuda(const char *name)
+{
+    int status = 0;
+    ct_gate(name, &status);
+    return status;
+}
+
 #endif
