@@ -302,8 +302,20 @@ static int case_t2i(struct ctx *c, int64_t B, cJSON *out, char *line, size_t n, 
     if ((rc = omb_t2i_open(&m, &c->paths, c->o.device, c->o.dtype, 1, err)))
         return rc;
     double load_s = now_s() - t0;
-    if ((rc = t2i_once(c, &m, B, c->o.warm, 0, &warm, err)) ||
-        (rc = t2i_once(c, &m, B, c->o.steps, 1, &r, err)))
+    if ((rc = t2i_once(c, &m, B, c->o.warm, 0, &warm, err)))
+        goto done;
+    if (m.vq && c->o.steps + 1 == OMB_T2I_CODES) {
+        /* the warm-up's few codes make no image: warm the VQ decoder on zeros */
+        struct omni_tensor z;
+        const int64_t zsh[2] = {B, OMB_T2I_CODES};
+        if ((rc = omni_tensor_alloc(&z, OMNI_DTYPE_I32, 2, zsh, c->dev, err)))
+            goto done;
+        rc = run1(m.vq, "codes", &z, 0, err);
+        omni_tensor_release(&z);
+        if (rc < 0 || (rc = sync_dev(c, err)))
+            goto done;
+    }
+    if ((rc = t2i_once(c, &m, B, c->o.steps, 1, &r, err)))
         goto done;
     const double peak = gib(omni_cuda_memory_peak(c->dev));
     cJSON_AddNumberToObject(out, "batch", (double)B);
