@@ -52,9 +52,10 @@ OMNI_API int omni_op_conv2d_pad(struct omni_tensor *out, const struct omni_tenso
  *   residual: (B, Cout, Ho, Wo) f32 contiguous or NULL; may be out itself
  *   out:  (B, Cout, Ho, Wo) f32 contiguous, Ho = H' + 2 pad - KH + 1; must not
  *         overlap x.
- * The CPU twin is exactly the unfused sequence (same bits); CUDA reads x
- * once per tap straight into the GEMM's tiles (no unfolded copy, no
- * intermediate tensors). */
+ * The CPU twin is exactly the unfused sequence (same bits). CUDA: f16/bf16
+ * weights unfold the transformed input in the weight dtype (<= 512 MiB of
+ * scratch at a time) for a cuBLAS GEMM that adds onto bias + residual; f32
+ * weights use an implicit-GEMM FMA kernel (no unfolded copy). */
 OMNI_API int omni_op_conv2d_fused(struct omni_tensor *out, const struct omni_tensor *x,
                                   const struct omni_tensor *w, const struct omni_tensor *bias,
                                   int pad, const struct omni_tensor *coef, int silu, int up2,
