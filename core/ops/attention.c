@@ -96,6 +96,14 @@ int omni_op_attention_ex(struct omni_tensor *out, const struct omni_tensor *q,
     const int64_t B = q->shape[0], S = q->shape[1], P = q->shape[2] / heads;
     if (B == 0 || S == 0 || P == 0)
         return OMNI_OK;
+    /* kernels/cuda/attention.cu: heads wider than 256 take the materialised cuBLAS path,
+     * which adds no biases and writes f32 only (said here instead of as a CUDA failure) */
+    if (out->device.type == OMNI_DEVICE_CUDA && P > 256 &&
+        (opts->q_bias || opts->k_bias || opts->v_bias || out->dtype != OMNI_DTYPE_F32))
+        return omni_error_set(err, OMNI_EINVAL,
+                              "%s: on CUDA heads wider than 256 (P=%lld) take no q/k/v biases and "
+                              "an f32 out",
+                              OP, (long long)P);
     if (!(scale > 0.0f)) /* also catches NaN */
         scale = (float)(1.0 / sqrt((double)P));
     struct omni_attention_args a = {

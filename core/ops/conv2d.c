@@ -1,6 +1,8 @@
 /* core/ops/conv2d.c - omni_op_conv2d, omni_op_conv2d_pad,
  * omni_op_conv2d_fused and omni_op_upsample_nearest2x: checks, then dispatch
  * to kernels/cpu/conv2d.c or kernels/cuda/conv2d.cu. */
+#include <stdint.h>
+
 #include "omni/ops.h"
 #include "conv2d.h"
 #include "cuda_impl.h"
@@ -9,9 +11,12 @@
 #endif
 #include "ops/op_check.h"
 
+/* x: the input the convolution sees; xmem: the tensor whose memory is read (x itself, or the
+ * stored input of conv2d_fused's up2, whose view x has 4x the elements) */
 static int check_conv(const char *op, struct omni_tensor *out, const struct omni_tensor *x,
-                      const struct omni_tensor *w, const struct omni_tensor *bias, int stride,
-                      const int pads[4], struct omni_conv2d_geom *g, struct omni_error *err)
+                      const struct omni_tensor *xmem, const struct omni_tensor *w,
+                      const struct omni_tensor *bias, int stride, const int pads[4],
+                      struct omni_conv2d_geom *g, struct omni_error *err)
 {
     int rc;
     char a[96], b[96];
@@ -77,9 +82,9 @@ static int check_conv(const char *op, struct omni_tensor *out, const struct omni
             (rc = omni__check_same_device(err, op, "bias", bias, "x", x)))
             return rc;
     }
-    if (omni_tensor_numel(out) > 0 && omni_tensor_numel(x) > 0 && out->buf == x->buf) {
-        const char *xo = (const char *)omni_tensor_data(x), *oo = omni_tensor_data(out);
-        if (xo < oo + omni_tensor_nbytes(out) && oo < xo + omni_tensor_nbytes(x))
+    if (omni_tensor_numel(out) > 0 && omni_tensor_numel(xmem) > 0 && out->buf == xmem->buf) {
+        const char *xo = (const char *)omni_tensor_data(xmem), *oo = omni_tensor_data(out);
+        if (xo < oo + omni_tensor_nbytes(out) && oo < xo + omni_tensor_nbytes(xmem))
             return omni_error_set(err, OMNI_EINVAL, "%s: out overlaps x", op);
     }
     return OMNI_OK;
@@ -90,7 +95,7 @@ static int conv_run(const char *op, struct omni_tensor *out, const struct omni_t
                     const int pads[4], struct omni_error *err)
 {
     struct omni_conv2d_geom g;
-    int rc = check_conv(op, out, x, w, bias, stride, pads, &g, err);
+    int rc = check_conv(op, out, x, x, w, bias, stride, pads, &g, err);
     if (rc)
         return rc;
     if (omni_tensor_numel(out) == 0)
@@ -156,7 +161,7 @@ int omni_op_conv2d_fused(struct omni_tensor *out, const struct omni_tensor *x,
         xv.shape[3] *= 2;
         omni_tensor_set_contiguous(&xv);
     }
-    if ((rc = check_conv(op, out, &xv, w, bias, 1, pads, &g, err)))
+    if ((rc = check_conv(op, out, &xv, x, w, bias, 1, pads, &g, err)))
         return rc;
     if (coef) {
         const int64_t csh[3] = {g.B, g.Cin, 4};
@@ -166,6 +171,12 @@ int omni_op_conv2d_fused(struct omni_tensor *out, const struct omni_tensor *x,
             (rc = omni__check_contiguous(err, op, "coef", coef)) ||
             (rc = omni__check_same_device(err, op, "coef", coef, "x", x)))
             return rc;
+        /* the CUDA kernels read a channel's 4 coefficients as one float4 */
+        if (x->device.type == OMNI_DEVICE_CUDA && ((uintptr_t)omni_tensor_data(coef) & 15))
+            return omni_error_set(err, OMNI_EINVAL,
+                                  "%s: coef must start on a 16-byte boundary on CUDA (byte offset "
+                                  "%lld in its buffer)",
+                                  op, (long long)coef->offset);
     }
     if (residual) {
         if ((rc = omni__check_present(err, op, "residual", residual)) ||

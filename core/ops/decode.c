@@ -4,6 +4,7 @@
 #include "omni/ops/decode.h"
 
 #include <math.h>
+#include <stdint.h>
 
 #include "cuda_impl.h"
 #include "decode.h"
@@ -82,6 +83,12 @@ int omni_op_decode_norm(struct omni_tensor *out, struct omni_tensor *res_out,
         if (omni_tensor_data(res_out) == omni_tensor_data(res_in))
             return omni_error_set(err, OMNI_EINVAL, "%s: res_out must not be res_in when a is given",
                                   op);
+        /* on CUDA the u blocks of a row read res_in and x while its first block writes out and
+         * res_out: no write may land in what they read */
+        if (omni__overlap(res_out, res_in) || omni__overlap(res_out, x) ||
+            omni__overlap(out, res_in) || omni__overlap(out, x))
+            return omni_error_set(err, OMNI_EINVAL,
+                                  "%s: with a, out and res_out must not overlap res_in or x", op);
     }
     if (M > 0 && omni_tensor_data(out) == omni_tensor_data(res_out))
         return omni_error_set(err, OMNI_EINVAL, "%s: out and res_out must not be the same memory", op);
@@ -119,6 +126,9 @@ int omni_op_decode_gemv(struct omni_tensor *y, const struct omni_tensor *x,
     const int64_t N = w->shape[0];
     TRY(f32_arg(err, op, "y", y, x));
     TRY(rows_of(err, op, "y", y, 1, M, N, &ldy));
+    /* on CUDA the blocks that write y run while others still read x */
+    if (omni__overlap(y, x))
+        return omni_error_set(err, OMNI_EINVAL, "%s: y overlaps x in memory", op);
     if (bias)
         TRY(vec_arg(err, op, "bias", bias, N, x));
     struct omni_dec_epi e = {0};
@@ -229,6 +239,17 @@ int omni_op_decode_mix(struct omni_tensor *g, struct omni_tensor *part,
     TRY(vec_arg(err, op, "D", D, d.H, state));
     TRY(vec_arg(err, op, "dt_bias", dt_bias, d.H, state));
     TRY(vec_arg(err, op, "gnorm_w", gnorm_w, E, state));
+    if (state->device.type == OMNI_DEVICE_CUDA && d.B > 65535) /* grid.y of dec_mix_k */
+        return omni_error_set(err, OMNI_EINVAL, "%s: B=%lld rows, at most 65535 on CUDA", op,
+                              (long long)d.B);
+    /* the CUDA kernel prefetches the state rows into L2 with a bulk copy, which needs 16-byte
+     * aligned addresses when N % 4 == 0 (kernels/cuda/decode.cu dec_mix_k) */
+    if (state->device.type == OMNI_DEVICE_CUDA && d.N % 4 == 0 &&
+        ((uintptr_t)omni_tensor_data(state) & 15))
+        return omni_error_set(err, OMNI_EINVAL,
+                              "%s: state must start on a 16-byte boundary on CUDA (byte offset "
+                              "%lld in its buffer)",
+                              op, (long long)state->offset);
     OMNI__CUDA_DISPATCH(err, op, state->device,
                         omni_dec_mix_cuda(omni_tensor_data(g), ldg, omni_tensor_data(part), ldp,
                                           nparts, omni_tensor_data(zx), ldz, omni_tensor_data(xbc),

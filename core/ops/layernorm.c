@@ -88,6 +88,13 @@ int omni_op_layernorm_ex(struct omni_tensor *out, struct omni_tensor *x,
     if (x_add && out->buf == x->buf)
         return omni_error_set(err, OMNI_EINVAL, "%s: out shares x's buffer while x_add updates x",
                               OP);
+    /* in place only as out == x (f32, same rows): a 16-bit or shifted out would overwrite rows
+     * of x that other CUDA blocks have not read yet */
+    if (omni__overlap(out, x) &&
+        (out->dtype != OMNI_DTYPE_F32 || omni_tensor_data(out) != omni_tensor_data(x) ||
+         (M > 1 && ldo != ldx)))
+        return omni_error_set(err, OMNI_EINVAL,
+                              "%s: out overlaps x without being x itself (f32, same rows)", OP);
     if (!(eps >= 0.0f))
         return omni_error_set(err, OMNI_EINVAL, "%s: eps %g must be >= 0", OP, (double)eps);
     if (M == 0 || D == 0)

@@ -174,3 +174,19 @@ int omni__cpu_only(struct omni_error *err, const char *op, const struct omni_ten
     return omni_error_set(err, OMNI_EDEVICE, "%s: built without CUDA", op);
 #endif
 }
+
+int omni__overlap(const struct omni_tensor *t, const struct omni_tensor *u)
+{
+    if (!t || !u || !t->buf || t->buf != u->buf || !omni_tensor_numel(t) || !omni_tensor_numel(u))
+        return 0;
+    int64_t lo[2], hi[2];
+    const struct omni_tensor *v[2] = {t, u};
+    for (int i = 0; i < 2; i++) {
+        int64_t last = 0;
+        for (int d = 0; d < v[i]->ndim; d++)
+            last += (v[i]->shape[d] - 1) * v[i]->strides[d];
+        lo[i] = v[i]->offset;
+        hi[i] = v[i]->offset + (last + 1) * (int64_t)omni_dtype_size(v[i]->dtype);
+    }
+    return lo[0] < hi[1] && lo[1] < hi[0];
+}

@@ -48,6 +48,10 @@ int omni__rows(struct omni_error *err, const char *op, const char *arg,
                const struct omni_tensor *t, int writable, int64_t *rows, int64_t *cols,
                int64_t *ld);
 
+/* t and u (either may be NULL) touch overlapping bytes of one buffer: the
+ * byte ranges their views span intersect (non-negative strides assumed). */
+int omni__overlap(const struct omni_tensor *t, const struct omni_tensor *u);
+
 /* Device dispatch for ops that have no CUDA kernel yet: OMNI_OK for CPU
  * tensors, else the error a CUDA tensor gets. */
 int omni__cpu_only(struct omni_error *err, const char *op, const struct omni_tensor *t);

@@ -253,11 +253,16 @@ int omni_op_matmul16(struct omni_tensor *y, const struct omni_tensor *x,
     }
     want[x->ndim - 1] = N;
     TRY(omni__check_shape(err, op, "y", y, x->ndim, want, "x's rows, N from w"));
-    const int64_t M = K ? omni_tensor_numel(x) / K : 0;
+    if (omni__overlap(y, x) || omni__overlap(y, w))
+        return omni_error_set(err, OMNI_EINVAL, "%s: y overlaps x or w in memory", op);
+    int64_t M = 1; /* rows: x's leading dims (numel / K would be 0 for K = 0) */
+    for (int d = 0; d + 1 < x->ndim; d++)
+        M *= x->shape[d];
     if (M == 0 || N == 0)
         return OMNI_OK;
-    if (K == 0)
-        return omni_error_set(err, OMNI_ESHAPE, "%s: K = 0", op);
+    if (K == 0) /* y would have to be beta * y: refused rather than left unwritten */
+        return omni_error_set(err, OMNI_ESHAPE, "%s: w %s has K = 0", op,
+                              omni_shape_str(w->ndim, w->shape, (char[64]){0}, 64));
     OMNI__CUDA_DISPATCH(err, op, x->device,
                         omni_matmul16_cuda(omni_tensor_data(y), omni_tensor_data(x),
                                            omni_tensor_data(w), x->dtype, M, N, K, beta));

@@ -373,6 +373,16 @@ extern "C" int omni_conv2d_fused_cuda(float *out, const float *x, const void *w,
     return OMNI_OK;
 }
 
+/* the limits omni_conv2d_fused_cuda and conv_fused_gemm check (int index math, grid.y = K
+ * <= 65535, one image's unfolded input < 2^31 values): outside them omni_conv2d_cuda keeps
+ * 16-bit weights on the sliced im2col + cuBLAS path instead of failing */
+static int fused_fits(const struct omni_conv2d_geom *g)
+{
+    const int64_t P = g->B * g->Ho * g->Wo, K = g->Cin * g->KH * g->KW;
+    return P <= INT32_MAX / 2 && K <= 65535 && g->Cin * g->H * g->W <= INT32_MAX / 2 &&
+           g->Cout <= 65535 * 64 && K * g->Ho * g->Wo <= (int64_t)INT32_MAX;
+}
+
 extern "C" int omni_conv2d_cuda(float *out, const float *x, const void *w, int w_dtype,
                                 const void *bias, int bias_dtype, const struct omni_conv2d_geom *g)
 {
@@ -383,7 +393,7 @@ extern "C" int omni_conv2d_cuda(float *out, const float *x, const void *w, int w
     if (!h)
         return OMNI_OK; /* error recorded */
     const int half = w_dtype == OMNI_DTYPE_F16 || w_dtype == OMNI_DTYPE_BF16;
-    if (half && g->stride == 1)
+    if (half && g->stride == 1 && fused_fits(g))
         return omni_conv2d_fused_cuda(out, x, w, w_dtype, bias, bias_dtype, g, NULL);
     const cudaDataType_t ab = w_dtype == OMNI_DTYPE_F16 ? CUDA_R_16F
                               : w_dtype == OMNI_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;

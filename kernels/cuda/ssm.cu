@@ -724,6 +724,25 @@ __global__ void __launch_bounds__(CTHREADS, 4)
     }
 }
 
+/* The chunked launches fit the grid limits (1-D grids < 2^31 blocks, the state pass's
+ * grid.y = ceil(P N / 256) <= 65535, int Q / nc / P N) and N > 0 (N = 0 would make the
+ * chunk-state tiling empty). Otherwise omni_ssd_scan_cuda takes the sequential recurrence
+ * (the chunk == 0 path), which computes the same scan. */
+static int chunked_fits(const struct omni_ssd_dims *d, int64_t Q, int64_t nc)
+{
+    const int64_t lim = INT32_MAX;
+    if (d->N < 1 || Q > lim || nc > lim || d->P * d->N > 256 * (int64_t)65535)
+        return 0;
+    const int64_t nt = (Q + CT - 1) / CT, tp = (d->P + CT - 1) / CT, tn = (d->N + CT - 1) / CT;
+    const int64_t ntb = (Q + CBT - 1) / CBT, bnc = d->B * nc;
+    if (bnc > lim || bnc * d->G > lim || bnc * d->H > lim)
+        return 0;
+    const int64_t ncb = ntb * (ntb + 1) / 2 * bnc * d->G;
+    const int64_t ncs = (bnc * d->H + CTHREADS / 32 - 1) / (CTHREADS / 32);
+    return ncb <= lim && ncb + ncs <= lim && bnc * d->H * tp * tn <= lim &&
+           bnc * d->H * nt * tp <= lim;
+}
+
 extern "C" int omni_ssd_scan_cuda(float *y, const float *x, const float *dt_raw, const float *A,
                                   const float *Bm, const float *Cm, const float *D,
                                   const float *dt_bias, float *state,
@@ -738,6 +757,10 @@ extern "C" int omni_ssd_scan_cuda(float *y, const float *x, const float *dt_raw,
     /* a chunk longer than the sequence computes what a T-long one does (the
      * rest is dt = 0 padding), as in the CPU twin */
     const int64_t Q = chunk < d->T ? chunk : d->T, nc = (d->T + Q - 1) / Q;
+    if (!chunked_fits(d, Q, nc)) {
+        ssd_rows(y, x, dt_raw, A, Bm, Cm, D, dt_bias, state, d);
+        return OMNI_OK;
+    }
     const size_t n_pos = (size_t)(d->B * d->H * nc * Q), n_cb = (size_t)(d->B * nc * d->G * Q * Q);
     const size_t n_s = nc > 1 ? (size_t)(d->B * nc * d->H * d->P * d->N) : 0;
     struct ssd_pos *pos = (struct ssd_pos *)omni__cuda_workspace(
