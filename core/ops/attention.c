@@ -120,7 +120,9 @@ int omni_op_attention_ex(struct omni_tensor *out, const struct omni_tensor *q,
         .v_bs = v->strides[0], .v_rs = v->strides[1],
         .scale = scale,
         .out_dtype = out->dtype,
-        .precision = opts->precision == OMNI_DTYPE_F32 ? 0 : opts->precision,
+        /* 16-bit math only where the tensor-core kernel runs (heads up to 128
+         * wide); wider heads compute in f32 on every device, so CPU and CUDA agree */
+        .precision = opts->precision == OMNI_DTYPE_F32 || P > 128 ? 0 : opts->precision,
     };
     OMNI__CUDA_DISPATCH(err, OP, out->device, omni_attention_cuda(&a));
     if ((rc = omni__cpu_only(err, OP, out)))

@@ -155,13 +155,18 @@ template <int PT> static void attention_launch(const struct omni_attention_args 
     const size_t smem = (size_t)((AQ + 2 * AK) * (a->P + 1) + AQ * (AK + 1)) * sizeof(float);
     /* the opt-in above 48 KB, once per instantiation, for its largest P */
     const size_t smax = (size_t)((AQ + 2 * AK) * (4 * PT + 1) + AQ * (AK + 1)) * sizeof(float);
-    static int raised;
-    if (smax > 48 * 1024 && !__atomic_load_n(&raised, __ATOMIC_ACQUIRE)) {
+    static int raised[64]; /* the attribute is per device */
+    int dev = 0;
+    if (OMNI_CUDA_CHECK(cudaGetDevice(&dev)))
+        return;
+    int *r = dev >= 0 && dev < 64 ? &raised[dev] : nullptr;
+    if (smax > 48 * 1024 && !(r && __atomic_load_n(r, __ATOMIC_ACQUIRE))) {
         if (OMNI_CUDA_CHECK(cudaFuncSetAttribute(attention_k<PT>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                  (int)smax)))
             return;
-        __atomic_store_n(&raised, 1, __ATOMIC_RELEASE);
+        if (r)
+            __atomic_store_n(r, 1, __ATOMIC_RELEASE);
     }
     const int64_t nq = (a->S + AQ - 1) / AQ;
     OMNI_LAUNCH(attention_k<PT>, (unsigned)(a->B * a->H * nq), 256, smem, *a);

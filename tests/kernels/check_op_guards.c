@@ -13,7 +13,9 @@
  *   would try to start one and fail with another status);
  * - conv2d_fused with up2 judged "out overlaps x" from the upsampled extent
  *   (4x x's bytes): an out placed right after x in the same buffer was refused;
- * - matmul16 with K = 0 returned OK without writing y.
+ * - matmul16 with K = 0 returned OK without writing y;
+ * - 16-bit attention precision for heads wider than 128: CUDA computed in f32
+ *   while the CPU twin rounded; now f32 on both.
  * Inputs are random (never zeros); outputs start as NaN bytes (kt_tensor). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -276,6 +278,33 @@ START_TEST(test_attention_ex_wide_heads_with_bias_refused_on_cuda)
 }
 END_TEST
 
+START_TEST(test_attention_ex_16bit_precision_only_up_to_128_wide_heads)
+{
+    /* heads wider than 128 compute in f32 on every device (the CUDA tensor-core
+     * kernel stops at 128): there bf16 precision gives the f32 bits, while at
+     * P = 64 the bf16 rounding shows */
+    static const int64_t Ps[2] = {160, 64};
+    for (int i = 0; i < 2; i++) {
+        const int64_t S = 5, H = 2, HP = H * Ps[i];
+        struct omni_tensor q, k, v, o32, o16;
+        struct omni_error err = {0};
+        rnd(&q, 3, SH(1, S, HP));
+        rnd(&k, 3, SH(1, S, HP));
+        rnd(&v, 3, SH(1, S, HP));
+        kt_tensorv(&o32, OMNI_DTYPE_F32, 3, 1, S, HP);
+        kt_tensorv(&o16, OMNI_DTYPE_F32, 3, 1, S, HP);
+        const struct omni_attention_opts f32 = {.precision = OMNI_DTYPE_F32};
+        const struct omni_attention_opts b16 = {.precision = OMNI_DTYPE_BF16};
+        OK(omni_op_attention_ex(&o32, &q, &k, &v, (int)H, 0.0f, &f32, &err));
+        OK(omni_op_attention_ex(&o16, &q, &k, &v, (int)H, 0.0f, &b16, &err));
+        const int same = memcmp(fd(&o32), fd(&o16), (size_t)(S * HP) * sizeof(float)) == 0;
+        ck_assert_msg(same == (Ps[i] > 128), "P=%lld: bf16 and f32 results %s", (long long)Ps[i],
+                      same ? "are identical" : "differ");
+        kt_release(&o16), kt_release(&o32), kt_release(&v), kt_release(&k), kt_release(&q);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("op_guards");
@@ -290,6 +319,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_decode_gemv_refuses_y_over_x);
     tcase_add_test(tc, test_decode_mix_refuses_misaligned_state_on_cuda);
     tcase_add_test(tc, test_attention_ex_wide_heads_with_bias_refused_on_cuda);
+    tcase_add_test(tc, test_attention_ex_16bit_precision_only_up_to_128_wide_heads);
     suite_add_tcase(s, tc);
     return s;
 }

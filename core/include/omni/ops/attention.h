@@ -23,7 +23,8 @@ struct omni_attention_opts {
     const struct omni_tensor *q_bias, *k_bias, *v_bias; /* (H*P) f32 or NULL: added to q, k, v */
     int precision; /* 0 / OMNI_DTYPE_F32: f32 math; OMNI_DTYPE_F16 / OMNI_DTYPE_BF16: q, k, v
                     * (after the bias) and the softmax weights are rounded to that dtype
-                    * (tensor cores on CUDA, emulated on the CPU), f32 sums */
+                    * (tensor cores on CUDA, emulated on the CPU), f32 sums; heads wider
+                    * than 128 compute in f32 on every device */
 };
 
 /* omni_op_attention with the options above; out may also be f16 or bf16
