@@ -10,17 +10,17 @@
 
 #define OP "omni_op_layernorm"
 
-static int check_param(struct omni_error *err, const char *arg, const struct omni_tensor *t,
+static int check_param(struct omni_error *err, const char *op, const char *arg, const struct omni_tensor *t,
                        const struct omni_tensor *x, int64_t D)
 {
     int rc;
     if (!t)
         return OMNI_OK;
-    if ((rc = omni__check_present(err, OP, arg, t)) ||
-        (rc = omni__check_dtype(err, OP, arg, t, OMNI_DTYPE_F32)) ||
-        (rc = omni__check_shape(err, OP, arg, t, 1, &D, "D from x")) ||
-        (rc = omni__check_contiguous(err, OP, arg, t)) ||
-        (rc = omni__check_same_device(err, OP, arg, t, "x", x)))
+    if ((rc = omni__check_present(err, op, arg, t)) ||
+        (rc = omni__check_dtype(err, op, arg, t, OMNI_DTYPE_F32)) ||
+        (rc = omni__check_shape(err, op, arg, t, 1, &D, "D from x")) ||
+        (rc = omni__check_contiguous(err, op, arg, t)) ||
+        (rc = omni__check_same_device(err, op, arg, t, "x", x)))
         return rc;
     return OMNI_OK;
 }
@@ -43,7 +43,7 @@ int omni_op_layernorm(struct omni_tensor *out, const struct omni_tensor *x,
         return omni_error_set(err, OMNI_ESHAPE, "%s: x is a scalar, expected (..., D)", OP);
     if ((rc = omni__rows(err, OP, "x", x, 0, &M, &D, &ldx)) ||
         (rc = omni__rows(err, OP, "out", out, 1, &Mo, &Do, &ldo)) ||
-        (rc = check_param(err, "w", w, x, D)) || (rc = check_param(err, "b", b, x, D)))
+        (rc = check_param(err, OP, "w", w, x, D)) || (rc = check_param(err, OP, "b", b, x, D)))
         return rc;
     if (!(eps >= 0.0f))
         return omni_error_set(err, OMNI_EINVAL, "%s: eps %g must be >= 0", OP, (double)eps);
@@ -82,8 +82,8 @@ int omni_op_layernorm_ex(struct omni_tensor *out, struct omni_tensor *x,
         return omni_error_set(err, OMNI_ESHAPE, "%s: x is a scalar, expected (..., D)", OP);
     if ((rc = omni__rows(err, OP, "x", x, 1, &M, &D, &ldx)) ||
         (rc = omni__rows(err, OP, "out", out, 1, &Mo, &Do, &ldo)) ||
-        (rc = check_param(err, "w", w, x, D)) || (rc = check_param(err, "b", b, x, D)) ||
-        (rc = check_param(err, "x_add", x_add, x, D)))
+        (rc = check_param(err, OP, "w", w, x, D)) || (rc = check_param(err, OP, "b", b, x, D)) ||
+        (rc = check_param(err, OP, "x_add", x_add, x, D)))
         return rc;
     if (x_add && out->buf == x->buf)
         return omni_error_set(err, OMNI_EINVAL, "%s: out shares x's buffer while x_add updates x",

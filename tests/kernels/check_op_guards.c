@@ -165,6 +165,12 @@ START_TEST(test_layernorm_ex_aliasing)
     /* f32 out = x itself: in place, the out-of-place result */
     OK(omni_op_layernorm_ex(&x, &x, &w, &b, 1e-5f, NULL, &err));
     ck_assert_int_eq(memcmp(fd(&x), fd(&ref), 32 * 4), 0);
+    /* a parameter of the wrong width: the message names layernorm_ex and w */
+    struct omni_tensor w7;
+    rnd(&w7, 1, SH(7));
+    rc = omni_op_layernorm_ex(&ref, &x, &w7, &b, 1e-5f, NULL, &err);
+    KT_ASSERT_ERR(rc, err, OMNI_ESHAPE, "omni_op_layernorm_ex", "w");
+    kt_release(&w7);
     kt_release(&b), kt_release(&w), kt_release(&ref), kt_release(&x);
 }
 END_TEST
