@@ -2,6 +2,7 @@
 #ifndef OMNI_PIPELINE_IMPL_H
 #define OMNI_PIPELINE_IMPL_H
 
+#include "ipc_knobs.h"
 #include "omni/pipeline.h"
 #include "stage_impl.h"
 #include "yaml_tree.h"
@@ -74,6 +75,7 @@ struct omni__pipeline_spec {
     int n_stop_ids;
     struct omni__placement *placements;
     int n_placements;
+    long ipc[OMNI__IPC_NKNOBS]; /* the ipc: mapping, -1 where not given (core/ipc_knobs.h) */
     /* computed by the checker: stage order per phase */
     int *order[OMNI__NPHASES];
     int n_order[OMNI__NPHASES];

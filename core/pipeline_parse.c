@@ -595,6 +595,39 @@ static int parse_placement(struct omni__pipeline_spec *spec, const struct omni__
     return OMNI_OK;
 }
 
+static int parse_ipc(struct omni__pipeline_spec *spec, const struct omni__ynode *n, struct omni_error *err)
+{
+    int rc = expect(spec, n, OMNI__Y_MAP, "ipc", err);
+    if (rc)
+        return rc;
+    for (int j = 0; j < n->n; j++) {
+        const char *k = n->keys[j];
+        const struct omni__ynode *v = n->items[j];
+        int i = 0;
+        while (i < OMNI__IPC_NKNOBS && strcmp(omni__ipc_knobs[i].key, k))
+            i++;
+        if (i == OMNI__IPC_NKNOBS)
+            return omni_error_set(err, OMNI_EPIPELINE,
+                                  "%s:%d:%d: ipc: unknown key '%s' (expected heartbeat_ms, dead_ms, start_ms, "
+                                  "load_ms, call_ms, max_message, inline)",
+                                  spec->file, n->key_lines[j], n->key_cols[j], k);
+        const struct omni__ipc_knob *kn = &omni__ipc_knobs[i];
+        if ((rc = expect(spec, v, OMNI__Y_SCALAR, k, err)))
+            return rc;
+        char *end;
+        errno = 0;
+        long long x = strtoll(v->scalar, &end, 10);
+        if (i == OMNI__IPC_INLINE && (!strcmp(v->scalar, "true") || !strcmp(v->scalar, "false")))
+            x = !strcmp(v->scalar, "true"), end = (char *)"", errno = 0;
+        if (end == v->scalar || *end || errno || x < kn->lo || x > kn->hi)
+            return omni_error_set(err, OMNI_EPIPELINE, WHERE_FMT "ipc: %s must be %s in [%ld, %ld], not '%s'", WHERE(v),
+                                  k, i == OMNI__IPC_INLINE ? "true, false or an integer" : "an integer", kn->lo,
+                                  kn->hi, v->scalar);
+        spec->ipc[i] = (long)x;
+    }
+    return OMNI_OK;
+}
+
 int omni__spec_stage_index(const struct omni__pipeline_spec *s, const char *name)
 {
     for (int i = 0; i < s->n_stages; i++)
@@ -709,9 +742,11 @@ static int parse_doc(struct omni__pipeline_spec *spec, const struct omni_pipelin
             rc = parse_edges(spec, e, &spec->edges[OMNI__PHASE_AFTER], &spec->n_edges[OMNI__PHASE_AFTER], err);
         } else if (!strcmp(k, "placement")) {
             rc = parse_placement(spec, v, err);
+        } else if (!strcmp(k, "ipc")) {
+            rc = parse_ipc(spec, v, err);
         } else {
             rc = omni_error_set(err, OMNI_EPIPELINE,
-                                "%s:%d:%d: unknown top-level key '%s' (expected omni, name, task, device, dtype, plugin_path, stages, inputs, edges, loop, after, outputs, placement)",
+                                "%s:%d:%d: unknown top-level key '%s' (expected omni, name, task, device, dtype, plugin_path, stages, inputs, edges, loop, after, outputs, placement, ipc)",
                                 spec->file, doc->key_lines[i], doc->key_cols[i], k);
         }
         if (rc)
@@ -732,6 +767,8 @@ int omni__pipeline_parse(const char *path, const struct omni_pipeline_options *o
     if (!spec)
         return omni_error_set(err, OMNI_ENOMEM, "out of memory");
     spec->file = strdup(path);
+    for (int i = 0; i < OMNI__IPC_NKNOBS; i++)
+        spec->ipc[i] = -1;
     const char *slash = strrchr(path, '/');
     spec->dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
     int rc = (!spec->file || !spec->dir) ? omni_error_set(err, OMNI_ENOMEM, "out of memory") : OMNI_OK;

@@ -55,13 +55,18 @@ static void help(FILE *f)
             "                         and exit\n"
             "  --parent PID           exit when process PID is gone (set by coordinators)\n"
             "  --process NAME         placement name, for log lines (set by coordinators)\n"
+            "  --ipc KEY=VALUE        a knob of the pipeline's ipc: mapping (repeatable; set by\n"
+            "                         coordinators from their pipeline): dead_ms, call_ms,\n"
+            "                         max_message, inline (heartbeat_ms, start_ms, load_ms are\n"
+            "                         accepted and only matter to coordinators)\n"
             "  -v, --verbose          more log output (repeatable)\n"
             "  -h, --help             this text\n\n"
             "Environment: OMNI_PLUGIN_PATH (plugin folders), OMNI_LOG (log level),\n"
             "OMNI_IPC_DEAD_MS (a coordinator silent for 10x this, at least 5 s, is dropped\n"
             "with its requests; default 1000), OMNI_IPC_MAX_MESSAGE (largest accepted\n"
             "message in bytes; default 268435456; ZeroMQ drops a peer that sends more than\n"
-            "twice that), OMNI_IPC_CALL_MS (bound on waiting for a call to end).\n"
+            "twice that), OMNI_IPC_CALL_MS (bound on waiting for a call to end),\n"
+            "OMNI_IPC_INLINE; each wins over the same knob given by --ipc.\n"
             "Stops on SIGINT/SIGTERM, on a Shutdown message from its coordinator (auto\n"
             "workers), or when --parent is gone; shared-memory segments it made are removed.\n");
 }
@@ -76,10 +81,15 @@ int omni_cmd_worker(int argc, char **argv)
                                              {"keygen", required_argument, 0, 'g'},
                                              {"parent", required_argument, 0, 'p'},
                                              {"process", required_argument, 0, 'n'},
+                                             {"ipc", required_argument, 0, 'K'},
                                              {"verbose", no_argument, 0, 'v'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     struct omni__worker_options o = {.threads = 2, .process = ""};
+    long knobs[OMNI__IPC_NKNOBS];
+    for (int i = 0; i < OMNI__IPC_NKNOBS; i++)
+        knobs[i] = -1;
+    o.ipc = knobs;
     const char *keygen = NULL;
     int verbose = 0, c;
     optind = 1;
@@ -106,6 +116,27 @@ int omni_cmd_worker(int argc, char **argv)
             }
             break;
         case 'n': o.process = optarg; break;
+        case 'K': {
+            const char *eq = strchr(optarg, '=');
+            int i = 0;
+            while (eq && i < OMNI__IPC_NKNOBS &&
+                   (strlen(omni__ipc_knobs[i].key) != (size_t)(eq - optarg) ||
+                    strncmp(omni__ipc_knobs[i].key, optarg, (size_t)(eq - optarg))))
+                i++;
+            if (!eq || i == OMNI__IPC_NKNOBS) {
+                fprintf(stderr, "omni worker: error: --ipc %s: expected KEY=VALUE with KEY one of heartbeat_ms, "
+                                "dead_ms, start_ms, load_ms, call_ms, max_message, inline\n", optarg);
+                return 2;
+            }
+            long v = strtol(eq + 1, &end, 10);
+            if (end == eq + 1 || *end || v < omni__ipc_knobs[i].lo || v > omni__ipc_knobs[i].hi) {
+                fprintf(stderr, "omni worker: error: --ipc %s: %s must be an integer in [%ld, %ld]\n", optarg,
+                        omni__ipc_knobs[i].key, omni__ipc_knobs[i].lo, omni__ipc_knobs[i].hi);
+                return 2;
+            }
+            knobs[i] = v;
+            break;
+        }
         case 'v': verbose++; break;
         case 'h': help(stdout); return 0;
         default: fprintf(stderr, "try 'omni worker --help'\n"); return 2;

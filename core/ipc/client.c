@@ -309,7 +309,7 @@ static void worker_start(struct omni__ipc_cluster *c, struct worker *w)
     w->state_since = now;
     if (w->is_auto) {
         snprintf(w->endpoint, sizeof w->endpoint, "ipc://%s/w%d.%d.sock", c->rundir, w->index, w->generation);
-        if (omni__ipc_spawn(w->endpoint, w->process, &w->pid, &w->pidfd, &e)) {
+        if (omni__ipc_spawn(w->endpoint, w->process, c->spec->ipc, &w->pid, &w->pidfd, &e)) {
             snprintf(w->why, sizeof w->why, "worker process '%s': %s", w->process, e.msg);
             w->state = w->ever_ready ? W_DOWN : W_FAILED;
             w->next_start = now + 1000;
@@ -878,7 +878,7 @@ int omni__ipc_open(struct omni__ipc_cluster **out, struct omni__pipeline_spec *s
         return omni_error_set(err, OMNI_ENOMEM, "out of memory");
     c->spec = spec;
     c->wake_fd = -1;
-    omni__ipc_config_get(&c->cfg);
+    omni__ipc_config_get(&c->cfg, spec->ipc);
     pthread_mutex_init(&c->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -43,6 +43,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ipc_knobs.h"
 #include "omni/plugin.h"
 #include "omni/status.h"
 #include "omni/tensor.h"
@@ -71,8 +72,10 @@ struct omni__ipc_config {
     int insecure_tcp;
 };
 
-/* Defaults overridden by the environment (see above). */
-void omni__ipc_config_get(struct omni__ipc_config *c);
+/* The knobs of core/ipc_knobs.h: the environment, else given[i] when >= 0
+ * (the pipeline's ipc: mapping, a worker's --ipc), else the default; given may
+ * be NULL. insecure_tcp comes from the environment only. */
+void omni__ipc_config_get(struct omni__ipc_config *c, const long *given);
 double omni__ipc_now_ms(void); /* CLOCK_MONOTONIC */
 
 /* ---- client.c: the coordinator (what core/executor.c calls) ------------------------

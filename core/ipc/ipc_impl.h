@@ -119,10 +119,11 @@ void omni__xfer_log_once(int reason, const char *fmt, ...) OMNI_PRINTF(2, 3);
 /* A private runtime directory (0700): $XDG_RUNTIME_DIR/omni-XXXXXX or
  * /tmp/omni-<uid>-XXXXXX. */
 int omni__ipc_runtime_dir(char *out, size_t size, struct omni_error *err);
-/* fork/exec `omni worker --listen endpoint --parent <pid> --process name`;
+/* fork/exec `omni worker --listen endpoint --parent <pid> --process name`
+ * (+ `--ipc key=value` for each knob >= 0 in ipc, which may be NULL);
  * *pidfd is a pollable pidfd or -1. */
-int omni__ipc_spawn(const char *endpoint, const char *process, pid_t *pid, int *pidfd,
-                    struct omni_error *err);
+int omni__ipc_spawn(const char *endpoint, const char *process, const long *ipc, pid_t *pid,
+                    int *pidfd, struct omni_error *err);
 /* Non-blocking reap of pid: 1 and a description when it has exited. */
 int omni__ipc_reap(pid_t pid, char *why, size_t size);
 void omni__ipc_registry_add(pid_t pid);
@@ -146,6 +147,7 @@ struct omni__worker_options {
     const char *curve_clients; /* file: allowed client public keys, one per line */
     int insecure_tcp;          /* allow tcp without CURVE */
     volatile int *stop;        /* set (by a signal handler) to stop serving */
+    const long *ipc;           /* knobs (core/ipc_knobs.h), -1 = not given; NULL: none */
 };
 
 /* Serve until *stop, Shutdown, or the parent dies. */

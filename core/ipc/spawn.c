@@ -123,12 +123,22 @@ static void find_exe(char *out, size_t size)
     snprintf(out, size, "omni");
 }
 
-int omni__ipc_spawn(const char *endpoint, const char *process, pid_t *pid, int *pidfd, struct omni_error *err)
+int omni__ipc_spawn(const char *endpoint, const char *process, const long *ipc, pid_t *pid, int *pidfd,
+                    struct omni_error *err)
 {
-    char exe[PATH_MAX + 16], parent[32];
+    char exe[PATH_MAX + 16], parent[32], knob[OMNI__IPC_NKNOBS][64];
     find_exe(exe, sizeof exe);
     snprintf(parent, sizeof parent, "%ld", (long)getpid());
-    char *argv[] = {exe, "worker", "--listen", (char *)endpoint, "--parent", parent, "--process", (char *)process, NULL};
+    char *argv[10 + 2 * OMNI__IPC_NKNOBS] = {exe, "worker", "--listen", (char *)endpoint, "--parent", parent,
+                                            "--process", (char *)process};
+    int argc = 8;
+    for (int i = 0; ipc && i < OMNI__IPC_NKNOBS; i++) /* the pipeline's ipc: knobs */
+        if (ipc[i] >= 0) {
+            snprintf(knob[i], sizeof knob[i], "%s=%ld", omni__ipc_knobs[i].key, ipc[i]);
+            argv[argc++] = "--ipc";
+            argv[argc++] = knob[i];
+        }
+    argv[argc] = NULL;
     int use_path = !strchr(exe, '/');
     sigset_t none;
     sigemptyset(&none);

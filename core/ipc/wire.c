@@ -36,18 +36,26 @@ static long env_long(const char *name, long def, long lo, long hi)
     return v;
 }
 
-void omni__ipc_config_get(struct omni__ipc_config *c)
+void omni__ipc_config_get(struct omni__ipc_config *c, const long *given)
 {
-    c->heartbeat_ms = (int)env_long("OMNI_IPC_HEARTBEAT_MS", 200, 5, 60000);
-    c->dead_ms = (int)env_long("OMNI_IPC_DEAD_MS", 1000, 20, 3600000);
+    long v[OMNI__IPC_NKNOBS];
+    for (int i = 0; i < OMNI__IPC_NKNOBS; i++) {
+        const struct omni__ipc_knob *k = &omni__ipc_knobs[i];
+        const long def = given && given[i] >= 0 ? given[i] : k->def;
+        v[i] = env_long(k->env, def, k->lo, k->hi);
+        if (given && given[i] >= 0 && v[i] != given[i])
+            OMNI_LOG(OMNI_LOG_INFO, "%s=%ld overrides ipc %s %ld", k->env, v[i], k->key, given[i]);
+    }
+    c->heartbeat_ms = (int)v[OMNI__IPC_HEARTBEAT_MS];
+    c->dead_ms = (int)v[OMNI__IPC_DEAD_MS];
     if (c->dead_ms < 2 * c->heartbeat_ms)
         c->dead_ms = 2 * c->heartbeat_ms;
-    c->start_ms = (int)env_long("OMNI_IPC_START_MS", 20000, 100, 3600000);
-    c->load_ms = (int)env_long("OMNI_IPC_LOAD_MS", 600000, 100, 86400000);
-    c->call_ms = (int)env_long("OMNI_IPC_CALL_MS", 600000, 100, 86400000);
-    c->max_message = (size_t)env_long("OMNI_IPC_MAX_MESSAGE", 256L << 20, 4096, 1L << 40);
-    c->force_inline = (int)env_long("OMNI_IPC_INLINE", 0, 0, 1);
-    c->insecure_tcp = (int)env_long("OMNI_IPC_INSECURE_TCP", 0, 0, 1);
+    c->start_ms = (int)v[OMNI__IPC_START_MS];
+    c->load_ms = (int)v[OMNI__IPC_LOAD_MS];
+    c->call_ms = (int)v[OMNI__IPC_CALL_MS];
+    c->max_message = (size_t)v[OMNI__IPC_MAX_MESSAGE];
+    c->force_inline = (int)v[OMNI__IPC_INLINE];
+    c->insecure_tcp = (int)env_long("OMNI_IPC_INSECURE_TCP", 0, 0, 1); /* never from a file */
 }
 
 /* ---- tensor references ------------------------------------------------------------ */

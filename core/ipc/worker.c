@@ -1174,7 +1174,7 @@ int omni__ipc_worker_serve(const struct omni__worker_options *o, struct omni_err
     S->opt = *o;
     if (S->opt.threads < 1)
         S->opt.threads = 1;
-    omni__ipc_config_get(&S->cfg);
+    omni__ipc_config_get(&S->cfg, S->opt.ipc);
     pthread_mutex_init(&S->mu, NULL);
     pthread_mutex_init(&S->load_mu, NULL);
     pthread_cond_init(&S->cv, NULL);

@@ -242,6 +242,12 @@ START_TEST(test_placement_checks)
 {
     EXPECT_INVALID(HEAD "placement:\n  - {process: w, stages: [nope]}\n", "bad.yaml:6:27:", "placement: no stage 'nope'");
     EXPECT_INVALID(HEAD "placement:\n  - {process: w, stages: [src], endpoint: udp://x}\n", "must be auto, ipc://PATH or tcp://HOST:PORT");
+    /* the ipc: knobs */
+    EXPECT_INVALID(HEAD "ipc: {dead_ms: 5}\n", "bad.yaml:5:16:", "ipc: dead_ms must be an integer in [20, 3600000], not '5'");
+    EXPECT_INVALID(HEAD "ipc: {call_ms: soon}\n", "bad.yaml:5:16:", "ipc: call_ms must be an integer");
+    EXPECT_INVALID(HEAD "ipc: {inline: maybe}\n", "ipc: inline must be true, false or an integer in [0, 1]");
+    EXPECT_INVALID(HEAD "ipc:\n  heartbeat: 50\n", "bad.yaml:6:3:", "ipc: unknown key 'heartbeat'", "heartbeat_ms");
+    EXPECT_INVALID(HEAD "ipc: [1]\n", "bad.yaml:5:6:", "ipc");
 }
 END_TEST
 

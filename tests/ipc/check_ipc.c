@@ -470,6 +470,36 @@ START_TEST(test_hung_worker_is_detected_by_heartbeat)
 }
 END_TEST
 
+START_TEST(test_ipc_knobs_from_the_pipeline_and_the_environment)
+{
+    /* the pipeline's ipc: mapping sets the heartbeat and the dead time; the
+     * environment, when set, wins over it */
+    setup();
+    unsetenv("OMNI_IPC_HEARTBEAT_MS");
+    unsetenv("OMNI_IPC_DEAD_MS");
+    const char *yaml = with_placement(SLEEP_BODY, "  - {process: w, stages: [sl]}\n"
+                                                  "ipc: {heartbeat_ms: 50, dead_ms: 300}\n");
+    const char *hang[] = {"sl.stop=1"};
+    const char *outs[] = {"y"};
+    for (int env = 0; env < 2; env++) {
+        if (env)
+            setenv("OMNI_IPC_DEAD_MS", "500", 1);
+        struct omni_pipeline *p = load(write_yaml("knobs.yaml", yaml));
+        one_live_worker();
+        struct result r;
+        double t0 = now_ms();
+        run_one(p, 1, hang, 1, outs, 1, &r);
+        double took = now_ms() - t0;
+        ck_assert_int_eq(r.rc, OMNI_EPEER);
+        ck_assert_msg(strstr(r.msg, env ? "heartbeats for 500 ms" : "heartbeats for 300 ms"), "message: %s", r.msg);
+        ck_assert_msg(took < 2000, "detection took %.0f ms", took);
+        result_free(&r);
+        omni_pipeline_free(p);
+    }
+    assert_no_segments();
+}
+END_TEST
+
 START_TEST(test_slow_call_times_out_and_is_canceled_there)
 {
     setup();
@@ -1048,6 +1078,7 @@ int main(void)
     tcase_set_timeout(faults, 10);
     tcase_add_test(faults, test_sigkill_mid_request_fails_fast_then_restarts);
     tcase_add_test(faults, test_hung_worker_is_detected_by_heartbeat);
+    tcase_add_test(faults, test_ipc_knobs_from_the_pipeline_and_the_environment);
     tcase_add_test(faults, test_stage_error_names_worker_and_keeps_it);
     tcase_add_test(faults, test_slow_call_times_out_and_is_canceled_there);
     tcase_add_test(faults, test_load_error_names_process_and_stage);
