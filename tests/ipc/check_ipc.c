@@ -478,12 +478,12 @@ START_TEST(test_ipc_knobs_from_the_pipeline_and_the_environment)
     unsetenv("OMNI_IPC_HEARTBEAT_MS");
     unsetenv("OMNI_IPC_DEAD_MS");
     const char *yaml = with_placement(SLEEP_BODY, "  - {process: w, stages: [sl]}\n"
-                                                  "ipc: {heartbeat_ms: 50, dead_ms: 300}\n");
+                                                  "ipc: {heartbeat_ms: 50, dead_ms: 400}\n");
     const char *hang[] = {"sl.stop=1"};
     const char *outs[] = {"y"};
     for (int env = 0; env < 2; env++) {
         if (env)
-            setenv("OMNI_IPC_DEAD_MS", "500", 1);
+            setenv("OMNI_IPC_DEAD_MS", "600", 1);
         struct omni_pipeline *p = load(write_yaml("knobs.yaml", yaml));
         one_live_worker();
         struct result r;
@@ -491,7 +491,7 @@ START_TEST(test_ipc_knobs_from_the_pipeline_and_the_environment)
         run_one(p, 1, hang, 1, outs, 1, &r);
         double took = now_ms() - t0;
         ck_assert_int_eq(r.rc, OMNI_EPEER);
-        ck_assert_msg(strstr(r.msg, env ? "heartbeats for 500 ms" : "heartbeats for 300 ms"), "message: %s", r.msg);
+        ck_assert_msg(strstr(r.msg, env ? "heartbeats for 600 ms" : "heartbeats for 400 ms"), "message: %s", r.msg);
         ck_assert_msg(took < 2000, "detection took %.0f ms", took);
         result_free(&r);
         omni_pipeline_free(p);
