@@ -862,7 +862,7 @@ static int should_stop(struct run *R, int64_t max_tokens, int *rcp, struct omni_
     }
     if (R->n_tokens >= max_tokens)
         return 1;
-    if (!R->spec->n_stop_ids || R->defer_tokens)
+    if (!R->spec->n_stop_ids || !R->tokens.buf) /* tokens on the device: the lag ring checks them */
         return 0;
     const int32_t *tok = omni_tensor_data(&R->tokens);
     return all_rows_stop(R, tok + R->tokens.shape[1] - 1, R->tokens.shape[0], R->tokens.strides[0]);
