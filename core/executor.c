@@ -966,29 +966,20 @@ static int run_inputs(struct run *R, const struct loop_run *run, const void **ad
 static int graph_slot_take(struct omni_pipeline *p, const struct loop_run *run, int batch)
 {
     const int n = (int)(sizeof p->graph_slots / sizeof p->graph_slots[0]);
-    int pick = -1;
+    int pick = -1, match = 0;
     pthread_mutex_lock(&p->graph_mu);
-    for (int i = 0; i < n && pick < 0; i++) {
+    for (int i = 0; i < n && !match; i++) { /* this run's idle slot, else the least recently used idle one */
         struct graph_slot *g = &p->graph_slots[i];
-        if (g->exec && !g->busy && g->first == run->first && g->count == run->count && g->batch == batch &&
-            omni_device_eq(g->dev, run->dev))
+        if (g->busy)
+            continue;
+        match = g->exec && g->first == run->first && g->count == run->count && g->batch == batch &&
+                omni_device_eq(g->dev, run->dev);
+        if (match || pick < 0 || g->used < p->graph_slots[pick].used)
             pick = i;
     }
-    for (int i = 0; i < n && pick < 0; i++) /* an empty slot, else the least recently used idle one */
-        if (!p->graph_slots[i].exec && !p->graph_slots[i].busy)
-            pick = i;
-    for (int i = 0; i < n && pick < 0; i++)
-        if (!p->graph_slots[i].busy)
-            pick = i;
-    for (int i = 0; pick >= 0 && i < n; i++)
-        if (!p->graph_slots[i].busy && p->graph_slots[i].used < p->graph_slots[pick].used &&
-            !(p->graph_slots[pick].exec && p->graph_slots[pick].first == run->first &&
-              p->graph_slots[pick].count == run->count && p->graph_slots[pick].batch == batch))
-            pick = i;
     if (pick >= 0) {
         struct graph_slot *g = &p->graph_slots[pick];
-        if (!(g->first == run->first && g->count == run->count && g->batch == batch &&
-              omni_device_eq(g->dev, run->dev))) { /* evict: another run or batch size */
+        if (!match) { /* evict: another run or batch size (empty slots have used = 0) */
             omni__graph_free(g->exec);
             *g = (struct graph_slot){.first = run->first, .count = run->count, .batch = batch, .dev = run->dev};
         }
