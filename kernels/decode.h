@@ -86,16 +86,22 @@ void omni_dec_mix_cuda(float *g, int64_t ldg, float *part, int64_t ldp, int64_t 
                        const float *zx, int64_t ldz, const float *xbc, int64_t ldc,
                        const float *A, const float *Dsk, const float *dt_bias, const float *gnw,
                        float *state, const struct omni_dec_dims *d);
-/* The tensor-core GEMV behind omni_dec_gemv_cuda, also used by omni_matmul_cuda for
- * bf16 weights and M <= 16: y = alpha * s_m * x·wᵀ + beta * y + bias (+ epi).
- * Returns 0 when the shape is not supported (w not bf16, K % 32, alignment); nothing
- * was launched then. */
+/* The bf16 GEMV behind omni_dec_gemv_cuda (FMA rows for M <= 2, tensor cores up to 16),
+ * also used by omni_matmul_cuda for bf16 weights and M <= 16:
+ * y = alpha * s_m * x·wᵀ + beta * y + bias (+ epi).
+ * Returns 0 when the shape is not supported (w not bf16, K % 8, M > 2 with K % 32 or
+ * unaligned x); nothing was launched then. */
 int omni__dec_gemv_tc_cuda(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                            int w_dtype, const float *bias, int64_t M, int64_t N, int64_t K,
                            float alpha, float beta, const struct omni_dec_epi *epi);
-/* Tuning hook for tests: force warps per block (2..16) and weight steps in flight per
- * warp (4 or 8) of the tensor-core GEMV; 0, 0 restores the automatic choice. */
+/* Tuning hook for tests: force the tensor-core GEMV (also for M <= 2) with nw warps per
+ * block (2..16) and u weight steps in flight per warp (4 or 8); 0, 0 restores the
+ * automatic choice. */
 __attribute__((visibility("default"))) void omni__dec_tc_config(int nw, int u);
+/* Tuning hook for tests (tests/device/gemv_lab.cu): 1 = no programmatic dependent launch,
+ * 2 = no weight loads before the wait on the previous kernel, 4 = the tensor-core tile's
+ * warps take interleaved K steps; 0 restores the default. */
+__attribute__((visibility("default"))) void omni__dec_gemv_flags(int flags);
 #endif
 
 #ifdef __cplusplus

@@ -1,23 +1,29 @@
 /* kernels/cuda/decode.cu - CUDA twins of kernels/cpu/decode.c: the fused
  * Mamba-2 decode step (kernels/decode.h), four kernels per layer.
  *
- * dec_tc_k (GEMV, bf16 weights, M <= 16): a block owns 16 output columns;
- *   its warps split K (32 values per step) and every warp issues the 16-byte
- *   weight loads of U = 8 steps (two rows per lane, streamed past L1) before
- *   any math. Warps per block: the most (2..16) that keep every block of the
- *   grid resident at once (occupancy query), so no wave tail. The products run on the tensor cores (mma.m16n8k16,
+ * The bf16 GEMV (bf16_gemv; also omni_matmul_cuda's path for bf16 weights and
+ * M <= 16) has two kernels, chosen from an H200 sweep of designs
+ * (tests/device/gemv_lab.cu):
+ * dec_fma_k (M <= 2): a warp owns weight rows and reads 512 contiguous bytes of
+ *   a row per load instruction, 8 loads in flight; x staged in shared memory as
+ *   f32, products and sums in f32. 3.0-4.2 TB/s at the decode shapes.
+ * dec_tc_k (M <= 16): a block owns 16 output columns; its warps split K into
+ *   contiguous ranges (32 values per step) and every warp issues the 16-byte
+ *   weight loads of U steps (two rows per lane, streamed past L1) before any
+ *   math. The products run on the tensor cores (mma.m16n8k16,
  *   A = 16 weight rows, B = up to 8 x rows, f32 accumulate); x is split into
  *   bf16 hi + lo parts (two MMAs), so x keeps ~16 bits of mantissa and the
  *   result matches the f32-x GEMV. The 16-byte chunk a lane loads is mapped
  *   onto the MMA fragments by a fixed permutation of k applied to both
  *   operands (a dot product does not care about the order of k). Partial
- *   sums meet in shared memory in a fixed order; one thread per (m, n) then
- *   runs the epilogue: row scale from partial sums of squares (the gated
- *   RMSNorm folded into out_proj), low-rank (LoRA) term, bias, and the
- *   conv1d step of the xBC columns (in_proj). Used by omni_matmul_cuda for
- *   every bf16 matmul with M <= 16.
+ *   sums meet in shared memory in a fixed order.
+ * Both kernels issue their first weight loads before waiting for the previous
+ *   kernel (programmatic dependent launch), then run the same epilogue per
+ *   (m, n): row scale from partial sums of squares (the gated RMSNorm folded
+ *   into out_proj), low-rank (LoRA) term, bias, and the conv1d step of the xBC
+ *   columns (in_proj).
  * dec_simple_k: the same epilogue after a plain one-warp-per-column GEMV,
- *   for shapes the tensor path does not take (f32/f16 weights, K % 32 != 0).
+ *   for shapes the bf16 kernels do not take (f32/f16 weights, K % 8 != 0).
  * dec_norm_k: residual add + RMSNorm, one block of 1024 threads per row;
  *   with a LoRA A factor R more blocks per row each recompute the same
  *   normalised row (same arithmetic, same order) and form one u[m,r] = n·A[r].
@@ -151,12 +157,20 @@ __device__ __forceinline__ void split2(float a, float b, uint32_t &hi, uint32_t 
     lo = *reinterpret_cast<const uint32_t *>(&l);
 }
 
-/* U: K steps (of 32) whose weight loads a warp issues before any math */
+/* U: K steps (of 32) whose weight loads a warp issues before any math. A warp owns a
+ * contiguous range of steps; its first U weight loads are issued before pdl_wait (the
+ * weights are read-only), so they overlap the previous kernel's tail. */
+/* test flags (omni__dec_gemv_flags), passed to the kernels */
+#define GF_NO_PDL 1      /* launch without programmatic dependent launch */
+#define GF_NO_PREWAIT 2  /* issue no weight loads before pdl_wait */
+#define GF_INTERLEAVE 4  /* tc: warp w takes steps w, w + nw, ... (not a contiguous range) */
+#define GF_X_VEC 256     /* (internal) x rows 16-byte aligned: float4 staging */
+
 template <int MT, int U>
 __global__ void __launch_bounds__(512)
     dec_tc_k(float *y, int64_t ldy, const float *x, int64_t ldx, const __nv_bfloat16 *w,
              const float *bias, int M, int64_t N, int64_t K, float alpha, float beta,
-             struct omni_dec_epi e)
+             struct omni_dec_epi e, int fl)
 {
     extern __shared__ float red[]; /* [nw][16 n][16 m] */
     __shared__ float rs[OMNI_DEC_MAX_M];
@@ -165,11 +179,25 @@ __global__ void __launch_bounds__(512)
     const int64_t n0 = (int64_t)blockIdx.x * 16;
     /* rows past N / M are clamped (valid memory) and their results dropped */
     const int64_t ra = min(n0 + g, N - 1), rb = min(n0 + g + 8, N - 1);
-    pdl_trigger();
-    l2_prefetch(w + n0 * K, (min(N, n0 + 16) - n0) * K * (int64_t)sizeof(__nv_bfloat16));
-    pdl_wait();
+    const int64_t ns = K / 32, spw = (ns + nw - 1) / nw;
+    const bool il = fl & GF_INTERLEAVE;
+    /* steps sb, sb + st, ... < se */
+    const int64_t sb = il ? warp : min(ns, warp * spw), se = il ? ns : min(ns, sb + spw);
+    const int64_t st = il ? nw : 1;
     const uint4 *wa = reinterpret_cast<const uint4 *>(w + ra * K) + t;
     const uint4 *wb = reinterpret_cast<const uint4 *>(w + rb * K) + t;
+    uint4 A[U], Bw[U];
+    pdl_trigger();
+    const bool pre = !(fl & GF_NO_PREWAIT);
+    if (pre) {
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (sb + u * st < se) {
+                A[u] = ld_stream(wa + (sb + u * st) * 4);
+                Bw[u] = ld_stream(wb + (sb + u * st) * 4);
+            }
+    }
+    pdl_wait();
     const float4 *xr[MT];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
@@ -180,21 +208,19 @@ __global__ void __launch_bounds__(512)
 #pragma unroll
         for (int i = 0; i < 4; i++)
             ch[mt][i] = cl[mt][i] = 0.0f;
-    const int64_t ns = K / 32;
-    for (int64_t s0 = warp; s0 < ns; s0 += (int64_t)U * nw) {
-        uint4 A[U], Bw[U];
+    for (int64_t s0 = sb; s0 < se; s0 += U * st) {
+        if (s0 != sb || !pre) {
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int64_t s = s0 + (int64_t)u * nw;
-            if (s < ns) {
-                A[u] = ld_stream(wa + s * 4);
-                Bw[u] = ld_stream(wb + s * 4);
-            }
+            for (int u = 0; u < U; u++)
+                if (s0 + u * st < se) {
+                    A[u] = ld_stream(wa + (s0 + u * st) * 4);
+                    Bw[u] = ld_stream(wb + (s0 + u * st) * 4);
+                }
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const int64_t s = s0 + (int64_t)u * nw;
-            if (s >= ns) /* warp-uniform */
+            const int64_t s = s0 + u * st;
+            if (s >= se) /* warp-uniform */
                 break;
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) {
@@ -234,7 +260,148 @@ __global__ void __launch_bounds__(512)
     }
 }
 
+/* ---- FMA GEMV for one or two rows ------------------------------------------------------ */
+
+/* bf16 x 8 (one 16-byte load) -> f32, exact */
+__device__ __forceinline__ void bf16x8(uint4 v, float *f)
+{
+    const uint32_t a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(a[i] << 16);
+        f[2 * i + 1] = __uint_as_float(a[i] & 0xffff0000u);
+    }
+}
+
+/* A warp owns RPW weight rows; lane l reads the 16 bytes at k = 256 j + 8 l, so one load
+ * instruction covers 512 contiguous bytes of a row, and a warp keeps U such loads per row
+ * in flight (the first U before pdl_wait). x (M <= MM rows) is staged in shared memory as
+ * f32; products and sums in f32, lanes summed by a fixed butterfly. For M <= 2 this
+ * streams the weights at 3.0-4.2 TB/s on an H200 where the tensor-core tile reaches
+ * 1.8-2.5 (tests/device/gemv_lab.cu, tests/results/cuda/s3/gemv_lab.txt). */
+#define FMA_NW 8
+template <int MM, int RPW, int U>
+__global__ void __launch_bounds__(FMA_NW * 32)
+    dec_fma_k(float *y, int64_t ldy, const float *x, int64_t ldx, const __nv_bfloat16 *w,
+              const float *bias, int M, int64_t N, int64_t K, float alpha, float beta,
+              struct omni_dec_epi e, int fl)
+{
+    extern __shared__ float xs[]; /* [MM][K] */
+    __shared__ float rs[OMNI_DEC_MAX_M];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t n0 = ((int64_t)blockIdx.x * FMA_NW + warp) * RPW;
+    const int64_t nj = (K + 255) / 256;
+    const uint4 *wr[RPW];
+#pragma unroll
+    for (int r = 0; r < RPW; r++)
+        wr[r] = reinterpret_cast<const uint4 *>(w + min(n0 + r, N - 1) * K) + lane;
+    uint4 v[RPW][U];
+    pdl_trigger();
+    const bool pre = !(fl & GF_NO_PREWAIT);
+    if (pre) {
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int r = 0; r < RPW; r++)
+                v[r][u] = u < nj && u * 256 + lane * 8 < K ? ld_stream(wr[r] + u * 32)
+                                                          : make_uint4(0, 0, 0, 0);
+    }
+    pdl_wait();
+    /* stage x: every thread issues its loads (up to 4 per row) before it stores any */
+    for (int m = 0; m < M; m++) {
+        if (fl & GF_X_VEC) {
+            const float4 *xr = reinterpret_cast<const float4 *>(x + m * ldx);
+            float4 *xd = reinterpret_cast<float4 *>(xs + m * K);
+            const int64_t n4 = K / 4;
+            for (int64_t i0 = threadIdx.x; i0 < n4; i0 += 4 * blockDim.x) {
+                float4 tv[4];
+#pragma unroll
+                for (int u = 0; u < 4; u++)
+                    if (i0 + u * blockDim.x < n4)
+                        tv[u] = xr[i0 + u * blockDim.x];
+#pragma unroll
+                for (int u = 0; u < 4; u++)
+                    if (i0 + u * blockDim.x < n4)
+                        xd[i0 + u * blockDim.x] = tv[u];
+            }
+        } else {
+            const float *xr = x + m * ldx;
+            for (int64_t i0 = threadIdx.x; i0 < K; i0 += 8 * blockDim.x) {
+                float tv[8];
+#pragma unroll
+                for (int u = 0; u < 8; u++)
+                    if (i0 + u * blockDim.x < K)
+                        tv[u] = xr[i0 + u * blockDim.x];
+#pragma unroll
+                for (int u = 0; u < 8; u++)
+                    if (i0 + u * blockDim.x < K)
+                        xs[m * K + i0 + u * blockDim.x] = tv[u];
+            }
+        }
+    }
+    if (e.part)
+        dec_rowscale(rs, M, e);
+    __syncthreads();
+    float acc[RPW][MM];
+#pragma unroll
+    for (int r = 0; r < RPW; r++)
+#pragma unroll
+        for (int m = 0; m < MM; m++)
+            acc[r][m] = 0.0f;
+    for (int64_t j0 = 0; j0 < nj; j0 += U) {
+        if (j0 || !pre) {
+#pragma unroll
+            for (int u = 0; u < U; u++)
+#pragma unroll
+                for (int r = 0; r < RPW; r++)
+                    v[r][u] = j0 + u < nj && (j0 + u) * 256 + lane * 8 < K
+                                  ? ld_stream(wr[r] + (j0 + u) * 32)
+                                  : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int64_t k = (j0 + u) * 256 + lane * 8;
+            if (j0 + u >= nj) /* warp-uniform */
+                break;
+            if (k >= K)
+                continue;
+#pragma unroll
+            for (int r = 0; r < RPW; r++) {
+                float f[8];
+                bf16x8(v[r][u], f);
+#pragma unroll
+                for (int m = 0; m < MM; m++) {
+                    if (m >= M)
+                        break;
+                    /* 32-byte aligned: K % 8 == 0 and k % 8 == 0 */
+                    const float4 *xp = reinterpret_cast<const float4 *>(xs + m * K + k);
+                    const float4 p = xp[0], q = xp[1];
+                    float a = acc[r][m];
+                    a = fmaf(f[0], p.x, a);
+                    a = fmaf(f[1], p.y, a);
+                    a = fmaf(f[2], p.z, a);
+                    a = fmaf(f[3], p.w, a);
+                    a = fmaf(f[4], q.x, a);
+                    a = fmaf(f[5], q.y, a);
+                    a = fmaf(f[6], q.z, a);
+                    a = fmaf(f[7], q.w, a);
+                    acc[r][m] = a;
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < RPW; r++)
+#pragma unroll
+        for (int m = 0; m < MM; m++) {
+            const float a = omni__warp_sum(acc[r][m]);
+            if (lane == 0 && m < M && n0 + r < N)
+                dec_store(y, ldy, m, n0 + r, a, alpha, beta, bias, e.part ? rs : nullptr, e);
+        }
+}
+
 static int tc_force_nw, tc_force_u; /* 0: automatic (omni__dec_tc_config) */
+static int g_flags;                    /* GF_* (omni__dec_gemv_flags) */
 
 extern "C" __attribute__((visibility("default"))) void omni__dec_tc_config(int nw, int u)
 {
@@ -242,70 +409,76 @@ extern "C" __attribute__((visibility("default"))) void omni__dec_tc_config(int n
     tc_force_u = u;
 }
 
-/* Blocks of nw warps resident per multiprocessor (cached per kernel and nw). */
-template <int MT, int U> static int tc_occupancy(int nw)
+extern "C" __attribute__((visibility("default"))) void omni__dec_gemv_flags(int flags)
 {
-    static int cache[17];
-    if (nw < 1 || nw > 16)
-        return 1;
-    if (!cache[nw]) {
-        int b = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, dec_tc_k<MT, U>, nw * 32,
-                                                          (size_t)nw * 256 * sizeof(float)) !=
-                cudaSuccess ||
-            b < 1)
-            b = 1;
-        cache[nw] = b;
-    }
-    return cache[nw];
+    g_flags = flags & (GF_NO_PDL | GF_NO_PREWAIT | GF_INTERLEAVE);
+}
+
+template <int MM, int RPW, int U>
+static void fma_launch(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
+                       const float *bias, int64_t M, int64_t N, int64_t K, float alpha, float beta,
+                       const struct omni_dec_epi &e, int pdl)
+{
+    const size_t smem = (size_t)MM * K * sizeof(float);
+    const int vec = ((uintptr_t)x & 15) == 0 && (M == 1 || ldx % 4 == 0) ? GF_X_VEC : 0;
+    dec_launch(pdl, dec_fma_k<MM, RPW, U>, dim3(omni__blocks(N, FMA_NW * RPW)), dim3(FMA_NW * 32),
+               smem, y, ldy, x, ldx, (const __nv_bfloat16 *)w, bias, (int)M, N, K, alpha, beta, e,
+               g_flags | vec);
 }
 
 template <int MT, int U>
 static void tc_launch(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                       const float *bias, int64_t M, int64_t N, int64_t K, float alpha, float beta,
-                      const struct omni_dec_epi &e, int pdl)
+                      const struct omni_dec_epi &e, int nw, int pdl)
 {
-    const unsigned nb = omni__blocks(N, 16);
-    const int64_t sms = omni__cuda_sm_count(), ns = K / 32;
-    int nw = tc_force_nw;
-    if (!nw) {
-        /* the most warps per block (more weight loads in flight per tile) such that every
-         * block is resident at once; else the most resident warps per multiprocessor */
-        nw = 0;
-        for (int c = 16; c >= 2 && !nw; c /= 2)
-            if (c * U <= 2 * ns && (int64_t)nb <= sms * tc_occupancy<MT, U>(c))
-                nw = c;
-        if (!nw) {
-            int best = 0;
-            for (int c = 16; c >= 2; c /= 2)
-                if (c * tc_occupancy<MT, U>(c) > best)
-                    best = c * tc_occupancy<MT, U>(c), nw = c;
-        }
-    }
-    dec_launch(pdl, dec_tc_k<MT, U>, dim3(nb), dim3(nw * 32), (size_t)nw * 256 * sizeof(float), y,
-               ldy, x, ldx, (const __nv_bfloat16 *)w, bias, (int)M, N, K, alpha, beta, e);
+    dec_launch(pdl, dec_tc_k<MT, U>, dim3(omni__blocks(N, 16)), dim3(nw * 32),
+               (size_t)nw * 256 * sizeof(float), y, ldy, x, ldx, (const __nv_bfloat16 *)w, bias,
+               (int)M, N, K, alpha, beta, e, g_flags);
 }
 
-static int tc_gemv(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
-                   int w_dtype, const float *bias, int64_t M, int64_t N, int64_t K, float alpha,
-                   float beta, const struct omni_dec_epi *epi, int pdl)
+/* The bf16 GEMV: FMA rows for M <= 2 (unless a tensor-core configuration is forced), the
+ * tensor-core tile otherwise. Per-shape choice of the tile's warps and loads in flight,
+ * from the H200 sweep of tests/device/gemv_lab.cu at M = 16: the heads (N K >= 32M)
+ * 4 warps x 8, K >= 4096 (out_proj) 16 x 8, else (in_proj) 4 x 4. */
+static int bf16_gemv(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
+                     int w_dtype, const float *bias, int64_t M, int64_t N, int64_t K, float alpha,
+                     float beta, const struct omni_dec_epi *epi, int pdl)
 {
-    if (w_dtype != OMNI_DTYPE_BF16 || M < 1 || M > OMNI_DEC_MAX_M || N < 1 || K < 32 || K % 32 ||
-        ((uintptr_t)w & 15) || ((uintptr_t)x & 15) || (M > 1 && ldx % 4))
+    if (w_dtype != OMNI_DTYPE_BF16 || M < 1 || M > OMNI_DEC_MAX_M || N < 1 || K < 8 ||
+        ((uintptr_t)w & 15))
         return 0;
     static const struct omni_dec_epi none = {};
     const struct omni_dec_epi &e = epi ? *epi : none;
-    const int u = tc_force_u ? tc_force_u : 4;
+    if (g_flags & GF_NO_PDL)
+        pdl = 0;
+    if (M <= 2 && !tc_force_nw && K % 8 == 0 && (size_t)M * K * sizeof(float) <= 48 * 1024) {
+        if (M == 1)
+            fma_launch<1, 1, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+        else
+            fma_launch<2, 2, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+        return 1;
+    }
+    if (K < 32 || K % 32 || ((uintptr_t)x & 15) || (M > 1 && ldx % 4))
+        return 0;
+    int nw = 4, u = 4;
+    if ((double)N * (double)K >= 32.0 * 1024 * 1024)
+        u = 8;
+    else if (K >= 4096)
+        nw = 16, u = 8;
+    if (tc_force_nw)
+        nw = tc_force_nw;
+    if (tc_force_u)
+        u = tc_force_u;
     if (M > 8) {
         if (u == 4)
-            tc_launch<2, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+            tc_launch<2, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, pdl);
         else
-            tc_launch<2, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+            tc_launch<2, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, pdl);
     } else {
         if (u == 4)
-            tc_launch<1, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+            tc_launch<1, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, pdl);
         else
-            tc_launch<1, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+            tc_launch<1, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, pdl);
     }
     return 1;
 }
@@ -316,7 +489,7 @@ extern "C" int omni__dec_gemv_tc_cuda(float *y, int64_t ldy, const float *x, int
                                       int64_t N, int64_t K, float alpha, float beta,
                                       const struct omni_dec_epi *epi)
 {
-    return tc_gemv(y, ldy, x, ldx, w, w_dtype, bias, M, N, K, alpha, beta, epi, 0);
+    return bf16_gemv(y, ldy, x, ldx, w, w_dtype, bias, M, N, K, alpha, beta, epi, 0);
 }
 
 /* ---- plain GEMV with the same epilogue ------------------------------------------------ */
@@ -368,7 +541,7 @@ extern "C" void omni_dec_gemv_cuda(float *y, int64_t ldy, const float *x, int64_
                         OMNI_DEC_MAX_M, (long long)M);
         return;
     }
-    if (tc_gemv(y, ldy, x, ldx, w, w_dtype, bias, M, N, K, alpha, 0.0f, epi, 1))
+    if (bf16_gemv(y, ldy, x, ldx, w, w_dtype, bias, M, N, K, alpha, 0.0f, epi, 1))
         return;
     static const struct omni_dec_epi none = {};
     const struct omni_dec_epi e = epi ? *epi : none;

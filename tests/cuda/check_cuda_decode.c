@@ -93,9 +93,9 @@ static void one_gemv(int64_t M, int64_t N, int64_t K, int wdt, int64_t ldx, int 
 
 START_TEST(test_decode_gemv_matches_cpu)
 {
-    static const int64_t Ms[4] = {1, 3, 8, 16};
+    static const int64_t Ms[5] = {1, 2, 3, 8, 16};
     static const int dts[3] = {OMNI_DTYPE_BF16, OMNI_DTYPE_F32, OMNI_DTYPE_F16};
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         const int64_t M = Ms[i];
         /* OmniMamba in_proj (LoRA rank 8 + conv over the xBC columns) and out_proj (row scale) */
         one_gemv(M, 8512, 2048, OMNI_DTYPE_BF16, 2048, E_LR | E_CONV, 4096, 4352, 4, 8, 4, 0);
@@ -103,8 +103,10 @@ START_TEST(test_decode_gemv_matches_cpu)
         for (int d = 0; d < 3; d++) {
             /* odd N, strided x, every epilogue term, bias */
             one_gemv(M, 299, 96, dts[d], 100, E_RS | E_LR | E_CONV, 100, 150, 4, 5, 7, 1);
-            /* K not a multiple of 32: the plain GEMV */
+            /* K not a multiple of 32: the plain GEMV, or for bf16 and M <= 2 the FMA rows
+             * (also K = 264: one full 256-wide chunk and a partial one) */
             one_gemv(M, 33, 40, dts[d], 40, E_LR | E_CONV, 3, 30, 3, 2, 3, 1);
+            one_gemv(M, 45, 264, dts[d], 270, E_RS | E_LR, 0, 1, 1, 3, 11, 1);
             one_gemv(M, 17, 32, dts[d], 36, 0, 0, 1, 1, 1, 1, 1);
         }
     }
@@ -112,10 +114,13 @@ START_TEST(test_decode_gemv_matches_cpu)
 END_TEST
 
 /* omni_op_matmul with bf16 weights and M <= 16 goes through the same GEMV (with
- * alpha, beta, bias): f32-level agreement, including M = 9..16 */
+ * alpha, beta, bias): f32-level agreement, including M = 9..16 and the FMA rows
+ * (M <= 2; the text head's shape) */
 START_TEST(test_matmul_bf16_up_to_16_rows_matches_cpu)
 {
-    static const int64_t t[][3] = {{9, 257, 64}, {12, 1000, 2048}, {16, 2048, 4096}, {5, 33, 96}};
+    static const int64_t t[][3] = {{9, 257, 64},  {12, 1000, 2048}, {16, 2048, 4096},
+                                   {5, 33, 96},   {1, 50288, 2048}, {2, 300, 264},
+                                   {1, 7, 4104}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         struct omni_error e = {0};
         const int64_t M = t[i][0], N = t[i][1], K = t[i][2];
@@ -290,6 +295,7 @@ START_TEST(test_gemv_configs_agree_and_report_time)
 {
     sweep(1, 8512, 2048, "in_proj");
     sweep(1, 2048, 4096, "out_proj");
+    sweep(2, 8512, 2048, "in_proj");
     sweep(16, 8512, 2048, "in_proj");
     sweep(16, 2048, 4096, "out_proj");
 }

@@ -1,0 +1,631 @@
+/* tests/device/gemv_lab.cu - a standalone sweep of bf16-weight GEMV designs at
+ * the decode shapes (y[M,N] = x[M,K] . W[N,K]^T, x f32, W bf16 row-major), to
+ * choose the one kernels/cuda/decode.cu should use. Not part of the engine.
+ *   nvcc -O3 -arch=sm_90 -o gemv_lab tests/device/gemv_lab.cu && ./gemv_lab
+ * With -DLAB_PROD (and libomni.a, see tests/device/gemv_lab.sh) `gemv_lab prod` times
+ * the engine's own GEMV (omni_dec_gemv_cuda) per test flag, inside CUDA graphs.
+ * Every variant is checked against a plain f32 reference kernel (max error
+ * relative to max|ref|) and timed over 200 back-to-back launches that rotate
+ * through enough weight copies (>= 256 MB) that L2 never holds a matrix. */
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CK(x)                                                                                      \
+    do {                                                                                           \
+        cudaError_t e_ = (x);                                                                      \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));            \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+__device__ __forceinline__ uint4 ld_stream(const uint4 *p)
+{
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
+/* ---- reference and read-bandwidth ceiling ------------------------------------------------ */
+
+__global__ void ref_k(float *y, const float *x, const __nv_bfloat16 *w, int M, int N, int K)
+{
+    const int n = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (n >= N)
+        return;
+    for (int m = 0; m < M; m++) {
+        float a = 0;
+        for (int k = lane; k < K; k += 32)
+            a += __bfloat162float(w[(int64_t)n * K + k]) * x[(int64_t)m * K + k];
+        for (int o = 16; o; o >>= 1)
+            a += __shfl_xor_sync(~0u, a, o);
+        if (!lane)
+            y[(int64_t)m * N + n] = a;
+    }
+}
+
+/* read every byte once (uint4 per thread, U in flight), fold into one word per block */
+template <int U> __global__ void rd_k(const uint4 *w, int64_t n16, unsigned *out)
+{
+    unsigned acc = 0;
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n16; i += stride * U) {
+        uint4 v[U];
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (i + u * stride < n16)
+                v[u] = ld_stream(w + i + u * stride);
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (i + u * stride < n16)
+                acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+    }
+    if (acc == 0x12345678u)
+        out[blockIdx.x] = acc;
+}
+
+/* ---- FMA GEMV: a warp owns RPW rows; lane l reads 16 bytes at k = 8 l + 256 j, so one load
+ * instruction covers 512 contiguous bytes of a row. x staged in shared memory (f32). --------- */
+__device__ __forceinline__ void bf8(uint4 v, float *f)
+{
+    const uint32_t a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(a[i] << 16);
+        f[2 * i + 1] = __uint_as_float(a[i] & 0xffff0000u);
+    }
+}
+
+template <int M, int RPW, int U>
+__global__ void __launch_bounds__(256) fma_k(float *y, const float *x, const __nv_bfloat16 *w,
+                                             int N, int K)
+{
+    extern __shared__ float xs[]; /* [M][K] */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int i = threadIdx.x * 4; i < M * K; i += blockDim.x * 4)
+        *(float4 *)(xs + i) = *(const float4 *)(x + i);
+    __syncthreads();
+    const int n0 = (blockIdx.x * nw + warp) * RPW;
+    float acc[RPW][M];
+#pragma unroll
+    for (int r = 0; r < RPW; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++)
+            acc[r][m] = 0;
+    const int nj = K / 256; /* chunks of 256 k per row */
+    for (int j0 = 0; j0 < nj; j0 += U) {
+        uint4 v[RPW][U];
+#pragma unroll
+        for (int r = 0; r < RPW; r++)
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (j0 + u < nj)
+                    v[r][u] = ld_stream((const uint4 *)(w + (int64_t)min(n0 + r, N - 1) * K +
+                                                        (j0 + u) * 256) +
+                                        lane);
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (j0 + u >= nj)
+                break;
+            const int k = (j0 + u) * 256 + lane * 8;
+#pragma unroll
+            for (int r = 0; r < RPW; r++) {
+                float f[8];
+                bf8(v[r][u], f);
+#pragma unroll
+                for (int m = 0; m < M; m++) {
+                    const float4 a = *(const float4 *)(xs + m * K + k);
+                    const float4 b = *(const float4 *)(xs + m * K + k + 4);
+                    acc[r][m] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x +
+                                 f[5] * b.y + f[6] * b.z + f[7] * b.w;
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < RPW; r++)
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            float a = acc[r][m];
+            for (int o = 16; o; o >>= 1)
+                a += __shfl_xor_sync(~0u, a, o);
+            if (lane == 0 && n0 + r < N)
+                y[(int64_t)m * N + n0 + r] = a;
+        }
+}
+
+/* ---- tensor-core GEMV (as kernels/cuda/decode.cu): a block owns 16 rows, warps split K.
+ * CONTIG: warp w takes the contiguous steps [w ns/nw, (w+1) ns/nw) instead of w, w+nw, ...
+ * PF: prefetch the block's tile into L2 first. -------------------------------------------- */
+__device__ __forceinline__ void mma16816(float *c, uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void split2(float a, float b, uint32_t &hi, uint32_t &lo)
+{
+    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    const float2 hf = __bfloat1622float2(h);
+    const __nv_bfloat162 l = __floats2bfloat162_rn(a - hf.x, b - hf.y);
+    hi = *reinterpret_cast<const uint32_t *>(&h);
+    lo = *reinterpret_cast<const uint32_t *>(&l);
+}
+__device__ __forceinline__ void l2_prefetch(const void *p, int64_t bytes)
+{
+    const int64_t pieces = (bytes + 4095) / 4096;
+    for (int64_t i = threadIdx.x; i < pieces; i += blockDim.x) {
+        const int64_t off = i * 4096;
+        const unsigned n = (unsigned)min((int64_t)4096, bytes - off);
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"((const char *)p + off),
+                     "r"(n)
+                     : "memory");
+    }
+}
+
+template <int MT, int U, bool PF, bool CONTIG>
+__global__ void __launch_bounds__(512) tc_k(float *y, const float *x, const __nv_bfloat16 *w,
+                                            int M, int N, int K)
+{
+    extern __shared__ float red[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int64_t n0 = (int64_t)blockIdx.x * 16;
+    const int64_t ra = min(n0 + g, (int64_t)N - 1), rb = min(n0 + g + 8, (int64_t)N - 1);
+    if (PF)
+        l2_prefetch(w + n0 * K, (min((int64_t)N, n0 + 16) - n0) * K * 2);
+    const uint4 *wa = reinterpret_cast<const uint4 *>(w + ra * K) + t;
+    const uint4 *wb = reinterpret_cast<const uint4 *>(w + rb * K) + t;
+    const float4 *xr[MT];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        xr[mt] = reinterpret_cast<const float4 *>(x + (int64_t)min(mt * 8 + g, M - 1) * K) + 2 * t;
+    float ch[MT][4], cl[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            ch[mt][i] = cl[mt][i] = 0.0f;
+    const int ns = K / 32;
+    const int spw = (ns + nw - 1) / nw;
+    const int sbeg = CONTIG ? warp * spw : warp, send = CONTIG ? min(ns, sbeg + spw) : ns;
+    const int sstep = CONTIG ? 1 : nw;
+    for (int s0 = sbeg; s0 < send; s0 += U * sstep) {
+        uint4 A[U], Bw[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int s = s0 + u * sstep;
+            if (s < send) {
+                A[u] = ld_stream(wa + s * 4);
+                Bw[u] = ld_stream(wb + s * 4);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int s = s0 + u * sstep;
+            if (s >= send)
+                break;
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                const float4 x0 = __ldg(xr[mt] + s * 8), x1 = __ldg(xr[mt] + s * 8 + 1);
+                uint32_t h0, l0, h1, l1, h2, l2, h3, l3;
+                split2(x0.x, x0.y, h0, l0);
+                split2(x0.z, x0.w, h1, l1);
+                split2(x1.x, x1.y, h2, l2);
+                split2(x1.z, x1.w, h3, l3);
+                mma16816(ch[mt], A[u].x, Bw[u].x, A[u].y, Bw[u].y, h0, h1);
+                mma16816(cl[mt], A[u].x, Bw[u].x, A[u].y, Bw[u].y, l0, l1);
+                mma16816(ch[mt], A[u].z, Bw[u].z, A[u].w, Bw[u].w, h2, h3);
+                mma16816(cl[mt], A[u].z, Bw[u].z, A[u].w, Bw[u].w, l2, l3);
+            }
+        }
+    }
+    float *my = red + warp * 256;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        my[g * 16 + mt * 8 + 2 * t] = ch[mt][0] + cl[mt][0];
+        my[g * 16 + mt * 8 + 2 * t + 1] = ch[mt][1] + cl[mt][1];
+        my[(g + 8) * 16 + mt * 8 + 2 * t] = ch[mt][2] + cl[mt][2];
+        my[(g + 8) * 16 + mt * 8 + 2 * t + 1] = ch[mt][3] + cl[mt][3];
+    }
+    __syncthreads();
+    for (int o = threadIdx.x; o < 16 * MT * 8; o += blockDim.x) {
+        const int ml = o >> 4, nl = o & 15;
+        const int64_t n = n0 + nl;
+        if (ml < M && n < N) {
+            float acc = 0.0f;
+            for (int wi = 0; wi < nw; wi++)
+                acc += red[wi * 256 + nl * 16 + ml];
+            y[ml * (int64_t)N + n] = acc;
+        }
+    }
+}
+
+/* ---- harness ----------------------------------------------------------------------------- */
+
+struct shape {
+    const char *name;
+    int N, K;
+};
+
+static float *d_x, *d_y, *d_ref;
+static __nv_bfloat16 **d_w;
+static int ncopy;
+static unsigned *d_sink;
+
+typedef void (*launch_fn)(float *y, const float *x, const __nv_bfloat16 *w, int M, int N, int K);
+
+static double check(int M, int N)
+{
+    float *a = (float *)malloc(sizeof(float) * M * N), *b = (float *)malloc(sizeof(float) * M * N);
+    CK(cudaMemcpy(a, d_y, sizeof(float) * M * N, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(b, d_ref, sizeof(float) * M * N, cudaMemcpyDeviceToHost));
+    double mx = 0, err = 0;
+    for (int i = 0; i < M * N; i++) {
+        mx = fmax(mx, fabs(b[i]));
+        if (!(fabs(a[i] - b[i]) <= err))
+            err = isnan(a[i]) ? INFINITY : fabs(a[i] - b[i]);
+    }
+    free(a);
+    free(b);
+    return err / (mx > 0 ? mx : 1);
+}
+
+static void timeit(const char *what, launch_fn f, int M, const struct shape *s)
+{
+    CK(cudaMemset(d_y, 0xff, sizeof(float) * M * s->N));
+    f(d_y, d_x, d_w[0], M, s->N, s->K);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    const double rel = check(M, s->N);
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    for (int i = 0; i < 20; i++)
+        f(d_y, d_x, d_w[i % ncopy], M, s->N, s->K);
+    const int reps = 200;
+    CK(cudaEventRecord(e0));
+    for (int i = 0; i < reps; i++)
+        f(d_y, d_x, d_w[i % ncopy], M, s->N, s->K);
+    CK(cudaEventRecord(e1));
+    CK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    const double us = ms * 1e3 / reps, bytes = (double)s->N * s->K * 2;
+    printf("%-9s M=%-2d %-34s %8.2f us  %5.2f TB/s  err %.1e%s\n", s->name, M, what, us,
+           bytes / us * 1e-6, rel, rel < 1e-4 ? "" : "  WRONG");
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+}
+
+static int g_nw;
+
+template <int MT, int U, bool PF, bool CONTIG>
+static void tc_go(float *y, const float *x, const __nv_bfloat16 *w, int M, int N, int K)
+{
+    static bool attr;
+    const size_t smem = (size_t)g_nw * 256 * 4;
+    if (!attr) {
+        CK(cudaFuncSetAttribute(tc_k<MT, U, PF, CONTIG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                64 * 1024));
+        attr = true;
+    }
+    tc_k<MT, U, PF, CONTIG><<<(N + 15) / 16, g_nw * 32, smem>>>(y, x, w, M, N, K);
+}
+
+template <int M, int RPW, int U>
+static void fma_go(float *y, const float *x, const __nv_bfloat16 *w, int M_, int N, int K)
+{
+    (void)M_;
+    static bool attr;
+    const size_t smem = (size_t)M * K * 4;
+    if (!attr) {
+        CK(cudaFuncSetAttribute(fma_k<M, RPW, U>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                200 * 1024));
+        attr = true;
+    }
+    const int rows = g_nw * RPW;
+    fma_k<M, RPW, U><<<(N + rows - 1) / rows, g_nw * 32, smem>>>(y, x, w, N, K);
+}
+
+static void ref_go(float *y, const float *x, const __nv_bfloat16 *w, int M, int N, int K)
+{
+    ref_k<<<(N + 7) / 8, 256>>>(y, x, w, M, N, K);
+}
+
+template <int U> static void rd_go(float *y, const float *x, const __nv_bfloat16 *w, int M, int N, int K)
+{
+    (void)y, (void)x, (void)M;
+    const int64_t n16 = (int64_t)N * K * 2 / 16;
+    int sms = 132;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+    rd_k<U><<<sms * g_nw, 512>>>((const uint4 *)w, n16, d_sink);
+}
+
+static void tc_sweep(int M, const struct shape *s)
+{
+    char what[80];
+    const int nws[] = {4, 8, 16};
+    for (int i = 0; i < 3; i++) {
+        g_nw = nws[i];
+#define TC(MT, U, PF, C)                                                                           \
+    snprintf(what, sizeof what, "tc U=%d nw=%d%s%s", U, g_nw, PF ? " pf" : "", C ? " contig" : ""); \
+    timeit(what, tc_go<MT, U, PF, C>, M, s)
+        if (M <= 8) {
+            TC(1, 4, true, false);
+            TC(1, 4, false, false);
+            TC(1, 8, false, false);
+            TC(1, 4, false, true);
+            TC(1, 8, false, true);
+            TC(1, 8, true, true);
+        } else {
+            TC(2, 4, true, false);
+            TC(2, 4, false, false);
+            TC(2, 8, false, false);
+            TC(2, 4, false, true);
+            TC(2, 8, false, true);
+            TC(2, 8, true, true);
+        }
+#undef TC
+    }
+}
+
+static void fma_sweep(int M, const struct shape *s)
+{
+    char what[80];
+    const int nws[] = {4, 8};
+    for (int i = 0; i < 2; i++) {
+        g_nw = nws[i];
+#define FM(MM, R, U)                                                                               \
+    snprintf(what, sizeof what, "fma rpw=%d U=%d nw=%d", R, U, g_nw);                              \
+    timeit(what, fma_go<MM, R, U>, M, s)
+        if (M == 1) {
+            FM(1, 1, 8);
+            FM(1, 2, 4);
+            FM(1, 2, 8);
+            FM(1, 4, 4);
+        } else if (M == 2) {
+            FM(2, 1, 8);
+            FM(2, 2, 4);
+            FM(2, 2, 8);
+        }
+#undef FM
+    }
+}
+
+/* ---- the engine's own GEMV (kernels/cuda/decode.cu through omni_dec_gemv_cuda), with the
+ * decode epilogues, per test flag (omni__dec_gemv_flags); linked with libomni.a --------- */
+#ifdef LAB_PROD
+#include "omni/cuda.h"
+#include "../../core/cuda_impl.h"
+#include "../../kernels/decode.h"
+
+static float *dalloc_rand(int64_t n, float scale, uint64_t *st)
+{
+    float *h = (float *)malloc(sizeof(float) * n), *d;
+    for (int64_t i = 0; i < n; i++) {
+        *st ^= *st << 13, *st ^= *st >> 7, *st ^= *st << 17;
+        h[i] = ((*st >> 40) / 8388608.0f - 1.0f) * scale;
+    }
+    CK(cudaMalloc(&d, sizeof(float) * n));
+    CK(cudaMemcpy(d, h, sizeof(float) * n, cudaMemcpyHostToDevice));
+    free(h);
+    return d;
+}
+
+struct pcall {
+    float *y;
+    const float *x;
+    const __nv_bfloat16 *w;
+    int64_t M, N, K;
+    struct omni_dec_epi e;
+};
+
+static int g_bf16;
+static void pgo2(const struct pcall *c)
+{
+    omni_dec_gemv_cuda(c->y, c->N, c->x, c->K, c->w, g_bf16, NULL, c->M, c->N, c->K, 1.0f,
+                       c->e.cout || c->e.part ? &c->e : NULL);
+}
+
+static void prod_main(void)
+{
+    struct omni_error err = {0};
+    const struct omni_device dev = {OMNI_DEVICE_CUDA, 0};
+    g_bf16 = OMNI_DTYPE_BF16;
+    if (omni__cuda_begin(&err, "gemv_lab", dev)) {
+        printf("omni__cuda_begin: %s\n", err.msg);
+        return;
+    }
+    cudaStream_t st = (cudaStream_t)omni_cuda_stream(dev);
+    uint64_t seed = 1234567ull;
+    const int L = 48;
+    const int64_t nin = 8512LL * 2048, nout = 2048LL * 4096;
+    __nv_bfloat16 *win, *wout;
+    CK(cudaMalloc(&win, nin * 2 * L));
+    CK(cudaMalloc(&wout, nout * 2 * L));
+    for (int l = 0; l < L; l++) {
+        CK(cudaMemcpy(win + l * nin, d_w[0], nin * 2, cudaMemcpyDeviceToDevice));
+        CK(cudaMemcpy(wout + l * nout, d_w[1], nout * 2, cudaMemcpyDeviceToDevice));
+    }
+    float *xin = dalloc_rand(16 * 2048, 1.0f, &seed), *g = dalloc_rand(16 * 4096, 1.0f, &seed);
+    float *zx, *yo, *cout;
+    CK(cudaMalloc(&zx, sizeof(float) * 16 * 8512));
+    CK(cudaMalloc(&yo, sizeof(float) * 16 * 2048));
+    CK(cudaMalloc(&cout, sizeof(float) * 16 * 4352));
+    float *u = dalloc_rand(16 * 8, 1.0f, &seed), *lb = dalloc_rand(8512 * 8, 0.1f, &seed);
+    float *cstate = dalloc_rand(16 * 4352 * 4, 1.0f, &seed), *cw = dalloc_rand(4352 * 4, 0.5f, &seed);
+    float *cb = dalloc_rand(4352, 0.5f, &seed), *part = dalloc_rand(16 * 512, 1.0f, &seed);
+    CK(cudaMemset(part, 0x3f, sizeof(float) * 16 * 512)); /* positive partial sums */
+    struct omni_dec_epi ein = {}, eout = {};
+    ein.u = u, ein.lb = lb, ein.ldu = 8, ein.R = 8, ein.lr_scale = 2.0f;
+    ein.cout = cout, ein.cstate = cstate, ein.cw = cw, ein.cbias = cb, ein.ldco = 4352;
+    ein.c0 = 4096, ein.C = 4352, ein.K = 4;
+    ein.css.sb = 4352 * 4, ein.css.sc = 4, ein.css.sk = 1;
+    eout.part = part, eout.ldp = 512, eout.nparts = 512, eout.count = 4096, eout.eps = 1e-5f;
+    static const int flags[] = {0, 1, 2, 3, 4, 6};
+    static const char *fname[] = {"default", "no-pdl", "no-prewait", "no-pdl,no-prewait",
+                                  "interleave", "interleave,no-prewait"};
+    const int Ms[] = {1, 2, 16};
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    /* (1) correctness of each flag set against the reference kernel, no epilogue */
+    for (int mi = 0; mi < 3; mi++)
+        for (int fi = 0; fi < 6; fi++) {
+            const int M = Ms[mi];
+            omni__dec_gemv_flags(flags[fi]);
+            struct shape s = {"in_proj", 8512, 2048};
+            ref_go(d_ref, d_x, win, M, 8512, 2048);
+            CK(cudaDeviceSynchronize());
+            CK(cudaMemset(d_y, 0xff, sizeof(float) * M * 8512));
+            struct pcall c = {d_y, d_x, win, M, 8512, 2048, {}};
+            pgo2(&c);
+            CK(cudaStreamSynchronize(st));
+            const double rel = check(M, s.N);
+            if (rel > 1e-4)
+                printf("prod in_proj M=%d flags %s: err %.1e WRONG\n", M, fname[fi], rel);
+        }
+    /* (2) a graph of 48 layers x (in_proj with LoRA + conv, out_proj with row scale) */
+    for (int mi = 0; mi < 3; mi++)
+        for (int fi = 0; fi < 6; fi++) {
+            const int M = Ms[mi];
+            if (M <= 2 && (flags[fi] & 4))
+                continue;
+            omni__dec_gemv_flags(flags[fi]);
+            cudaGraph_t gr;
+            cudaGraphExec_t ge;
+            CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+            for (int l = 0; l < L; l++) {
+                struct pcall a = {zx, xin, win + l * nin, M, 8512, 2048, ein};
+                struct pcall b = {yo, g, wout + l * nout, M, 2048, 4096, eout};
+                pgo2(&a);
+                pgo2(&b);
+            }
+            CK(cudaStreamEndCapture(st, &gr));
+            CK(cudaGraphInstantiate(&ge, gr, 0));
+            CK(cudaGraphLaunch(ge, st));
+            CK(cudaGraphLaunch(ge, st));
+            CK(cudaEventRecord(e0, st));
+            const int reps = 10;
+            for (int r = 0; r < reps; r++)
+                CK(cudaGraphLaunch(ge, st));
+            CK(cudaEventRecord(e1, st));
+            CK(cudaEventSynchronize(e1));
+            float ms = 0;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            const double us = ms * 1e3 / reps / L;
+            printf("graph 48 x (in_proj+LoRA+conv, out_proj+rowscale) M=%-2d %-22s %7.2f us/layer  "
+                   "%5.2f TB/s\n",
+                   M, fname[fi], us, (double)(nin + nout) * 2 / us * 1e-6);
+            CK(cudaGraphExecDestroy(ge));
+            CK(cudaGraphDestroy(gr));
+        }
+    /* (3) the read-only ceiling for the same bytes: 96 kernels per graph */
+    {
+        cudaGraph_t gr;
+        cudaGraphExec_t ge;
+        g_nw = 4;
+        CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+        int sms = 132;
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+        for (int l = 0; l < L; l++) {
+            rd_k<4><<<sms * 4, 512, 0, st>>>((const uint4 *)(win + l * nin), nin * 2 / 16, d_sink);
+            rd_k<4><<<sms * 4, 512, 0, st>>>((const uint4 *)(wout + l * nout), nout * 2 / 16, d_sink);
+        }
+        CK(cudaStreamEndCapture(st, &gr));
+        CK(cudaGraphInstantiate(&ge, gr, 0));
+        CK(cudaGraphLaunch(ge, st));
+        CK(cudaEventRecord(e0, st));
+        for (int r = 0; r < 10; r++)
+            CK(cudaGraphLaunch(ge, st));
+        CK(cudaEventRecord(e1, st));
+        CK(cudaEventSynchronize(e1));
+        float ms = 0;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        const double us = ms * 1e3 / 10 / L;
+        printf("graph 48 x read-only (same bytes, 2 kernels/layer)          %7.2f us/layer  %5.2f TB/s\n",
+               us, (double)(nin + nout) * 2 / us * 1e-6);
+    }
+    omni__dec_gemv_flags(0);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    cudaDeviceProp p;
+    CK(cudaGetDeviceProperties(&p, 0));
+    printf("gemv_lab on %s (%d SMs, L2 %d MB)\n", p.name, p.multiProcessorCount,
+           p.l2CacheSize >> 20);
+    const struct shape shapes[] = {{"in_proj", 8512, 2048}, {"out_proj", 2048, 4096},
+                                   {"text_head", 50288, 2048}, {"img_head", 16384, 2048}};
+    const int Ms[] = {1, 2, 16};
+    const int64_t maxw = (int64_t)50288 * 2048;
+    CK(cudaMalloc(&d_x, sizeof(float) * 16 * 4096));
+    CK(cudaMalloc(&d_y, sizeof(float) * 16 * 50288));
+    CK(cudaMalloc(&d_ref, sizeof(float) * 16 * 50288));
+    CK(cudaMalloc(&d_sink, 4096 * 4));
+    ncopy = 8;
+    d_w = (__nv_bfloat16 **)malloc(sizeof(*d_w) * ncopy);
+    {
+        uint16_t *h = (uint16_t *)malloc(maxw * 2);
+        uint64_t st = 88172645463325252ull;
+        for (int c = 0; c < ncopy; c++) {
+            for (int64_t i = 0; c == 0 && i < maxw; i++) {
+                st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+                const float v = ((st >> 40) / 16777216.0f - 0.5f) * 0.05f;
+                uint32_t u;
+                memcpy(&u, &v, 4);
+                h[i] = (uint16_t)(u >> 16);
+            }
+            CK(cudaMalloc(&d_w[c], maxw * 2));
+            CK(cudaMemcpy(d_w[c], h, maxw * 2, cudaMemcpyHostToDevice));
+        }
+        float *hx = (float *)malloc(sizeof(float) * 16 * 4096);
+        for (int i = 0; i < 16 * 4096; i++) {
+            st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+            hx[i] = (st >> 40) / 8388608.0f - 1.0f;
+        }
+        CK(cudaMemcpy(d_x, hx, sizeof(float) * 16 * 4096, cudaMemcpyHostToDevice));
+        free(h);
+        free(hx);
+    }
+#ifdef LAB_PROD
+    if (argc > 1 && !strcmp(argv[1], "prod")) {
+        prod_main();
+        return 0;
+    }
+#endif
+    (void)argc, (void)argv;
+    /* the ceiling: read the same bytes with no math */
+    for (int si = 0; si < 4; si++) {
+        for (int nw = 1; nw <= 4; nw *= 2) {
+            char what[64];
+            g_nw = nw;
+            snprintf(what, sizeof what, "read-only %d blocks/SM U=4", nw);
+            ref_go(d_ref, d_x, d_w[0], 1, shapes[si].N, shapes[si].K);
+            ref_go(d_y, d_x, d_w[0], 1, shapes[si].N, shapes[si].K);
+            timeit(what, rd_go<4>, 1, &shapes[si]);
+        }
+    }
+    for (int mi = 0; mi < 3; mi++)
+        for (int si = 0; si < 4; si++) {
+            const int M = Ms[mi];
+            if (si >= 2 && M == 2)
+                continue;
+            ref_go(d_ref, d_x, d_w[0], M, shapes[si].N, shapes[si].K);
+            CK(cudaDeviceSynchronize());
+            tc_sweep(M, &shapes[si]);
+            fma_sweep(M, &shapes[si]);
+        }
+    return 0;
+}
