@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cuda_impl.h"
+#include "memlog.h"
 #include "omni/cuda.h"
 
 #ifdef OMNI_HAVE_CUDA
@@ -39,6 +40,10 @@ struct cuda_ctx {
 static struct cuda_ctx g_ctx[MAX_DEV];
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_llong g_used[MAX_DEV], g_peak[MAX_DEV];
+/* OMNI_CUDA_MEMLOG=1: the live allocations of each device (under g_memlog_lock) */
+static int g_memlog_on = -1; /* -1: environment not read yet */
+static pthread_mutex_t g_memlog_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct omni__memlog g_memlog[MAX_DEV];
 
 static _Thread_local int tl_dev = -1;
 static _Thread_local cudaStream_t tl_override[MAX_DEV];
@@ -47,10 +52,29 @@ static _Thread_local struct {
     char msg[768];
 } tl_pending;
 
-void omni__cuda_account(int idx, long long delta)
+static int memlog_on(void)
+{
+    int on = __atomic_load_n(&g_memlog_on, __ATOMIC_ACQUIRE);
+    if (on < 0) {
+        const char *v = getenv("OMNI_CUDA_MEMLOG");
+        on = v && *v && strcmp(v, "0") != 0;
+        __atomic_store_n(&g_memlog_on, on, __ATOMIC_RELEASE);
+    }
+    return on;
+}
+
+void omni__cuda_account(int idx, long long delta, const void *ptr)
 {
     if (idx < 0 || idx >= MAX_DEV)
         return;
+    if (ptr && memlog_on()) {
+        pthread_mutex_lock(&g_memlog_lock);
+        if (delta >= 0)
+            omni__memlog_alloc(&g_memlog[idx], ptr, (size_t)delta, omni__alloc_tag());
+        else
+            omni__memlog_free(&g_memlog[idx], ptr, (size_t)-delta);
+        pthread_mutex_unlock(&g_memlog_lock);
+    }
     long long now = atomic_fetch_add(&g_used[idx], delta) + delta;
     long long peak = atomic_load(&g_peak[idx]);
     while (now > peak && !atomic_compare_exchange_weak(&g_peak[idx], &peak, now)) {
@@ -145,7 +169,12 @@ static void ctx_create(int idx)
     STEP(cudaMalloc(&c->small_ws, OMNI__CUDA_SMALL_WS));
     STEP(cudaMalloc((void **)&c->deverr, sizeof *c->deverr));
     STEP(cudaMemset(c->deverr, 0, sizeof *c->deverr));
-    omni__cuda_account(idx, (long long)(BLAS_WS_BYTES + OMNI__CUDA_SMALL_WS + sizeof *c->deverr));
+    {
+        const char *prev_tag = omni__alloc_tag_set("context");
+        omni__cuda_account(idx, (long long)(BLAS_WS_BYTES + OMNI__CUDA_SMALL_WS + sizeof *c->deverr),
+                           c->blas_ws);
+        omni__alloc_tag_set(prev_tag);
+    }
     {
         cublasStatus_t st = cublasCreate(&c->blas);
         if (st == CUBLAS_STATUS_SUCCESS)
@@ -343,7 +372,7 @@ static int ws_grow(int idx, size_t bytes)
         return -1;
     if (c->ws) {
         cudaFree(c->ws);
-        omni__cuda_account(idx, -(long long)c->ws_bytes);
+        omni__cuda_account(idx, -(long long)c->ws_bytes, c->ws);
         c->ws = NULL;
         c->ws_bytes = 0;
     }
@@ -352,7 +381,9 @@ static int ws_grow(int idx, size_t bytes)
         return -1;
     }
     c->ws_bytes = want;
-    omni__cuda_account(idx, (long long)want);
+    const char *prev_tag = omni__alloc_tag_set("workspace");
+    omni__cuda_account(idx, (long long)want, c->ws);
+    omni__alloc_tag_set(prev_tag);
     return 0;
 }
 
@@ -431,6 +462,22 @@ void omni_cuda_memory_reset_peak(struct omni_device dev)
     if (dev.type != OMNI_DEVICE_CUDA || dev.index < 0 || dev.index >= MAX_DEV)
         return;
     atomic_store(&g_peak[dev.index], atomic_load(&g_used[dev.index]));
+    if (memlog_on()) {
+        pthread_mutex_lock(&g_memlog_lock);
+        omni__memlog_reset_peak(&g_memlog[dev.index]);
+        pthread_mutex_unlock(&g_memlog_lock);
+    }
+}
+
+int omni_cuda_memory_peak_log(struct omni_device dev, struct omni_cuda_memlog_entry *out, int n)
+{
+    if (dev.type != OMNI_DEVICE_CUDA || dev.index < 0 || dev.index >= MAX_DEV || !out ||
+        n <= 0 || !memlog_on())
+        return 0;
+    pthread_mutex_lock(&g_memlog_lock);
+    int k = omni__memlog_report(&g_memlog[dev.index], out, n);
+    pthread_mutex_unlock(&g_memlog_lock);
+    return k;
 }
 
 int omni_cuda_reserve(struct omni_device dev, size_t bytes, struct omni_error *err)
@@ -482,6 +529,11 @@ size_t omni_cuda_memory_peak(struct omni_device dev)
     return 0;
 }
 void omni_cuda_memory_reset_peak(struct omni_device dev) { (void)dev; }
+int omni_cuda_memory_peak_log(struct omni_device dev, struct omni_cuda_memlog_entry *out, int n)
+{
+    (void)dev, (void)out, (void)n;
+    return 0;
+}
 int omni_cuda_reserve(struct omni_device dev, size_t bytes, struct omni_error *err)
 {
     (void)dev, (void)bytes;

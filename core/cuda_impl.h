@@ -82,8 +82,10 @@ struct omni__cuda_deverr {
 /* Device address of the current device's record. */
 struct omni__cuda_deverr *omni__cuda_deverr(void);
 
-/* Device memory accounting (bytes; called by the allocators). */
-void omni__cuda_account(int device_index, long long delta);
+/* Device memory accounting (bytes; called by the allocators): delta > 0 for
+ * an allocation at ptr, < 0 for its release (ptr: the same address, for
+ * OMNI_CUDA_MEMLOG; NULL leaves it out of the log). */
+void omni__cuda_account(int device_index, long long delta, const void *ptr);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ipc/ipc.h"
+#include "memlog.h"
 #include "graph_impl.h"
 #include "pipeline_impl.h"
 
@@ -717,8 +718,11 @@ static int call_stage(struct run *R, int phase, int s, int64_t step, struct omni
         int use_step = phase == OMNI__PHASE_LOOP && OMNI__HAS_OP(o, step);
         if (remote)
             rc = omni__ipc_call(R->p->ipc, &R->ipc_req, s, use_step, &io, &local);
-        else
+        else {
+            const char *prev_tag = omni__alloc_tag_set(si->name); /* OMNI_CUDA_MEMLOG */
             rc = use_step ? o->step(si->stage, R->states[s], &io, &local) : o->forward(si->stage, R->states[s], &io, &local);
+            omni__alloc_tag_set(prev_tag);
+        }
         advance = io.advance;
         if (rc < 0) {
             /* plugins often name themselves already ("stage 'x': ..."): say it once */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "omni/harness.h"
+#include "memlog.h"
 #include "stage_impl.h"
 
 struct omni_harness {
@@ -189,9 +190,12 @@ static int call(struct omni_harness *h, int is_step, struct omni_error *err)
         .position_dev = h->position_dev,
         .step_dev = h->step_dev,
     };
+    const char *prev_tag = omni__alloc_tag_set(h->si.name); /* OMNI_CUDA_MEMLOG */
     int rc = ensure_state(h, &ctx, err);
-    if (rc)
+    if (rc) {
+        omni__alloc_tag_set(prev_tag);
         return rc;
+    }
     for (int i = 0; i < h->n_out; i++)
         omni_tensor_release(&h->out[i]);
     struct omni_io io = {
@@ -200,6 +204,7 @@ static int call(struct omni_harness *h, int is_step, struct omni_error *err)
         rc = o->forward(h->si.stage, h->state, &io, err);
     else
         rc = is_step ? o->step(h->si.stage, h->state, &io, err) : o->forward(h->si.stage, h->state, &io, err);
+    omni__alloc_tag_set(prev_tag);
     if (rc >= 0) {
         h->position += io.advance;
         if (is_step)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "memlog.h"
 #include "stage_impl.h"
 
 int omni__stage_create(struct omni__stage_inst *si, const struct omni__plugin *p, const char *name,
@@ -72,7 +73,9 @@ int omni__stage_load(struct omni__stage_inst *si, struct omni_weights *w, const 
     struct omni_weights_ref ref = {w, prefix ? prefix : "", where ? where : si->where};
     struct omni_error local;
     omni_error_clear(&local);
+    const char *prev_tag = omni__alloc_tag_set(si->name);
     int rc = o->load(si->stage, &ref, &local);
+    omni__alloc_tag_set(prev_tag);
     if (rc)
         omni_error_set(err, rc, "%s: stage '%s' (%s): %s", where ? where : si->where, si->name,
                        si->plugin->desc->name, local.msg[0] ? local.msg : omni_status_str(rc));

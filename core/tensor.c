@@ -117,7 +117,7 @@ struct omni_buffer *omni_buffer_new(struct omni_device dev, size_t nbytes, struc
             return NULL;
         }
         b->kind = OMNI_BUFFER_CUDA;
-        omni__cuda_account(dev.index, (long long)alloc);
+        omni__cuda_account(dev.index, (long long)alloc, b->data);
 #else
         free(b);
         omni_error_set(err, OMNI_EDEVICE, "cuda:%d requested but omni was built without CUDA",
@@ -170,7 +170,7 @@ void omni_buffer_unref(struct omni_buffer *b)
     } else if (b->kind == OMNI_BUFFER_CUDA) {
 #ifdef OMNI_HAVE_CUDA
         cudaFree(b->data);
-        omni__cuda_account(b->dev.index, -(long long)(b->size ? b->size : 1));
+        omni__cuda_account(b->dev.index, -(long long)(b->size ? b->size : 1), b->data);
 #endif
     }
     atomic_fetch_sub(&live_buffers, 1);

@@ -14,7 +14,12 @@
  *   mmu_16k          a 16384-position context prefill (backbone + head), then
  *                    256 decode steps fed by embeddings: tokens/s.
  * Every case reports the most device memory omni held (weights, states,
- * activations, workspaces). On CUDA the whole decode step (token embedding,
+ * activations, workspaces); t2i and mmu also by phase (open, warm-up,
+ * [VQ warm-up,] [vision,] prefill, decode[, VQ]: the memory held when the
+ * phase began and its peak; JSON "memory_phases", and on a GPU an indented
+ * line under the case's row). With OMNI_CUDA_MEMLOG=1 they add the largest
+ * live allocations at the peak, grouped by stage and size ("memory_at_peak"
+ * and a second indented line). On CUDA the whole decode step (token embedding,
  * backbone step, head, sampler) is captured once per request as a CUDA graph
  * and replayed (--no-graph runs it eagerly); position and step reach the
  * graph through device counters, as under the executor.
@@ -26,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_mem.h"
 #include "bench_model.h"
 #include "cli.h"
 #include "omni/cuda.h"
@@ -47,6 +53,7 @@ struct ctx {
     struct omb_paths paths;
     cJSON *root, *cases;
     char card[256];
+    char extra[1536]; /* indented lines printed under the case's table row */
 };
 
 static double now_s(void)
@@ -62,6 +69,41 @@ static int sync_dev(struct ctx *c, struct omni_error *err)
 }
 
 static double gib(size_t b) { return (double)b / (double)(1u << 30); }
+
+/* The phases of mem into out ("memory_phases", and "memory_at_peak" with
+ * OMNI_CUDA_MEMLOG) and c->extra (on a GPU). */
+static void mem_report(struct ctx *c, const struct omb_mem *mem, cJSON *out)
+{
+    cJSON *arr = cJSON_AddArrayToObject(out, "memory_phases");
+    for (int i = 0; arr && i < mem->n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "phase", mem->p[i].name);
+        cJSON_AddNumberToObject(o, "start_gib", gib(mem->p[i].start));
+        cJSON_AddNumberToObject(o, "peak_gib", gib(mem->p[i].peak));
+        cJSON_AddItemToArray(arr, o);
+    }
+    if (c->dev.type != OMNI_DEVICE_CUDA)
+        return;
+    char buf[1024];
+    size_t u = (size_t)snprintf(c->extra, sizeof c->extra, "    memory GiB (start/peak): %s",
+                                omb_mem_line(mem, buf, sizeof buf));
+    if (mem->n_log > 0 && mem->peak_phase >= 0) {
+        cJSON *a = cJSON_AddObjectToObject(out, "memory_at_peak");
+        cJSON_AddStringToObject(a, "phase", mem->p[mem->peak_phase].name);
+        cJSON *top = cJSON_AddArrayToObject(a, "top");
+        for (int i = 0; i < mem->n_log; i++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "tag", mem->log[i].tag);
+            cJSON_AddNumberToObject(o, "bytes", (double)mem->log[i].bytes);
+            cJSON_AddNumberToObject(o, "count", (double)mem->log[i].count);
+            cJSON_AddNumberToObject(o, "total_gib", gib(mem->log[i].bytes * (size_t)mem->log[i].count));
+            cJSON_AddItemToArray(top, o);
+        }
+        if (u < sizeof c->extra)
+            snprintf(c->extra + u, sizeof c->extra - u, "\n    at the peak (%s): %s",
+                     mem->p[mem->peak_phase].name, omb_mem_log_line(mem, 8, buf, sizeof buf));
+    }
+}
 
 #define TRY(expr)                                                                                  \
     do {                                                                                           \
@@ -239,7 +281,7 @@ struct t2i_res {
 
 /* One request of B images with `steps` decode steps; codes (B, steps + 1) on the device. */
 static int t2i_once(struct ctx *c, struct omb_t2i *m, int64_t B, int steps, int do_vq,
-                    struct t2i_res *r, struct omni_error *err)
+                    struct omb_mem *mem, struct t2i_res *r, struct omni_error *err)
 {
     struct omni_tensor ids = {0}, codes = {0};
     struct step_graph g = {0};
@@ -250,6 +292,8 @@ static int t2i_once(struct ctx *c, struct omb_t2i *m, int64_t B, int steps, int 
     TRY(omni_tensor_alloc(&codes, OMNI_DTYPE_I32, 2, csh, c->dev, err));
     omni_harness_reset_state(m->bb);
     TRY(sync_dev(c, err));
+    if (mem)
+        omb_mem_phase(mem, "prefill");
     double t0 = now_s();
     TRY(run1(m->prefix, "ids", &ids, 0, err));
     TRY(run1(m->bb, "embeds", omni_harness_pull(m->prefix, "embeds"), 0, err));
@@ -259,6 +303,8 @@ static int t2i_once(struct ctx *c, struct omb_t2i *m, int64_t B, int steps, int 
     double t1 = now_s();
     struct omni_tensor col = codes; /* column k of codes, (B, 1) */
     col.shape[1] = 1;
+    if (mem)
+        omb_mem_phase(mem, "decode");
     TRY(graph_init(c, &g, &ch, err));
     for (int k = 0; k < steps; k++) {
         const struct omni_tensor *tok = omni_harness_pull(m->smp, "token");
@@ -275,6 +321,8 @@ static int t2i_once(struct ctx *c, struct omb_t2i *m, int64_t B, int steps, int 
          * not needed by the VQ decode (1.6 GB at batch 16) */
         graph_free(c, &g, &ch);
         omni_harness_reset_state(m->bb);
+        if (mem)
+            omb_mem_phase(mem, "vq");
         t2b = now_s();
         TRY(run1(m->vq, "codes", &codes, 0, err));
         TRY(sync_dev(c, err));
@@ -296,17 +344,25 @@ static int case_t2i(struct ctx *c, int64_t B, cJSON *out, char *line, size_t n, 
 {
     struct omb_t2i m;
     struct t2i_res warm, r;
+    struct omb_mem mem;
     int rc;
-    omni_cuda_memory_reset_peak(c->dev);
+    omb_mem_init(&mem, c->dev);
+    omb_mem_phase(&mem, "open");
     double t0 = now_s();
     if ((rc = omb_t2i_open(&m, &c->paths, c->o.device, c->o.dtype, 1, err)))
         return rc;
     double load_s = now_s() - t0;
-    if ((rc = t2i_once(c, &m, B, c->o.warm, 0, &warm, err)))
+    omb_mem_phase(&mem, "warmup");
+    if ((rc = t2i_once(c, &m, B, c->o.warm, 0, NULL, &warm, err)))
         goto done;
     if (m.vq && c->o.steps + 1 == OMB_T2I_CODES) {
-        /* the warm-up's few codes make no image: warm the VQ decoder on zeros */
+        /* the warm-up's few codes make no image: warm the VQ decoder on zeros,
+         * after freeing the backbone's states as the real request does below
+         * (held through this warm-up they made the case's peak: 1.7 GiB of
+         * states and scratch at batch 16 on top of the VQ decoder's passes) */
         struct omni_tensor z;
+        omni_harness_reset_state(m.bb);
+        omb_mem_phase(&mem, "warmup_vq");
         const int64_t zsh[2] = {B, OMB_T2I_CODES};
         if ((rc = omni_tensor_alloc(&z, OMNI_DTYPE_I32, 2, zsh, c->dev, err)))
             goto done;
@@ -315,9 +371,10 @@ static int case_t2i(struct ctx *c, int64_t B, cJSON *out, char *line, size_t n, 
         if (rc < 0 || (rc = sync_dev(c, err)))
             goto done;
     }
-    if ((rc = t2i_once(c, &m, B, c->o.steps, 1, &r, err)))
+    if ((rc = t2i_once(c, &m, B, c->o.steps, 1, &mem, &r, err)))
         goto done;
-    const double peak = gib(omni_cuda_memory_peak(c->dev));
+    omb_mem_end(&mem);
+    const double peak = gib(omb_mem_peak(&mem));
     cJSON_AddNumberToObject(out, "batch", (double)B);
     cJSON_AddNumberToObject(out, "images_per_s", r.images_per_s);
     cJSON_AddNumberToObject(out, "prefill_ms", r.prefill_ms);
@@ -327,6 +384,7 @@ static int case_t2i(struct ctx *c, int64_t B, cJSON *out, char *line, size_t n, 
     cJSON_AddNumberToObject(out, "total_s", r.total_s);
     cJSON_AddNumberToObject(out, "load_s", load_s);
     cJSON_AddNumberToObject(out, "peak_gib", peak);
+    mem_report(c, &mem, out);
     snprintf(line, n, "| t2i batch %-3lld | %8.2f img/s | prefill %7.1f ms | step %6.3f ms | VQ %7.1f ms | peak %5.2f GiB |",
              (long long)B, r.images_per_s, r.prefill_ms, r.step_ms, r.vq_ms, peak);
 done:
@@ -382,7 +440,7 @@ struct mmu_res {
 };
 
 static int mmu_once(struct ctx *c, struct omb_mmu *m, const struct omni_tensor *pix, int tokens,
-                    struct mmu_res *r, struct omni_error *err)
+                    struct omb_mem *mem, struct mmu_res *r, struct omni_error *err)
 {
     struct omni_tensor q = {0};
     struct step_graph g = {0};
@@ -391,6 +449,8 @@ static int mmu_once(struct ctx *c, struct omb_mmu *m, const struct omni_tensor *
     TRY(rand_ids(&q, 1, 12, c->o.seed + 99, err));
     omni_harness_reset_state(m->bb);
     TRY(sync_dev(c, err));
+    if (mem)
+        omb_mem_phase(mem, "vision");
     double t0 = now_s();
     TRY(run1(m->dino, "pixels", pix, 0, err));
     TRY(run1(m->siglip, "pixels", pix, 0, err));
@@ -398,6 +458,8 @@ static int mmu_once(struct ctx *c, struct omb_mmu *m, const struct omni_tensor *
     TRY(run1(m->proj, "x0", omni_harness_pull(m->dino, "features"), 0, err));
     TRY(sync_dev(c, err));
     double t1 = now_s();
+    if (mem)
+        omb_mem_phase(mem, "prefill");
     TRY(omni_harness_push(m->assemble, "ids", &q, err));
     TRY(run1(m->assemble, "visual", omni_harness_pull(m->proj, "embeds"), 0, err));
     const struct omni_tensor *emb = omni_harness_pull(m->assemble, "embeds");
@@ -407,6 +469,8 @@ static int mmu_once(struct ctx *c, struct omb_mmu *m, const struct omni_tensor *
     TRY(run1(m->smp, "logits", omni_harness_pull(m->head, "logits"), 0, err));
     TRY(sync_dev(c, err));
     double t2 = now_s();
+    if (mem)
+        omb_mem_phase(mem, "decode");
     TRY(graph_init(c, &g, &ch, err));
     for (int k = 0; k < tokens; k++) {
         TRY(graph_step(c, &g, &ch, L + k, k, omni_harness_pull(m->smp, "token"), err));
@@ -431,18 +495,22 @@ static int case_mmu(struct ctx *c, cJSON *out, char *line, size_t n, struct omni
     struct omb_mmu m;
     struct mmu_res warm, r;
     struct omni_tensor pix = {0};
+    struct omb_mem mem;
     int rc;
-    omni_cuda_memory_reset_peak(c->dev);
+    omb_mem_init(&mem, c->dev);
+    omb_mem_phase(&mem, "open");
     double t0 = now_s();
     if ((rc = omb_mmu_open(&m, &c->paths, c->o.device, c->o.dtype, 1, err)))
         return rc;
     double load_s = now_s() - t0;
     const int64_t sh[4] = {1, 3, OMB_IMAGE, OMB_IMAGE};
+    omb_mem_phase(&mem, "warmup");
     if ((rc = rand_f32(c, &pix, 4, sh, 2.0f, 11, err)) ||
-        (rc = mmu_once(c, &m, &pix, c->o.warm, &warm, err)) ||
-        (rc = mmu_once(c, &m, &pix, c->o.mmu_tokens, &r, err)))
+        (rc = mmu_once(c, &m, &pix, c->o.warm, NULL, &warm, err)) ||
+        (rc = mmu_once(c, &m, &pix, c->o.mmu_tokens, &mem, &r, err)))
         goto done;
-    const double peak = gib(omni_cuda_memory_peak(c->dev));
+    omb_mem_end(&mem);
+    const double peak = gib(omb_mem_peak(&mem));
     cJSON_AddNumberToObject(out, "ttft_ms", r.ttft_ms);
     cJSON_AddNumberToObject(out, "vision_ms", r.vision_ms);
     cJSON_AddNumberToObject(out, "prefill_ms", r.prefill_ms);
@@ -451,6 +519,7 @@ static int case_mmu(struct ctx *c, cJSON *out, char *line, size_t n, struct omni
     cJSON_AddNumberToObject(out, "decode_tokens", c->o.mmu_tokens);
     cJSON_AddNumberToObject(out, "load_s", load_s);
     cJSON_AddNumberToObject(out, "peak_gib", peak);
+    mem_report(c, &mem, out);
     snprintf(line, n, "| mmu 384px+12  | TTFT %7.1f ms (vision %6.1f + prefill %6.1f) | decode %7.1f tok/s | peak %5.2f GiB |",
              r.ttft_ms, r.vision_ms, r.prefill_ms, r.tok_per_s, peak);
 done:
@@ -526,7 +595,8 @@ static void usage(FILE *f)
             "cases: t2i_b1, t2i_b16 (images/s; prefill, ms per decode step, VQ decode), vq_b1, vq_b16\n"
             "(the VQ decoder alone on random codes: ms per decode, mean and best of 5), mmu (384x384\n"
             "image + 12-token question: time to first token = vision + prefill; decode tokens/s over\n"
-            "256 tokens), mmu_16k (decode after a 16384-position context); peak device memory each.\n\n"
+            "256 tokens), mmu_16k (decode after a 16384-position context); peak device memory each,\n"
+            "by phase for t2i and mmu (OMNI_CUDA_MEMLOG=1 adds the largest allocations at the peak).\n\n"
             "options:\n"
             "  --device DEV      cuda:0 (default when a GPU is present) or cpu\n"
             "  --dtype DT        bf16 (default), f16 or f32 weights\n"
@@ -654,7 +724,7 @@ int omni_cmd_bench(int argc, char **argv)
     cJSON_AddStringToObject(c.root, "commit", c.o.commit ? c.o.commit : "unknown");
     cJSON_AddBoolToObject(c.root, "cuda_graph", c.o.graph && c.dev.type == OMNI_DEVICE_CUDA);
     c.cases = cJSON_AddObjectToObject(c.root, "cases");
-    char lines[8][256];
+    char lines[8][256], extras[8][sizeof c.extra];
     int nl = 0;
     static const struct {
         const char *name;
@@ -667,6 +737,7 @@ int omni_cmd_bench(int argc, char **argv)
             continue;
         cJSON *o = cJSON_AddObjectToObject(c.cases, all[i].name);
         omni_error_clear(&err);
+        c.extra[0] = '\0';
         fprintf(stderr, "omni bench: %s ...\n", all[i].name);
         rc = all[i].kind == 0   ? case_t2i(&c, all[i].B, o, lines[nl], sizeof lines[nl], &err)
              : all[i].kind == 3 ? case_vq(&c, all[i].B, o, lines[nl], sizeof lines[nl], &err)
@@ -678,13 +749,14 @@ int omni_cmd_bench(int argc, char **argv)
             snprintf(lines[nl], sizeof lines[nl], "| %s | failed: %.180s |", all[i].name, err.msg);
             status = 1;
         }
+        snprintf(extras[nl], sizeof extras[nl], "%s", c.extra);
         nl++;
     }
     printf("omni bench - %s, %s weights, %s, commit %s%s\n", c.card, c.o.dtype, date,
            c.o.commit ? c.o.commit : "unknown",
            c.o.graph && c.dev.type == OMNI_DEVICE_CUDA ? ", decode steps as CUDA graphs" : "");
     for (int i = 0; i < nl; i++)
-        printf("%s\n", lines[i]);
+        printf("%s\n%s%s", lines[i], extras[i], extras[i][0] ? "\n" : "");
     char *js = cJSON_Print(c.root);
     if (c.o.json) {
         FILE *f = fopen(c.o.json, "w");
@@ -706,7 +778,7 @@ int omni_cmd_bench(int argc, char **argv)
                     (unsigned long long)c.o.seed);
             fprintf(f, "```text\n");
             for (int i = 0; i < nl; i++)
-                fprintf(f, "%s\n", lines[i]);
+                fprintf(f, "%s\n%s%s", lines[i], extras[i], extras[i][0] ? "\n" : "");
             fprintf(f, "```\n\n```json\n%s\n```\n", js);
             fclose(f);
         } else {

@@ -3,7 +3,7 @@
  *
  * The fused op (and omni_conv2d_cuda with f16/bf16 weights at stride 1):
  * f16/bf16 weights: out is first set to bias + residual (the residual may be
- * out itself), then per group of images (<= 512 MiB of scratch) one kernel
+ * out itself), then per group of images (<= 160 MiB of scratch) one kernel
  * unfolds the transformed input (GroupNorm coefficients, SiLU, nearest x2
  * applied on the way; zero padding after the transform) in the weight dtype
  * and one strided-batched cuBLAS GEMM (f32 accumulation) adds W * col into out.
@@ -275,7 +275,13 @@ __global__ void conv_init_k(float *out, const void *bias, int bias_dtype, const 
     out[i] = v;
 }
 
-#define CONV_FUSED_WS_BYTES ((size_t)512 << 20)
+/* Scratch per group of images. The unfolded input lands in the device's
+ * growable workspace, which keeps its largest size: 160 MiB holds one VQ-16
+ * image at 256x256 (K 1152 x 65536 x 2 B = 144 MiB, the least that works
+ * without splitting an image) and two at 128x128; GEMMs of one or two such
+ * images still fill the GPU. 512 MiB left a 630 MiB workspace behind after a
+ * VQ decode of 8 images per pass. */
+#define CONV_FUSED_WS_BYTES ((size_t)160 << 20)
 
 static int conv_fused_gemm(float *out, const float *x, const void *w, int w_dtype,
                            const void *bias, int bias_dtype, const ig_geom &q, const float *coef,

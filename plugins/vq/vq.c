@@ -822,9 +822,11 @@ static struct omni_tensor rows(const struct omni_tensor *t, int64_t b0, int64_t 
  * image), at least one. */
 #define VQ_CHUNK_BYTES ((int64_t)256 << 20)
 /* On a GPU wide passes keep the device busy at the 16x16 levels: up to 10
- * VQ-16 images (~1 GiB) per pass, balanced (16 images: two passes of 8). With
- * 16 per pass (1.5 GiB) T2I batch 16 peaked at 6.89 GiB on the H200 (the goal
- * is 5.5 GiB); not yet re-measured at 1 GiB. */
+ * VQ-16 images (~1 GiB) per pass, balanced (16 images: two passes of 8:
+ * 0.75 GiB of activations). The bench's T2I batch 16 peak (6.13 GiB at this
+ * size) came from its VQ warm-up running while the backbone's 1.7 GiB of
+ * states were still held, plus the 630 MiB im2col workspace of conv2d_fused
+ * (now 180 MiB); the VQ phase itself is ~4 GiB with the weights. */
 #define VQ_CHUNK_BYTES_GPU ((int64_t)1024 << 20)
 
 static int64_t chunk_images(const struct vq_stage *s, int64_t B, int64_t per_image_floats)

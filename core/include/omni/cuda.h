@@ -65,6 +65,21 @@ OMNI_API size_t omni_cuda_memory_used(struct omni_device dev);
 OMNI_API size_t omni_cuda_memory_peak(struct omni_device dev);
 OMNI_API void omni_cuda_memory_reset_peak(struct omni_device dev);
 
+/* With OMNI_CUDA_MEMLOG=1 in the environment when dev is first used, omni
+ * also records every live allocation (size and the stage whose load,
+ * forward or step made it, "" when none) and keeps a copy of the live set at
+ * each new peak. This fills out[0..n) with that set grouped by (tag, size),
+ * largest total first, and returns how many entries it wrote: the picture at
+ * the most recent peak since the last omni_cuda_memory_reset_peak. 0 when
+ * the log is off, dev is not CUDA or nothing was recorded. */
+struct omni_cuda_memlog_entry {
+    char tag[32];  /* stage name, "workspace", "context" or "" */
+    size_t bytes;  /* size of each allocation of the group */
+    long long count;
+};
+OMNI_API int omni_cuda_memory_peak_log(struct omni_device dev, struct omni_cuda_memlog_entry *out,
+                                       int n);
+
 /* Grow the device's prefill workspace to at least `bytes` now (it otherwise
  * grows on first need, outside graph capture only). */
 OMNI_API int omni_cuda_reserve(struct omni_device dev, size_t bytes, struct omni_error *err);
