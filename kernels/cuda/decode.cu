@@ -33,6 +33,7 @@
  *   all loaded before the update; y, g = y·silu(z), g⊙w_norm, and the
  *   chunk's sum of g² (warp sums added in warp order: deterministic). */
 #include <cuda_bf16.h>
+#include <stdlib.h>
 
 #include "common.cuh"
 #include "decode.h"
@@ -119,8 +120,17 @@ __device__ __forceinline__ void dec_rowscale(float *rs, int M, const struct omni
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     for (int m = warp; m < M; m += nw) {
         float s = 0.0f;
-        for (int64_t j = lane; j < e.nparts; j += 32)
-            s += e.part[m * e.ldp + j];
+        const float *pr = e.part + m * e.ldp;
+        /* eight loads in flight, summed in the order j = lane, lane + 32, ... */
+        for (int64_t j0 = lane; j0 < e.nparts; j0 += 8 * 32) {
+            float v[8];
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                v[i] = j0 + 32 * i < e.nparts ? pr[j0 + 32 * i] : 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                s += v[i];
+        }
         s = omni__warp_sum(s);
         if (lane == 0)
             rs[m] = 1.0f / sqrtf(s / e.count + e.eps);
@@ -306,7 +316,33 @@ __global__ void __launch_bounds__(FMA_NW * 32)
                 v[r][u] = u < nj && u * 256 + lane * 8 < K ? ld_stream(wr[r] + u * 32)
                                                           : make_uint4(0, 0, 0, 0);
     }
+    /* the epilogue's operands, loaded now so that their latency hides under the weight
+     * stream: weights (bias, LoRA B row, conv taps) before the wait, activations after */
+    float bv[RPW], lbv[RPW], cwv[RPW], cbv[RPW];
+    bool cv[RPW]; /* row n is a conv channel */
+#pragma unroll
+    for (int r = 0; r < RPW; r++) {
+        const int64_t n = min(n0 + r, N - 1), c = n - e.c0;
+        cv[r] = e.cout && n0 + r < N && c >= 0 && c < e.C;
+        bv[r] = bias ? bias[n] : 0.0f;
+        lbv[r] = e.u && lane < e.R ? e.lb[n * e.R + lane] : 0.0f;
+        cwv[r] = cv[r] && lane < e.K ? e.cw[c * e.K + lane] : 0.0f;
+        cbv[r] = cv[r] && e.cbias ? e.cbias[c] : 0.0f;
+    }
     pdl_wait();
+    float uv[MM], csv[RPW][MM], yo[RPW][MM];
+#pragma unroll
+    for (int m = 0; m < MM; m++) {
+        uv[m] = e.u && m < M && lane < e.R ? e.u[m * e.ldu + lane] : 0.0f;
+#pragma unroll
+        for (int r = 0; r < RPW; r++) {
+            const int64_t c = n0 + r - e.c0;
+            csv[r][m] = cv[r] && m < M && lane < e.K
+                            ? e.cstate[m * e.css.sb + c * e.css.sc + lane * e.css.sk]
+                            : 0.0f;
+            yo[r][m] = beta != 0.0f && m < M && n0 + r < N ? y[m * ldy + n0 + r] : 0.0f;
+        }
+    }
     /* stage x: every thread issues its loads (up to 4 per row) before it stores any */
     for (int m = 0; m < M; m++) {
         if (fl & GF_X_VEC) {
@@ -390,13 +426,35 @@ __global__ void __launch_bounds__(FMA_NW * 32)
             }
         }
     }
+    /* the epilogue of dec_store, spread over the warp (every lane holds the same sums:
+     * the butterfly leaves the total in all lanes) */
 #pragma unroll
     for (int r = 0; r < RPW; r++)
 #pragma unroll
         for (int m = 0; m < MM; m++) {
-            const float a = omni__warp_sum(acc[r][m]);
-            if (lane == 0 && m < M && n0 + r < N)
-                dec_store(y, ldy, m, n0 + r, a, alpha, beta, bias, e.part ? rs : nullptr, e);
+            if (m >= M || n0 + r >= N) /* warp-uniform */
+                continue;
+            const int64_t n = n0 + r;
+            float val = alpha * (e.part ? rs[m] : 1.0f) * omni__warp_sum(acc[r][m]);
+            if (beta != 0.0f)
+                val += beta * yo[r][m];
+            if (bias)
+                val += bv[r];
+            if (e.u)
+                val += e.lr_scale * omni__warp_sum(uv[m] * lbv[r]);
+            if (lane == 0)
+                y[m * ldy + n] = val;
+            if (cv[r]) {
+                /* lane k < K holds tap k: shift left, the new value enters at K - 1 */
+                const float nxt = __shfl_down_sync(0xffffffffu, csv[r][m], 1);
+                const float sv = lane + 1 < e.K ? nxt : val;
+                const int64_t c = n - e.c0;
+                if (lane < e.K)
+                    e.cstate[m * e.css.sb + c * e.css.sc + lane * e.css.sk] = sv;
+                const float a = cbv[r] + omni__warp_sum(lane < e.K ? cwv[r] * sv : 0.0f);
+                if (lane == 0)
+                    e.cout[m * e.ldco + c] = omni__silu(a);
+            }
         }
 }
 
@@ -409,9 +467,22 @@ extern "C" __attribute__((visibility("default"))) void omni__dec_tc_config(int n
     tc_force_u = u;
 }
 
+static int g_flags_set; /* g_flags came from omni__dec_gemv_flags or the environment */
+
 extern "C" __attribute__((visibility("default"))) void omni__dec_gemv_flags(int flags)
 {
     g_flags = flags & (GF_NO_PDL | GF_NO_PREWAIT | GF_INTERLEAVE);
+    g_flags_set = 1;
+}
+
+/* OMNI_DEC_GEMV_FLAGS (read at the first GEMV; a tuning knob, see kernels/cuda/README.md) */
+static void flags_from_env(void)
+{
+    if (g_flags_set)
+        return;
+    const char *v = getenv("OMNI_DEC_GEMV_FLAGS");
+    g_flags = v ? (int)strtol(v, NULL, 0) & (GF_NO_PDL | GF_NO_PREWAIT | GF_INTERLEAVE) : 0;
+    g_flags_set = 1;
 }
 
 template <int MM, int RPW, int U>
@@ -449,9 +520,11 @@ static int bf16_gemv(float *y, int64_t ldy, const float *x, int64_t ldx, const v
         return 0;
     static const struct omni_dec_epi none = {};
     const struct omni_dec_epi &e = epi ? *epi : none;
+    flags_from_env();
     if (g_flags & GF_NO_PDL)
         pdl = 0;
-    if (M <= 2 && !tc_force_nw && K % 8 == 0 && (size_t)M * K * sizeof(float) <= 48 * 1024) {
+    if (M <= 2 && !tc_force_nw && K % 8 == 0 && (size_t)M * K * sizeof(float) <= 48 * 1024 &&
+        (!e.cout || e.K <= 32) && (!e.u || e.R <= 32)) {
         if (M == 1)
             fma_launch<1, 1, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
         else
