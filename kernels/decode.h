@@ -100,7 +100,7 @@ int omni__dec_gemv_tc_cuda(float *y, int64_t ldy, const float *x, int64_t ldx, c
 __attribute__((visibility("default"))) void omni__dec_tc_config(int nw, int u);
 /* Tuning hook for tests (tests/device/gemv_lab.cu): 1 = no programmatic dependent launch,
  * 2 = no weight loads before the wait on the previous kernel, 4 = the tensor-core tile's
- * warps take interleaved K steps; 0 restores the default. */
+ * warps take contiguous ranges of K steps; 0 restores the default. */
 __attribute__((visibility("default"))) void omni__dec_gemv_flags(int flags);
 #endif
 

@@ -7,8 +7,8 @@
  * dec_fma_k (M <= 2): a warp owns weight rows and reads 512 contiguous bytes of
  *   a row per load instruction, 8 loads in flight; x staged in shared memory as
  *   f32, products and sums in f32. 3.0-4.2 TB/s at the decode shapes.
- * dec_tc_k (M <= 16): a block owns 16 output columns; its warps split K into
- *   contiguous ranges (32 values per step) and every warp issues the 16-byte
+ * dec_tc_k (M <= 16): a block owns 16 output columns; its warps split K (32
+ *   values per step; warp w takes steps w, w + nw, ...) and every warp issues the 16-byte
  *   weight loads of U steps (two rows per lane, streamed past L1) before any
  *   math. The products run on the tensor cores (mma.m16n8k16,
  *   A = 16 weight rows, B = up to 8 x rows, f32 accumulate); x is split into
@@ -24,7 +24,8 @@
  *   columns (in_proj).
  * dec_simple_k: the same epilogue after a plain one-warp-per-column GEMV,
  *   for shapes the bf16 kernels do not take (f32/f16 weights, K % 8 != 0).
- * dec_norm_k: residual add + RMSNorm, one block of 1024 threads per row;
+ * dec_norm_k: residual add + RMSNorm, one block of 256 threads per row (8 values
+ *   each in registers);
  *   with a LoRA A factor R more blocks per row each recompute the same
  *   normalised row (same arithmetic, same order) and form one u[m,r] = n·A[r].
  *   res_out != res_in then, so the second block reads unmodified inputs.
@@ -167,15 +168,71 @@ __device__ __forceinline__ void split2(float a, float b, uint32_t &hi, uint32_t 
     lo = *reinterpret_cast<const uint32_t *>(&l);
 }
 
-/* U: K steps (of 32) whose weight loads a warp issues before any math. A warp owns a
- * contiguous range of steps; its first U weight loads are issued before pdl_wait (the
- * weights are read-only), so they overlap the previous kernel's tail. */
+/* the tile's end: warp partials meet in shared memory (red: [nw][16 n][16 m]) and are
+ * summed in warp order; one thread per (m, n) runs the epilogue */
+template <int MT>
+__device__ __forceinline__ void tc_finish(float *red, float *rs, const float (&ch)[MT][4],
+                                          const float (&cl)[MT][4], float *y, int64_t ldy, int M,
+                                          int64_t N, int64_t n0, float alpha, float beta,
+                                          const float *bias, const struct omni_dec_epi &e)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    float *my = red + warp * 256;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        my[g * 16 + mt * 8 + 2 * t] = ch[mt][0] + cl[mt][0];
+        my[g * 16 + mt * 8 + 2 * t + 1] = ch[mt][1] + cl[mt][1];
+        my[(g + 8) * 16 + mt * 8 + 2 * t] = ch[mt][2] + cl[mt][2];
+        my[(g + 8) * 16 + mt * 8 + 2 * t + 1] = ch[mt][3] + cl[mt][3];
+    }
+    if (e.part)
+        dec_rowscale(rs, M, e);
+    __syncthreads();
+    for (int o = threadIdx.x; o < 16 * MT * 8; o += blockDim.x) {
+        const int ml = o >> 4, nl = o & 15;
+        const int64_t n = n0 + nl;
+        if (ml < M && n < N) {
+            float acc = 0.0f;
+            for (int wi = 0; wi < nw; wi++)
+                acc += red[wi * 256 + nl * 16 + ml];
+            dec_store(y, ldy, ml, n, acc, alpha, beta, bias, e.part ? rs : nullptr, e);
+        }
+    }
+}
+
+/* products of one 32-wide K step: A/Bw the lane's 16-byte chunks of rows g and g + 8 */
+template <int MT>
+__device__ __forceinline__ void tc_step(float (&ch)[MT][4], float (&cl)[MT][4], uint4 A, uint4 Bw,
+                                        const float4 *const (&xr)[MT], int64_t s)
+{
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        const float4 x0 = __ldg(xr[mt] + s * 8), x1 = __ldg(xr[mt] + s * 8 + 1);
+        uint32_t h0, l0, h1, l1, h2, l2, h3, l3;
+        split2(x0.x, x0.y, h0, l0);
+        split2(x0.z, x0.w, h1, l1);
+        split2(x1.x, x1.y, h2, l2);
+        split2(x1.z, x1.w, h3, l3);
+        mma16816(ch[mt], A.x, Bw.x, A.y, Bw.y, h0, h1);
+        mma16816(cl[mt], A.x, Bw.x, A.y, Bw.y, l0, l1);
+        mma16816(ch[mt], A.z, Bw.z, A.w, Bw.w, h2, h3);
+        mma16816(cl[mt], A.z, Bw.z, A.w, Bw.w, l2, l3);
+    }
+}
+
 /* test flags (omni__dec_gemv_flags), passed to the kernels */
 #define GF_NO_PDL 1      /* launch without programmatic dependent launch */
 #define GF_NO_PREWAIT 2  /* issue no weight loads before pdl_wait */
-#define GF_INTERLEAVE 4  /* tc: warp w takes steps w, w + nw, ... (not a contiguous range) */
+#define GF_CONTIG 4      /* tc: warp w takes a contiguous range of K steps (not w, w + nw, ...) */
 #define GF_X_VEC 256     /* (internal) x rows 16-byte aligned: float4 staging */
 
+/* U: K steps (of 32) whose weight loads a warp issues before any math. Warp w takes the
+ * steps w, w + nw, ... (a contiguous range per warp, GF_CONTIG, measured slower inside a
+ * graph); its first U weight loads are issued before pdl_wait (the weights are read-only),
+ * so they overlap the previous kernel's tail. A cp.async variant that keeps the bytes in
+ * flight in shared memory instead of registers was slower at 16 rows (42.8 against 36.0
+ * us per layer, tests/results/cuda/s3/run7-cpasync-lab-prod.txt) and was dropped. */
 template <int MT, int U>
 __global__ void __launch_bounds__(512)
     dec_tc_k(float *y, int64_t ldy, const float *x, int64_t ldx, const __nv_bfloat16 *w,
@@ -190,7 +247,7 @@ __global__ void __launch_bounds__(512)
     /* rows past N / M are clamped (valid memory) and their results dropped */
     const int64_t ra = min(n0 + g, N - 1), rb = min(n0 + g + 8, N - 1);
     const int64_t ns = K / 32, spw = (ns + nw - 1) / nw;
-    const bool il = fl & GF_INTERLEAVE;
+    const bool il = !(fl & GF_CONTIG);
     /* steps sb, sb + st, ... < se */
     const int64_t sb = il ? warp : min(ns, warp * spw), se = il ? ns : min(ns, sb + spw);
     const int64_t st = il ? nw : 1;
@@ -232,43 +289,12 @@ __global__ void __launch_bounds__(512)
             const int64_t s = s0 + u * st;
             if (s >= se) /* warp-uniform */
                 break;
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                const float4 x0 = __ldg(xr[mt] + s * 8), x1 = __ldg(xr[mt] + s * 8 + 1);
-                uint32_t h0, l0, h1, l1, h2, l2, h3, l3;
-                split2(x0.x, x0.y, h0, l0);
-                split2(x0.z, x0.w, h1, l1);
-                split2(x1.x, x1.y, h2, l2);
-                split2(x1.z, x1.w, h3, l3);
-                mma16816(ch[mt], A[u].x, Bw[u].x, A[u].y, Bw[u].y, h0, h1);
-                mma16816(cl[mt], A[u].x, Bw[u].x, A[u].y, Bw[u].y, l0, l1);
-                mma16816(ch[mt], A[u].z, Bw[u].z, A[u].w, Bw[u].w, h2, h3);
-                mma16816(cl[mt], A[u].z, Bw[u].z, A[u].w, Bw[u].w, l2, l3);
-            }
+            tc_step<MT>(ch, cl, A[u], Bw[u], xr, s);
         }
     }
-    float *my = red + warp * 256;
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++) {
-        my[g * 16 + mt * 8 + 2 * t] = ch[mt][0] + cl[mt][0];
-        my[g * 16 + mt * 8 + 2 * t + 1] = ch[mt][1] + cl[mt][1];
-        my[(g + 8) * 16 + mt * 8 + 2 * t] = ch[mt][2] + cl[mt][2];
-        my[(g + 8) * 16 + mt * 8 + 2 * t + 1] = ch[mt][3] + cl[mt][3];
-    }
-    if (e.part)
-        dec_rowscale(rs, M, e);
-    __syncthreads();
-    for (int o = threadIdx.x; o < 16 * MT * 8; o += blockDim.x) {
-        const int ml = o >> 4, nl = o & 15;
-        const int64_t n = n0 + nl;
-        if (ml < M && n < N) {
-            float acc = 0.0f;
-            for (int wi = 0; wi < nw; wi++)
-                acc += red[wi * 256 + nl * 16 + ml];
-            dec_store(y, ldy, ml, n, acc, alpha, beta, bias, e.part ? rs : nullptr, e);
-        }
-    }
+    tc_finish<MT>(red, rs, ch, cl, y, ldy, M, N, n0, alpha, beta, bias, e);
 }
+
 
 /* ---- FMA GEMV for one or two rows ------------------------------------------------------ */
 
@@ -471,7 +497,7 @@ static int g_flags_set; /* g_flags came from omni__dec_gemv_flags or the environ
 
 extern "C" __attribute__((visibility("default"))) void omni__dec_gemv_flags(int flags)
 {
-    g_flags = flags & (GF_NO_PDL | GF_NO_PREWAIT | GF_INTERLEAVE);
+    g_flags = flags & (GF_NO_PDL | GF_NO_PREWAIT | GF_CONTIG);
     g_flags_set = 1;
 }
 
@@ -481,7 +507,7 @@ static void flags_from_env(void)
     if (g_flags_set)
         return;
     const char *v = getenv("OMNI_DEC_GEMV_FLAGS");
-    g_flags = v ? (int)strtol(v, NULL, 0) & (GF_NO_PDL | GF_NO_PREWAIT | GF_INTERLEAVE) : 0;
+    g_flags = v ? (int)strtol(v, NULL, 0) & (GF_NO_PDL | GF_NO_PREWAIT | GF_CONTIG) : 0;
     g_flags_set = 1;
 }
 
@@ -525,7 +551,9 @@ static int bf16_gemv(float *y, int64_t ldy, const float *x, int64_t ldx, const v
         pdl = 0;
     if (M <= 2 && !tc_force_nw && K % 8 == 0 && (size_t)M * K * sizeof(float) <= 48 * 1024 &&
         (!e.cout || e.K <= 32) && (!e.u || e.R <= 32)) {
-        if (M == 1)
+        if (M == 1 && K > 2048) /* every load of a row in flight at once up to K = 4096 */
+            fma_launch<1, 1, 16>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+        else if (M == 1)
             fma_launch<1, 1, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
         else
             fma_launch<2, 2, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
@@ -632,9 +660,11 @@ extern "C" void omni_dec_gemv_cuda(float *y, int64_t ldy, const float *x, int64_
 
 /* ---- residual add + RMSNorm (+ u = n·Aᵀ) ------------------------------------------------ */
 
-#define DN_NT 1024
+#define DN_NT 256
+#define DN_V 8 /* values of the row a thread keeps in registers (all of it for D <= 2048) */
 
-/* blockIdx.y == 0: res_out and out; blockIdx.y == 1 + r: u[m, r] (same row norm, recomputed) */
+/* blockIdx.y == 0: res_out and out; blockIdx.y == 1 + r: u[m, r] (same row norm, recomputed).
+ * The norm weight and the LoRA row are read before the wait on the previous kernel. */
 __global__ void __launch_bounds__(DN_NT)
     dec_norm_k(float *out, int64_t ldo, float *ro, int64_t ldro, const float *ri, int64_t ldri,
                const float *x, int64_t ldx, const float *w, int64_t D, float eps, const float *a,
@@ -643,12 +673,31 @@ __global__ void __launch_bounds__(DN_NT)
     __shared__ float sh[32];
     const int64_t m = blockIdx.x;
     const int r = (int)blockIdx.y - 1;
+    float wv[DN_V], av[DN_V], tv[DN_V];
     pdl_trigger();
+#pragma unroll
+    for (int j = 0; j < DN_V; j++) {
+        const int64_t i = threadIdx.x + (int64_t)j * DN_NT;
+        wv[j] = i < D ? w[i] : 0.0f;
+        av[j] = r >= 0 && i < D ? a[r * D + i] : 0.0f;
+    }
     pdl_wait();
     const float *rr = ri + m * ldri, *xr = x ? x + m * ldx : nullptr;
     float *rw = ro + m * ldro;
+#pragma unroll
+    for (int j = 0; j < DN_V; j++) {
+        const int64_t i = threadIdx.x + (int64_t)j * DN_NT;
+        tv[j] = i < D ? (xr ? rr[i] + xr[i] : rr[i]) : 0.0f;
+    }
     float ss = 0.0f;
-    for (int64_t i = threadIdx.x; i < D; i += DN_NT) {
+#pragma unroll
+    for (int j = 0; j < DN_V; j++) {
+        const int64_t i = threadIdx.x + (int64_t)j * DN_NT;
+        if (r < 0 && i < D)
+            rw[i] = tv[j];
+        ss += tv[j] * tv[j];
+    }
+    for (int64_t i = threadIdx.x + DN_V * DN_NT; i < D; i += DN_NT) { /* rows past 2048 */
         const float t = xr ? rr[i] + xr[i] : rr[i];
         if (r < 0)
             rw[i] = t;
@@ -658,12 +707,21 @@ __global__ void __launch_bounds__(DN_NT)
     const float rstd = 1.0f / sqrtf(ss / (float)D + eps);
     if (r < 0) {
         float *o = out + m * ldo;
-        for (int64_t i = threadIdx.x; i < D; i += DN_NT)
+#pragma unroll
+        for (int j = 0; j < DN_V; j++) {
+            const int64_t i = threadIdx.x + (int64_t)j * DN_NT;
+            if (i < D)
+                o[i] = tv[j] * rstd * wv[j];
+        }
+        for (int64_t i = threadIdx.x + DN_V * DN_NT; i < D; i += DN_NT)
             o[i] = rw[i] * rstd * w[i];
         return;
     }
     float acc = 0.0f;
-    for (int64_t i = threadIdx.x; i < D; i += DN_NT) {
+#pragma unroll
+    for (int j = 0; j < DN_V; j++)
+        acc += (tv[j] * rstd * wv[j]) * av[j];
+    for (int64_t i = threadIdx.x + DN_V * DN_NT; i < D; i += DN_NT) {
         const float t = xr ? rr[i] + xr[i] : rr[i];
         acc += (t * rstd * w[i]) * a[r * D + i];
     }

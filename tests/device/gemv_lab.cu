@@ -250,6 +250,103 @@ __global__ void __launch_bounds__(512) tc_k(float *y, const float *x, const __nv
     }
 }
 
+
+/* tc2_k: the contiguous tensor-core tile with MODE 0 = f32 x split per step (as tc_k),
+ * 1 = hi part only (half the MMAs, no lo: not exact; measures the compute share),
+ * 2 = x pre-split into bf16 hi/lo arrays (xh, xl: (M,K)) by the producer: no split work */
+template <int MT, int U, int MODE>
+__global__ void __launch_bounds__(512) tc2_k(float *y, const float *x, const __nv_bfloat16 *xh,
+                                             const __nv_bfloat16 *xl, const __nv_bfloat16 *w,
+                                             int M, int N, int K)
+{
+    extern __shared__ float red[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int64_t n0 = (int64_t)blockIdx.x * 16;
+    const int64_t ra = min(n0 + g, (int64_t)N - 1), rb = min(n0 + g + 8, (int64_t)N - 1);
+    const uint4 *wa = reinterpret_cast<const uint4 *>(w + ra * K) + t;
+    const uint4 *wb = reinterpret_cast<const uint4 *>(w + rb * K) + t;
+    const int ns = K / 32, spw = (ns + nw - 1) / nw;
+    const int sb = min(ns, warp * spw), se = min(ns, sb + spw);
+    float ch[MT][4], cl[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            ch[mt][i] = cl[mt][i] = 0.0f;
+    for (int s0 = sb; s0 < se; s0 += U) {
+        uint4 A[U], Bw[U];
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (s0 + u < se) {
+                A[u] = ld_stream(wa + (s0 + u) * 4);
+                Bw[u] = ld_stream(wb + (s0 + u) * 4);
+            }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int s = s0 + u;
+            if (s >= se)
+                break;
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                const int64_t row = min(mt * 8 + g, M - 1);
+                uint32_t h0, l0, h1, l1, h2, l2, h3, l3;
+                if (MODE == 2) {
+                    const uint4 hv = __ldg(reinterpret_cast<const uint4 *>(xh + row * K) + s * 4 + t);
+                    const uint4 lv = __ldg(reinterpret_cast<const uint4 *>(xl + row * K) + s * 4 + t);
+                    h0 = hv.x, h1 = hv.y, h2 = hv.z, h3 = hv.w;
+                    l0 = lv.x, l1 = lv.y, l2 = lv.z, l3 = lv.w;
+                } else {
+                    const float4 *xr = reinterpret_cast<const float4 *>(x + row * K) + 2 * t;
+                    const float4 x0 = __ldg(xr + s * 8), x1 = __ldg(xr + s * 8 + 1);
+                    split2(x0.x, x0.y, h0, l0);
+                    split2(x0.z, x0.w, h1, l1);
+                    split2(x1.x, x1.y, h2, l2);
+                    split2(x1.z, x1.w, h3, l3);
+                }
+                mma16816(ch[mt], A[u].x, Bw[u].x, A[u].y, Bw[u].y, h0, h1);
+                mma16816(ch[mt], A[u].z, Bw[u].z, A[u].w, Bw[u].w, h2, h3);
+                if (MODE != 1) {
+                    mma16816(cl[mt], A[u].x, Bw[u].x, A[u].y, Bw[u].y, l0, l1);
+                    mma16816(cl[mt], A[u].z, Bw[u].z, A[u].w, Bw[u].w, l2, l3);
+                }
+            }
+        }
+    }
+    float *my = red + warp * 256;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        my[g * 16 + mt * 8 + 2 * t] = ch[mt][0] + cl[mt][0];
+        my[g * 16 + mt * 8 + 2 * t + 1] = ch[mt][1] + cl[mt][1];
+        my[(g + 8) * 16 + mt * 8 + 2 * t] = ch[mt][2] + cl[mt][2];
+        my[(g + 8) * 16 + mt * 8 + 2 * t + 1] = ch[mt][3] + cl[mt][3];
+    }
+    __syncthreads();
+    for (int o = threadIdx.x; o < 16 * MT * 8; o += blockDim.x) {
+        const int ml = o >> 4, nl = o & 15;
+        const int64_t n = n0 + nl;
+        if (ml < M && n < N) {
+            float acc = 0.0f;
+            for (int wi = 0; wi < nw; wi++)
+                acc += red[wi * 256 + nl * 16 + ml];
+            y[ml * (int64_t)N + n] = acc;
+        }
+    }
+}
+
+/* x (f32) -> bf16 hi and lo with the k order a lane's 16-byte chunk maps to the fragments:
+ * chunk (s, t) holds x[8t .. 8t+8) of step s as pairs (0,1),(2,3),(4,5),(6,7) -> regs x,y,z,w
+ * exactly as split2 pairs them in tc_k (x0.xy, x0.zw, x1.xy, x1.zw) */
+__global__ void presplit_k(__nv_bfloat16 *xh, __nv_bfloat16 *xl, const float *x, int64_t n)
+{
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        const __nv_bfloat16 h = __float2bfloat16_rn(x[i]);
+        xh[i] = h;
+        xl[i] = __float2bfloat16_rn(x[i] - __bfloat162float(h));
+    }
+}
+
 /* ---- harness ----------------------------------------------------------------------------- */
 
 struct shape {
@@ -349,6 +446,41 @@ template <int U> static void rd_go(float *y, const float *x, const __nv_bfloat16
     int sms = 132;
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
     rd_k<U><<<sms * g_nw, 512>>>((const uint4 *)w, n16, d_sink);
+}
+
+
+static __nv_bfloat16 *d_xh, *d_xl;
+template <int MT, int U, int MODE>
+static void tc2_go(float *y, const float *x, const __nv_bfloat16 *w, int M, int N, int K)
+{
+    static bool attr;
+    if (!attr) {
+        CK(cudaFuncSetAttribute(tc2_k<MT, U, MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                64 * 1024));
+        attr = true;
+    }
+    tc2_k<MT, U, MODE><<<(N + 15) / 16, g_nw * 32, (size_t)g_nw * 256 * 4>>>(y, x, d_xh, d_xl, w, M, N, K);
+}
+
+static void tc2_sweep(const struct shape *s)
+{
+    char what[80];
+    const int nws[] = {4, 8, 16};
+    presplit_k<<<(16 * 4096 + 255) / 256, 256>>>(d_xh, d_xl, d_x, 16 * 4096);
+    for (int i = 0; i < 3; i++) {
+        g_nw = nws[i];
+#define T2(U, MODE)                                                                                \
+    snprintf(what, sizeof what, "tc2 U=%d nw=%d mode=%s", U, g_nw,                                 \
+             MODE == 0 ? "split" : MODE == 1 ? "hi-only(inexact)" : "presplit");                   \
+    timeit(what, tc2_go<2, U, MODE>, 16, s)
+        T2(4, 0);
+        T2(4, 1);
+        T2(4, 2);
+        T2(8, 0);
+        T2(8, 1);
+        T2(8, 2);
+#undef T2
+    }
 }
 
 static void tc_sweep(int M, const struct shape *s)
@@ -474,7 +606,7 @@ static void prod_main(void)
     eout.part = part, eout.ldp = 512, eout.nparts = 512, eout.count = 4096, eout.eps = 1e-5f;
     static const int flags[] = {0, 1, 2, 3, 4, 6};
     static const char *fname[] = {"default", "no-pdl", "no-prewait", "no-pdl,no-prewait",
-                                  "interleave", "interleave,no-prewait"};
+                                  "tc-contig", "tc-contig,no-prewait"};
     const int Ms[] = {1, 2, 16};
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
@@ -605,6 +737,16 @@ int main(int argc, char **argv)
         return 0;
     }
 #endif
+    if (argc > 1 && !strcmp(argv[1], "m16")) {
+        CK(cudaMalloc(&d_xh, 2 * 16 * 4096));
+        CK(cudaMalloc(&d_xl, 2 * 16 * 4096));
+        for (int si = 0; si < 4; si++) {
+            ref_go(d_ref, d_x, d_w[0], 16, shapes[si].N, shapes[si].K);
+            CK(cudaDeviceSynchronize());
+            tc2_sweep(&shapes[si]);
+        }
+        return 0;
+    }
     (void)argc, (void)argv;
     /* the ceiling: read the same bytes with no math */
     for (int si = 0; si < 4; si++) {
