@@ -766,6 +766,12 @@ __global__ void __launch_bounds__(256)
     pdl_trigger();
     if (warp == 0 && ((N * 4) & 15) == 0)
         l2_prefetch(state + ((b * H + h) * P + e0 % P) * N, 8 * RW * N * (int64_t)sizeof(float));
+    /* the layer's parameters, before the wait on the previous kernel */
+    const float Ah = A[h], Dh = Dsk[h], dtb = dt_bias[h];
+    float gw[RW];
+#pragma unroll
+    for (int r = 0; r < RW; r++)
+        gw[r] = gnw[h * P + p0 + r];
     pdl_wait();
     float Sr[RW][NJ];
 #pragma unroll
@@ -775,8 +781,8 @@ __global__ void __launch_bounds__(256)
             const int64_t n = lane + 32 * q;
             Sr[r][q] = n < N ? S[r * N + n] : 0.0f;
         }
-    const float dt = omni__softplus(zr[E + Cd + h] + dt_bias[h]);
-    const float da = expf(dt * A[h]), Dh = Dsk[h];
+    const float dt = omni__softplus(zr[E + Cd + h] + dtb);
+    const float da = expf(dt * Ah);
     float Bv[NJ], Cv[NJ];
 #pragma unroll
     for (int q = 0; q < NJ; q++) {
@@ -799,7 +805,7 @@ __global__ void __launch_bounds__(256)
         acc = omni__warp_sum(acc);
         const float gg = (acc + Dh * xv) * omni__silu(zr[e]);
         if (lane == 0)
-            g[b * ldg + e] = gg * gnw[e];
+            g[b * ldg + e] = gg * gw[r];
         ssq += gg * gg;
     }
 #pragma unroll

@@ -77,9 +77,17 @@ __global__ void __launch_bounds__(SB) argmax_k(int32_t *ids, const float *logits
      * from element 0 as the CPU walk does (so a NaN there wins, as on the CPU) */
     float bv = r[0];
     int64_t bi = 0;
-#pragma unroll 4
-    for (int64_t v = threadIdx.x; v < V; v += SB)
-        better(bv, bi, r[v], v);
+    /* 16 loads in flight per thread, then compared in index order */
+    for (int64_t v0 = threadIdx.x; v0 < V; v0 += 16 * SB) {
+        float t[16];
+#pragma unroll
+        for (int j = 0; j < 16; j++)
+            t[j] = v0 + j * SB < V ? r[v0 + j * SB] : 0.0f;
+#pragma unroll
+        for (int j = 0; j < 16; j++)
+            if (v0 + j * SB < V)
+                better(bv, bi, t[j], v0 + j * SB);
+    }
     for (int o = 16; o > 0; o >>= 1) {
         const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
         const int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
