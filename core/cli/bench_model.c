@@ -390,7 +390,7 @@ int omb_t2i_open(struct omb_t2i *m, const struct omb_paths *p, const char *devic
     int rc;
     memset(m, 0, sizeof *m);
     if ((rc = stage(&m->prefix, "t2i_prefix", NULL, device, dtype, p->lm, bb, err)) ||
-        (rc = stage(&m->bb, "mamba2", NULL, device, dtype, p->lm, bb, err)) ||
+        (rc = stage(&m->bb, "mamba2", "embedding: false", device, dtype, p->lm, bb, err)) ||
         (rc = stage(&m->lora, "lora", "task: t2i", device, NULL, p->lm, bb, err)) ||
         (rc = omni_harness_attach(m->bb, "in_proj", m->lora, err)) ||
         (rc = stage(&m->head, "text_head",
@@ -443,7 +443,7 @@ int omb_mmu_open(struct omb_mmu *m, const struct omb_paths *p, const char *devic
                       dtype, p->siglip, "visual.trunk.", err)) ||
           (rc = stage(&m->proj, "projector", NULL, device, dtype, p->lm, "projector.", err)))) ||
         (rc = stage(&m->assemble, "mmu_assemble", NULL, device, dtype, p->lm, bb, err)) ||
-        (rc = stage(&m->bb, "mamba2", NULL, device, dtype, p->lm, bb, err)) ||
+        (rc = stage(&m->bb, "mamba2", "embedding: false", device, dtype, p->lm, bb, err)) ||
         (rc = stage(&m->lora, "lora", "task: mmu", device, NULL, p->lm, bb, err)) ||
         (rc = omni_harness_attach(m->bb, "in_proj", m->lora, err)) ||
         (rc = stage(&m->head, "text_head",

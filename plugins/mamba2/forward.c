@@ -31,11 +31,15 @@ static int m2_inputs(struct m2_stage *s, const struct omni_io *io, int is_step, 
                                     err)))
             return rc;
         if (!s->embedding.buf)
-            return omni_error_set(err, OMNI_ENOTFOUND,
-                                  "stage '%s': token ids arrived on 'ids' but no embedding table "
-                                  "was loaded ('%sembedding.weight' is not in the weights); feed "
-                                  "'embeds' instead",
-                                  s->name, s->prefix ? s->prefix : "");
+            return omni_error_set(
+                err, OMNI_ENOTFOUND,
+                s->load_embedding
+                    ? "stage '%s': token ids arrived on 'ids' but no embedding table was loaded "
+                      "('%sembedding.weight' is not in the weights); feed 'embeds' instead"
+                    : "stage '%s': token ids arrived on 'ids' but the embedding table was not "
+                      "loaded (param embedding: false; '%sembedding.weight'); feed 'embeds' or "
+                      "drop the param",
+                s->name, s->prefix ? s->prefix : "");
         *B = ids->shape[0];
         *T = ids->shape[1];
         *src = ids;

@@ -146,7 +146,8 @@ static int m2_create(const struct omni_stage_config *cfg, struct omni_stage **ou
         rc = omni_error_set(err, OMNI_EINVAL, "param eps must be > 0, got %g", s->eps);
         goto fail;
     }
-    if ((rc = omni_params_bool(cfg->params, "all_positions", 0, &s->all_positions, err)))
+    if ((rc = omni_params_bool(cfg->params, "all_positions", 0, &s->all_positions, err)) ||
+        (rc = omni_params_bool(cfg->params, "embedding", 1, &s->load_embedding, err)))
         goto fail;
     if ((rc = omni_stage_weight_dtype(cfg, &s->wdtype, err)))
         goto fail;
@@ -401,7 +402,7 @@ static int m2_load(struct omni_stage *st, const struct omni_weights_ref *w, stru
         const int64_t sh_D[1] = {D};
         if ((rc = m2_load_w(s, w, "norm_f.weight", OMNI_DTYPE_F32, 1, sh_D, &s->norm_f, err)))
             goto fail;
-        if (d.vocab > 0) {
+        if (d.vocab > 0 && s->load_embedding) {
             const int64_t sh_emb[2] = {d.vocab, D};
             if ((rc = m2_load_w(s, w, "embedding.weight", s->wdtype, 2, sh_emb, &s->embedding,
                                 err)))
@@ -669,7 +670,9 @@ static const struct omni_plugin_desc m2_desc = {
                   "vocab: embedding rows (optional, checked)\n"
                   "chunk_size: SSD chunk size (default 256; 0 = sequential scan)\n"
                   "eps: RMSNorm epsilon (default 1e-5)\n"
-                  "all_positions: output every position instead of the last (default false)\n",
+                  "all_positions: output every position instead of the last (default false)\n"
+                  "embedding: load embedding.weight for 'ids' (default true; false saves its\n"
+                  "  memory when every call feeds 'embeds', as the t2i and mmu pipelines do)\n",
     /* steps allocate nothing (scratch and states sized by the prefill) and never wait:
      * the executor may capture them in a CUDA graph */
     .flags = OMNI_PLUGIN_GRAPH_SAFE,

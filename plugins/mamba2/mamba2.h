@@ -40,6 +40,7 @@ struct m2_stage {
     int64_t chunk;
     double eps;
     int all_positions;
+    int load_embedding; /* param embedding (default true): load embedding.weight when present */
     int wdtype;
     int loaded;
     char *name;

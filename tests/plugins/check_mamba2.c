@@ -402,6 +402,49 @@ START_TEST(test_embeds_input_matches_reference)
 END_TEST
 
 /* f16/bf16 storage of in_proj, out_proj, embedding and head; f32 everything else. */
+/* param embedding: false: the table is not loaded (one buffer fewer), embeds give the
+ * reference logits, ids are an error that names the param. */
+START_TEST(test_embedding_false_skips_the_table)
+{
+    long live = omni_buffer_live_count();
+    struct omni_weights *ex = open_w("expected.safetensors");
+    struct omni_tensor emb, ref, ids;
+    get_f32(ex, "mmu.l0.residual_in", &emb);
+    get_f32(ex, "mmu.last_logits", &ref);
+    struct lm with, without;
+    long n0 = omni_buffer_live_count();
+    lm_open(&with, "model.safetensors", NULL, NULL, 0);
+    long n_with = omni_buffer_live_count() - n0;
+    lm_free(&with);
+    n0 = omni_buffer_live_count();
+    lm_open(&without, "model.safetensors", "embedding: false", NULL, 1);
+    lm_free(&without);
+    lm_open(&without, "model.safetensors", "embedding: false", NULL, 0);
+    long n_without = omni_buffer_live_count() - n0;
+    ck_assert_int_eq(n_with - n_without, 1);
+    lm_free(&without);
+    struct lm m;
+    lm_open(&m, "model.safetensors", "embedding: false", NULL, 1);
+    lm_task(&m, "mmu");
+    OK(omni_harness_push(m.bb, "embeds", &emb, &err));
+    OK(omni_harness_forward(m.bb, &err));
+    const struct omni_tensor *lg = lm_head(&m, omni_harness_pull(m.bb, "hidden"));
+    assert_close(omni_tensor_data(lg), omni_tensor_data(&ref), VOC, TOL, "embeds, embedding: false");
+    int32_t v[2] = {1, 2};
+    make_ids(&ids, 1, 2, v);
+    OK(omni_harness_push(m.bb, "embeds", NULL, &err));
+    OK(omni_harness_push(m.bb, "ids", &ids, &err));
+    ck_assert_int_eq(omni_harness_forward(m.bb, &err), OMNI_ENOTFOUND);
+    ck_assert_msg(strstr(err.msg, "embedding: false"), "%s", err.msg);
+    lm_free(&m);
+    omni_tensor_release(&ids);
+    omni_tensor_release(&emb);
+    omni_tensor_release(&ref);
+    omni_weights_close(ex);
+    TU_ASSERT_NO_LEAK(live);
+}
+END_TEST
+
 START_TEST(test_half_weights_stay_close_to_reference)
 {
     static const char *const dt[2] = {"f16", "bf16"};
@@ -1010,6 +1053,7 @@ static Suite *mamba2_suite(void)
     tcase_add_test(p, test_ngroups2_matches_reference);
     tcase_add_test(p, test_pth_checkpoint_matches_reference);
     tcase_add_test(p, test_embeds_input_matches_reference);
+    tcase_add_test(p, test_embedding_false_skips_the_table);
     tcase_add_loop_test(p, test_half_weights_stay_close_to_reference, 0, 2);
     suite_add_tcase(s, p);
 
