@@ -549,7 +549,8 @@ static int bf16_gemv(float *y, int64_t ldy, const float *x, int64_t ldx, const v
     flags_from_env();
     if (g_flags & GF_NO_PDL)
         pdl = 0;
-    if (M <= 2 && !tc_force_nw && K % 8 == 0 && (size_t)M * K * sizeof(float) <= 48 * 1024 &&
+    /* x in shared memory within the 48 KB a block gets without opt-in (static part: rs) */
+    if (M <= 2 && !tc_force_nw && K % 8 == 0 && (size_t)M * K * sizeof(float) <= 47 * 1024 &&
         (!e.cout || e.K <= 32) && (!e.u || e.R <= 32)) {
         if (M == 1 && K > 2048) /* every load of a row in flight at once up to K = 4096 */
             fma_launch<1, 1, 16>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
