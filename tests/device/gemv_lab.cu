@@ -347,6 +347,106 @@ __global__ void presplit_k(__nv_bfloat16 *xh, __nv_bfloat16 *xl, const float *x,
     }
 }
 
+
+/* tc3_k: candidates for 16 rows (written in session 3, not yet run): the interleaved tile
+ * with a register double buffer (the loads of the next U steps issued before the math of
+ * the current ones, so about U steps stay in flight instead of 0..U), one accumulator for
+ * the hi and lo products (ONEACC: 8 fewer registers; the same sums in another order), and
+ * RT 16-row tiles per block (RT = 2: each split x fragment feeds two tiles' MMAs). */
+template <int U, int RT, bool ONEACC>
+__global__ void __launch_bounds__(512) tc3_k(float *y, const float *x, const __nv_bfloat16 *w,
+                                             int M, int N, int K)
+{
+    extern __shared__ float red[]; /* [nw][RT][256] */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int64_t n0 = (int64_t)blockIdx.x * 16 * RT;
+    const uint4 *wa[RT], *wb[RT];
+#pragma unroll
+    for (int q = 0; q < RT; q++) {
+        const int64_t ra = min(n0 + 16 * q + g, (int64_t)N - 1);
+        const int64_t rb = min(n0 + 16 * q + g + 8, (int64_t)N - 1);
+        wa[q] = reinterpret_cast<const uint4 *>(w + ra * K) + t;
+        wb[q] = reinterpret_cast<const uint4 *>(w + rb * K) + t;
+    }
+    const float4 *xr[2];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+        xr[mt] = reinterpret_cast<const float4 *>(x + (int64_t)min(mt * 8 + g, M - 1) * K) + 2 * t;
+    float ch[RT][2][4], cl[RT][2][4];
+#pragma unroll
+    for (int q = 0; q < RT; q++)
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                ch[q][mt][i] = cl[q][mt][i] = 0.0f;
+    const int ns = K / 32;
+    uint4 A[2][U][RT], B[2][U][RT]; /* two batches of U steps */
+#define LOADB(buf, base)                                                                           \
+    _Pragma("unroll") for (int u = 0; u < U; u++) {                                                \
+        const int st_ = (base) + u * nw;                                                           \
+        _Pragma("unroll") for (int q = 0; q < RT; q++) if (st_ < ns) {                             \
+            A[buf][u][q] = ld_stream(wa[q] + st_ * 4);                                             \
+            B[buf][u][q] = ld_stream(wb[q] + st_ * 4);                                             \
+        }                                                                                          \
+    }
+#define MATH(buf, base)                                                                            \
+    _Pragma("unroll") for (int u = 0; u < U; u++) {                                                \
+        const int st_ = (base) + u * nw;                                                           \
+        if (st_ < ns) {                                                                            \
+            _Pragma("unroll") for (int mt = 0; mt < 2; mt++) {                                     \
+                const float4 x0 = __ldg(xr[mt] + st_ * 8), x1 = __ldg(xr[mt] + st_ * 8 + 1);       \
+                uint32_t h0, l0, h1, l1, h2, l2, h3, l3;                                           \
+                split2(x0.x, x0.y, h0, l0);                                                        \
+                split2(x0.z, x0.w, h1, l1);                                                        \
+                split2(x1.x, x1.y, h2, l2);                                                        \
+                split2(x1.z, x1.w, h3, l3);                                                        \
+                _Pragma("unroll") for (int q = 0; q < RT; q++) {                                   \
+                    const uint4 a = A[buf][u][q], b = B[buf][u][q];                                \
+                    float *lo = ONEACC ? ch[q][mt] : cl[q][mt];                                    \
+                    mma16816(ch[q][mt], a.x, b.x, a.y, b.y, h0, h1);                               \
+                    mma16816(lo, a.x, b.x, a.y, b.y, l0, l1);                                      \
+                    mma16816(ch[q][mt], a.z, b.z, a.w, b.w, h2, h3);                               \
+                    mma16816(lo, a.z, b.z, a.w, b.w, l2, l3);                                      \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+    const int stride = U * nw;
+    LOADB(0, warp);
+    for (int s0 = warp; s0 < ns; s0 += 2 * stride) {
+        LOADB(1, s0 + stride);
+        MATH(0, s0);
+        LOADB(0, s0 + 2 * stride);
+        MATH(1, s0 + stride);
+    }
+#undef LOADB
+#undef MATH
+#pragma unroll
+    for (int q = 0; q < RT; q++) {
+        float *my = red + (warp * RT + q) * 256;
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+            my[g * 16 + mt * 8 + 2 * t] = ch[q][mt][0] + cl[q][mt][0];
+            my[g * 16 + mt * 8 + 2 * t + 1] = ch[q][mt][1] + cl[q][mt][1];
+            my[(g + 8) * 16 + mt * 8 + 2 * t] = ch[q][mt][2] + cl[q][mt][2];
+            my[(g + 8) * 16 + mt * 8 + 2 * t + 1] = ch[q][mt][3] + cl[q][mt][3];
+        }
+    }
+    __syncthreads();
+    for (int o = threadIdx.x; o < RT * 256; o += blockDim.x) {
+        const int q = o >> 8, ml = (o >> 4) & 15, nl = o & 15;
+        const int64_t n = n0 + 16 * q + nl;
+        if (ml < M && n < N) {
+            float acc = 0.0f;
+            for (int wi = 0; wi < nw; wi++)
+                acc += red[(wi * RT + q) * 256 + nl * 16 + ml];
+            y[ml * (int64_t)N + n] = acc;
+        }
+    }
+}
+
 /* ---- harness ----------------------------------------------------------------------------- */
 
 struct shape {
@@ -480,6 +580,39 @@ static void tc2_sweep(const struct shape *s)
         T2(8, 1);
         T2(8, 2);
 #undef T2
+    }
+}
+
+
+template <int U, int RT, bool ONEACC>
+static void tc3_go(float *y, const float *x, const __nv_bfloat16 *w, int M, int N, int K)
+{
+    static bool attr;
+    if (!attr) {
+        CK(cudaFuncSetAttribute(tc3_k<U, RT, ONEACC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                64 * 1024));
+        attr = true;
+    }
+    const int rows = 16 * RT;
+    tc3_k<U, RT, ONEACC><<<(N + rows - 1) / rows, g_nw * 32, (size_t)g_nw * RT * 256 * 4>>>(y, x, w,
+                                                                                         M, N, K);
+}
+
+static void tc3_sweep(const struct shape *s)
+{
+    char what[80];
+    const int nws[] = {2, 4, 8};
+    for (int i = 0; i < 3; i++) {
+        g_nw = nws[i];
+#define T3(U, RT, ONE)                                                                             \
+    snprintf(what, sizeof what, "tc3 dbuf U=%d rt=%d nw=%d%s", U, RT, g_nw, ONE ? " 1acc" : "");   \
+    timeit(what, tc3_go<U, RT, ONE>, 16, s)
+        T3(2, 1, false);
+        T3(2, 1, true);
+        T3(4, 1, true);
+        T3(2, 2, true);
+        T3(1, 2, true);
+#undef T3
     }
 }
 
@@ -744,6 +877,7 @@ int main(int argc, char **argv)
             ref_go(d_ref, d_x, d_w[0], 16, shapes[si].N, shapes[si].K);
             CK(cudaDeviceSynchronize());
             tc2_sweep(&shapes[si]);
+            tc3_sweep(&shapes[si]);
         }
         return 0;
     }
