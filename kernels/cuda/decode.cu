@@ -495,42 +495,47 @@ extern "C" __attribute__((visibility("default"))) void omni__dec_tc_config(int n
 
 static int g_flags_set; /* g_flags came from omni__dec_gemv_flags or the environment */
 
+/* g_flags and g_flags_set are read and written with relaxed atomics: the flags are a
+ * tuning knob read once, and any thread may make the first GEMV call */
 extern "C" __attribute__((visibility("default"))) void omni__dec_gemv_flags(int flags)
 {
-    g_flags = flags & (GF_NO_PDL | GF_NO_PREWAIT | GF_CONTIG);
-    g_flags_set = 1;
+    __atomic_store_n(&g_flags, flags & (GF_NO_PDL | GF_NO_PREWAIT | GF_CONTIG), __ATOMIC_RELAXED);
+    __atomic_store_n(&g_flags_set, 1, __ATOMIC_RELEASE);
 }
 
-/* OMNI_DEC_GEMV_FLAGS (read at the first GEMV; a tuning knob, see kernels/cuda/README.md) */
-static void flags_from_env(void)
+/* the flags in force: OMNI_DEC_GEMV_FLAGS, read at the first GEMV unless the test hook set
+ * them (a tuning knob, see kernels/cuda/README.md) */
+static int gemv_flags(void)
 {
-    if (g_flags_set)
-        return;
-    const char *v = getenv("OMNI_DEC_GEMV_FLAGS");
-    g_flags = v ? (int)strtol(v, NULL, 0) & (GF_NO_PDL | GF_NO_PREWAIT | GF_CONTIG) : 0;
-    g_flags_set = 1;
+    if (!__atomic_load_n(&g_flags_set, __ATOMIC_ACQUIRE)) {
+        const char *v = getenv("OMNI_DEC_GEMV_FLAGS");
+        const int f = v ? (int)strtol(v, NULL, 0) & (GF_NO_PDL | GF_NO_PREWAIT | GF_CONTIG) : 0;
+        __atomic_store_n(&g_flags, f, __ATOMIC_RELAXED);
+        __atomic_store_n(&g_flags_set, 1, __ATOMIC_RELEASE);
+    }
+    return __atomic_load_n(&g_flags, __ATOMIC_RELAXED);
 }
 
 template <int MM, int RPW, int U>
 static void fma_launch(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                        const float *bias, int64_t M, int64_t N, int64_t K, float alpha, float beta,
-                       const struct omni_dec_epi &e, int pdl)
+                       const struct omni_dec_epi &e, int fl, int pdl)
 {
     const size_t smem = (size_t)MM * K * sizeof(float);
     const int vec = ((uintptr_t)x & 15) == 0 && (M == 1 || ldx % 4 == 0) ? GF_X_VEC : 0;
     dec_launch(pdl, dec_fma_k<MM, RPW, U>, dim3(omni__blocks(N, FMA_NW * RPW)), dim3(FMA_NW * 32),
                smem, y, ldy, x, ldx, (const __nv_bfloat16 *)w, bias, (int)M, N, K, alpha, beta, e,
-               g_flags | vec);
+               fl | vec);
 }
 
 template <int MT, int U>
 static void tc_launch(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                       const float *bias, int64_t M, int64_t N, int64_t K, float alpha, float beta,
-                      const struct omni_dec_epi &e, int nw, int pdl)
+                      const struct omni_dec_epi &e, int nw, int fl, int pdl)
 {
     dec_launch(pdl, dec_tc_k<MT, U>, dim3(omni__blocks(N, 16)), dim3(nw * 32),
                (size_t)nw * 256 * sizeof(float), y, ldy, x, ldx, (const __nv_bfloat16 *)w, bias,
-               (int)M, N, K, alpha, beta, e, g_flags);
+               (int)M, N, K, alpha, beta, e, fl);
 }
 
 /* The bf16 GEMV: FMA rows for M <= 2 (unless a tensor-core configuration is forced), the
@@ -546,18 +551,18 @@ static int bf16_gemv(float *y, int64_t ldy, const float *x, int64_t ldx, const v
         return 0;
     static const struct omni_dec_epi none = {};
     const struct omni_dec_epi &e = epi ? *epi : none;
-    flags_from_env();
-    if (g_flags & GF_NO_PDL)
+    const int fl = gemv_flags();
+    if (fl & GF_NO_PDL)
         pdl = 0;
     /* x in shared memory within the 48 KB a block gets without opt-in (static part: rs) */
     if (M <= 2 && !tc_force_nw && K % 8 == 0 && (size_t)M * K * sizeof(float) <= 47 * 1024 &&
         (!e.cout || e.K <= 32) && (!e.u || e.R <= 32)) {
         if (M == 1 && K > 2048) /* every load of a row in flight at once up to K = 4096 */
-            fma_launch<1, 1, 16>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+            fma_launch<1, 1, 16>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, fl, pdl);
         else if (M == 1)
-            fma_launch<1, 1, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+            fma_launch<1, 1, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, fl, pdl);
         else
-            fma_launch<2, 2, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl);
+            fma_launch<2, 2, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, fl, pdl);
         return 1;
     }
     if (K < 32 || K % 32 || ((uintptr_t)x & 15) || (M > 1 && ldx % 4))
@@ -573,14 +578,14 @@ static int bf16_gemv(float *y, int64_t ldy, const float *x, int64_t ldx, const v
         u = tc_force_u;
     if (M > 8) {
         if (u == 4)
-            tc_launch<2, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, pdl);
+            tc_launch<2, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, fl, pdl);
         else
-            tc_launch<2, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, pdl);
+            tc_launch<2, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, fl, pdl);
     } else {
         if (u == 4)
-            tc_launch<1, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, pdl);
+            tc_launch<1, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, fl, pdl);
         else
-            tc_launch<1, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, pdl);
+            tc_launch<1, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, fl, pdl);
     }
     return 1;
 }
