@@ -232,7 +232,7 @@ __device__ __forceinline__ void tc_step(float (&ch)[MT][4], float (&cl)[MT][4], 
  * graph); its first U weight loads are issued before pdl_wait (the weights are read-only),
  * so they overlap the previous kernel's tail. A cp.async variant that keeps the bytes in
  * flight in shared memory instead of registers was slower at 16 rows (42.8 against 36.0
- * us per layer, tests/results/cuda/s3/run7-cpasync-lab-prod.txt) and was dropped. */
+ * us per layer, tests/results/cuda/s3-NVIDIA-H200/run7-cpasync-lab-prod.txt) and was dropped. */
 template <int MT, int U>
 __global__ void __launch_bounds__(512)
     dec_tc_k(float *y, int64_t ldy, const float *x, int64_t ldx, const __nv_bfloat16 *w,
@@ -314,7 +314,7 @@ __device__ __forceinline__ void bf16x8(uint4 v, float *f)
  * in flight (the first U before pdl_wait). x (M <= MM rows) is staged in shared memory as
  * f32; products and sums in f32, lanes summed by a fixed butterfly. For M <= 2 this
  * streams the weights at 3.0-4.2 TB/s on an H200 where the tensor-core tile reaches
- * 1.8-2.5 (tests/device/gemv_lab.cu, tests/results/cuda/s3/gemv_lab.txt). */
+ * 1.8-2.5 (tests/device/gemv_lab.cu, tests/results/cuda/s3-NVIDIA-H200/run1-gemv_lab.txt). */
 #define FMA_NW 8
 template <int MM, int RPW, int U>
 __global__ void __launch_bounds__(FMA_NW * 32)
