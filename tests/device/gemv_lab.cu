@@ -4,6 +4,8 @@
  *   nvcc -O3 -arch=sm_90 -o gemv_lab tests/device/gemv_lab.cu && ./gemv_lab
  * With -DLAB_PROD (and libomni.a, see tests/device/gemv_lab.sh) `gemv_lab prod` times
  * the engine's own GEMV (omni_dec_gemv_cuda) per test flag, inside CUDA graphs.
+ * `gemv_lab m16`: 16-row GEMV candidates; `gemv_lab mix`: the SSD decode step at batch 16
+ * with an f32 against a bf16 state.
  * Every variant is checked against a plain f32 reference kernel (max error
  * relative to max|ref|) and timed over 200 back-to-back launches that rotate
  * through enough weight copies (>= 256 MB) that L2 never holds a matrix. */
@@ -447,6 +449,86 @@ __global__ void __launch_bounds__(512) tc3_k(float *y, const float *x, const __n
     }
 }
 
+
+/* ---- the SSD decode step at batch 16 with an f32 or a 16-bit state (written in session 3,
+ * not yet run): the shape of kernels/cuda/decode.cu's dec_mix_k (a warp per state row of
+ * N = 128 values, 8 warps per block, 8 channels of one head per block), state loaded,
+ * updated and stored; measures what a bf16 state would save per layer (the f32 state of
+ * 16 rows x 64 heads x 64 x 128 is 33.5 MB, read and written every step). --------------- */
+__device__ __forceinline__ float st_ld(const float *p) { return *p; }
+__device__ __forceinline__ float st_ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+__device__ __forceinline__ void st_st(float *p, float v) { *p = v; }
+__device__ __forceinline__ void st_st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+template <typename ST>
+__global__ void __launch_bounds__(256) mixlab_k(float *g, const float *xbc, const float *dt,
+                                                ST *state, int H, int P, int N)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int b = blockIdx.y, e = blockIdx.x * 8 + warp, h = e / P;
+    ST *S = state + ((int64_t)b * H * P + e) * N;
+    float sr[4];
+#pragma unroll
+    for (int q = 0; q < 4; q++)
+        sr[q] = st_ld(S + lane + 32 * q);
+    const float d = dt[b * H + h], da = __expf(-d);
+    const float xv = xbc[(int64_t)b * 4352 + e];
+    float acc = 0.0f;
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const float Bv = xbc[(int64_t)b * 4352 + 4096 + lane + 32 * q];
+        const float Cv = xbc[(int64_t)b * 4352 + 4224 + lane + 32 * q];
+        sr[q] = da * sr[q] + d * Bv * xv;
+        acc += sr[q] * Cv;
+    }
+#pragma unroll
+    for (int q = 0; q < 4; q++)
+        st_st(S + lane + 32 * q, sr[q]);
+    for (int o = 16; o; o >>= 1)
+        acc += __shfl_xor_sync(~0u, acc, o);
+    if (lane == 0)
+        g[(int64_t)b * H * P + e] = acc;
+}
+
+static void mix_main(void)
+{
+    const int B = 16, H = 64, P = 64, N = 128, L = 48;
+    const int64_t ns = (int64_t)B * H * P * N;
+    float *g, *xbc, *dt, *s32;
+    __nv_bfloat16 *s16;
+    CK(cudaMalloc(&g, sizeof(float) * B * H * P));
+    CK(cudaMalloc(&xbc, sizeof(float) * B * 4352));
+    CK(cudaMalloc(&dt, sizeof(float) * B * H));
+    CK(cudaMemset(xbc, 0, sizeof(float) * B * 4352));
+    CK(cudaMemset(dt, 0, sizeof(float) * B * H));
+    CK(cudaMalloc(&s32, sizeof(float) * ns * L));
+    CK(cudaMalloc(&s16, 2 * ns * L));
+    CK(cudaMemset(s32, 0, sizeof(float) * ns * L));
+    CK(cudaMemset(s16, 0, 2 * ns * L));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    for (int pass = 0; pass < 2; pass++) {
+        for (int rep = 0; rep < 2; rep++) {
+            CK(cudaEventRecord(e0));
+            for (int l = 0; l < L; l++) {
+                if (pass == 0)
+                    mixlab_k<float><<<dim3(H * P / 8, B), 256>>>(g, xbc, dt, s32 + l * ns, H, P, N);
+                else
+                    mixlab_k<__nv_bfloat16><<<dim3(H * P / 8, B), 256>>>(g, xbc, dt, s16 + l * ns, H, P, N);
+            }
+            CK(cudaEventRecord(e1));
+            CK(cudaEventSynchronize(e1));
+            float ms = 0;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            const double us = ms * 1e3 / L, bytes = (double)ns * (pass ? 2 : 4) * 2;
+            if (rep)
+                printf("mix batch 16, %s state: %7.2f us per layer, %5.2f TB/s (state read + write)\n",
+                       pass ? "bf16" : "f32", us, bytes / us * 1e-6);
+        }
+    }
+}
+
 /* ---- harness ----------------------------------------------------------------------------- */
 
 struct shape {
@@ -870,6 +952,10 @@ int main(int argc, char **argv)
         return 0;
     }
 #endif
+    if (argc > 1 && !strcmp(argv[1], "mix")) {
+        mix_main();
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "m16")) {
         CK(cudaMalloc(&d_xh, 2 * 16 * 4096));
         CK(cudaMalloc(&d_xl, 2 * 16 * 4096));
