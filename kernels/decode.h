@@ -68,11 +68,13 @@ struct omni_dec_dims {
 /* dt = softplus(zx[b, E+Cd+h] + dt_bias[h]); state[b,h,p,:] = exp(dt A[h]) state + dt x B;
  * y = state·C + Dsk[h] x; gg = y * silu(z); g[b*ldg + e] = gg * gnw[e];
  * part[b*ldp + j] = sum of gg² over channels [j*chunk, (j+1)*chunk), chunk = E/nparts
- * (a divisor of P). state: (B,H,P,N) contiguous. */
+ * (a divisor of P). state: (B,H,P,N) contiguous, f32, f16 or bf16 (state_dtype, an
+ * OMNI_DTYPE_*; N <= 256): a 16-bit state is read into f32, updated and used for y in
+ * f32, and stored rounded to nearest even. */
 void omni_dec_mix_cpu(float *g, int64_t ldg, float *part, int64_t ldp, int64_t nparts,
                       const float *zx, int64_t ldz, const float *xbc, int64_t ldc,
                       const float *A, const float *Dsk, const float *dt_bias, const float *gnw,
-                      float *state, const struct omni_dec_dims *d);
+                      void *state, int state_dtype, const struct omni_dec_dims *d);
 
 #ifdef OMNI_HAVE_CUDA
 void omni_dec_gemv_cuda(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
@@ -85,7 +87,7 @@ void omni_dec_norm_cuda(float *out, int64_t ldo, float *res_out, int64_t ldro,
 void omni_dec_mix_cuda(float *g, int64_t ldg, float *part, int64_t ldp, int64_t nparts,
                        const float *zx, int64_t ldz, const float *xbc, int64_t ldc,
                        const float *A, const float *Dsk, const float *dt_bias, const float *gnw,
-                       float *state, const struct omni_dec_dims *d);
+                       void *state, int state_dtype, const struct omni_dec_dims *d);
 /* The bf16 GEMV behind omni_dec_gemv_cuda (FMA rows for M <= 2, tensor cores up to 16),
  * also used by omni_matmul_cuda for bf16 weights and M <= 16:
  * y = alpha * s_m * x·wᵀ + beta * y + bias (+ epi).

@@ -356,6 +356,7 @@ int omb_weights(const char *dir, uint64_t seed, int which, struct omb_paths *p,
     int rc;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return omni_error_set(err, OMNI_EIO, "cannot create %s: %s", dir, strerror(errno));
+    p->bb_params[0] = '\0';
     snprintf(p->lm, sizeof p->lm, "%s/omnimamba-1.3b-random-%llx.safetensors", dir, (unsigned long long)seed);
     snprintf(p->vq, sizeof p->vq, "%s/vq16-random-%llx.safetensors", dir, (unsigned long long)seed);
     snprintf(p->dino, sizeof p->dino, "%s/dinov2-l14-reg4-random-%llx.safetensors", dir, (unsigned long long)seed);
@@ -383,14 +384,22 @@ static int stage(struct omni_harness **h, const char *type, const char *params, 
     return rc;
 }
 
+/* the backbone's params: no text table (the chains feed embeddings) + p->bb_params */
+static void bb_params(char *out, size_t n, const struct omb_paths *p)
+{
+    snprintf(out, n, "embedding: false\n%s", p->bb_params);
+}
+
 int omb_t2i_open(struct omb_t2i *m, const struct omb_paths *p, const char *device,
                  const char *dtype, int with_vq, struct omni_error *err)
 {
     const char *bb = "llm_backbone.mamba.backbone.";
+    char bbp[320];
     int rc;
+    bb_params(bbp, sizeof bbp, p);
     memset(m, 0, sizeof *m);
     if ((rc = stage(&m->prefix, "t2i_prefix", NULL, device, dtype, p->lm, bb, err)) ||
-        (rc = stage(&m->bb, "mamba2", "embedding: false", device, dtype, p->lm, bb, err)) ||
+        (rc = stage(&m->bb, "mamba2", bbp, device, dtype, p->lm, bb, err)) ||
         (rc = stage(&m->lora, "lora", "task: t2i", device, NULL, p->lm, bb, err)) ||
         (rc = omni_harness_attach(m->bb, "in_proj", m->lora, err)) ||
         (rc = stage(&m->head, "text_head",
@@ -434,7 +443,9 @@ int omb_mmu_open(struct omb_mmu *m, const struct omb_paths *p, const char *devic
                  const char *dtype, int with_vision, struct omni_error *err)
 {
     const char *bb = "llm_backbone.mamba.backbone.";
+    char bbp[320];
     int rc;
+    bb_params(bbp, sizeof bbp, p);
     memset(m, 0, sizeof *m);
     if ((with_vision &&
          ((rc = stage(&m->dino, "vit", "variant: dinov2_reg4_l14\nimage_size: 384", device, dtype,
@@ -443,7 +454,7 @@ int omb_mmu_open(struct omb_mmu *m, const struct omb_paths *p, const char *devic
                       dtype, p->siglip, "visual.trunk.", err)) ||
           (rc = stage(&m->proj, "projector", NULL, device, dtype, p->lm, "projector.", err)))) ||
         (rc = stage(&m->assemble, "mmu_assemble", NULL, device, dtype, p->lm, bb, err)) ||
-        (rc = stage(&m->bb, "mamba2", "embedding: false", device, dtype, p->lm, bb, err)) ||
+        (rc = stage(&m->bb, "mamba2", bbp, device, dtype, p->lm, bb, err)) ||
         (rc = stage(&m->lora, "lora", "task: mmu", device, NULL, p->lm, bb, err)) ||
         (rc = omni_harness_attach(m->bb, "in_proj", m->lora, err)) ||
         (rc = stage(&m->head, "text_head",

@@ -19,6 +19,9 @@ enum {
 
 struct omb_paths {
     char lm[1024], vq[1024], dino[1024], siglip[1024];
+    /* extra params of the backbone stage ("key: value" lines, e.g. "state_dtype: bf16");
+     * omb_weights sets "", a caller may fill it before opening a chain */
+    char bb_params[256];
 };
 
 /* Write the missing files of `which` into dir (created), named by seed, bf16

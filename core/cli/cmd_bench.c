@@ -41,7 +41,7 @@
 #endif
 
 struct opts {
-    const char *device, *dtype, *dir, *json, *markdown, *commit;
+    const char *device, *dtype, *dir, *json, *markdown, *commit, *state_dtype;
     char cases[256];
     uint64_t seed;
     int steps, mmu_tokens, context, graph, warm;
@@ -600,6 +600,7 @@ static void usage(FILE *f)
             "options:\n"
             "  --device DEV      cuda:0 (default when a GPU is present) or cpu\n"
             "  --dtype DT        bf16 (default), f16 or f32 weights\n"
+            "  --state-dtype DT  storage of the backbone's SSM state: f32 (default), f16 or bf16\n"
             "  --cases LIST      comma-separated subset (default: all)\n"
             "  --dir DIR         where the synthetic weights live (default $TMPDIR/omni-bench)\n"
             "  --seed N          weights seed (default 1)\n"
@@ -649,6 +650,8 @@ int omni_cmd_bench(int argc, char **argv)
             c.o.device = v;
         } else if (ARG("--dtype")) {
             c.o.dtype = v;
+        } else if (ARG("--state-dtype")) {
+            c.o.state_dtype = v;
         } else if (ARG("--cases")) {
             snprintf(c.o.cases, sizeof c.o.cases, "%s", v);
         } else if (ARG("--dir")) {
@@ -682,6 +685,14 @@ int omni_cmd_bench(int argc, char **argv)
         fprintf(stderr, "omni bench: --steps, --tokens, --context and --warmup must be positive\n");
         return 2;
     }
+    if (c.o.state_dtype) {
+        const int sd = omni_dtype_parse(c.o.state_dtype);
+        if (sd != OMNI_DTYPE_F32 && sd != OMNI_DTYPE_F16 && sd != OMNI_DTYPE_BF16) {
+            fprintf(stderr, "omni bench: --state-dtype must be f32, f16 or bf16, got '%s'\n",
+                    c.o.state_dtype);
+            return 2;
+        }
+    }
     if (!c.o.device)
         c.o.device = omni_cuda_device_count() > 0 ? "cuda:0" : "cpu";
     if ((rc = omni_device_parse(c.o.device, &c.dev, &err))) {
@@ -712,6 +723,8 @@ int omni_cmd_bench(int argc, char **argv)
         return 1;
     }
     fprintf(stderr, "omni bench: weights ready in %.1f s (%s)\n", now_s() - tw, c.o.dir);
+    if (c.o.state_dtype)
+        snprintf(c.paths.bb_params, sizeof c.paths.bb_params, "state_dtype: %s", c.o.state_dtype);
 
     char date[64];
     time_t t = time(NULL);
@@ -720,6 +733,7 @@ int omni_cmd_bench(int argc, char **argv)
     cJSON_AddStringToObject(c.root, "card", c.card);
     cJSON_AddStringToObject(c.root, "device", c.o.device);
     cJSON_AddStringToObject(c.root, "dtype", c.o.dtype);
+    cJSON_AddStringToObject(c.root, "state_dtype", c.o.state_dtype ? c.o.state_dtype : "f32");
     cJSON_AddStringToObject(c.root, "date", date);
     cJSON_AddStringToObject(c.root, "commit", c.o.commit ? c.o.commit : "unknown");
     cJSON_AddBoolToObject(c.root, "cuda_graph", c.o.graph && c.dev.type == OMNI_DEVICE_CUDA);
@@ -752,8 +766,9 @@ int omni_cmd_bench(int argc, char **argv)
         snprintf(extras[nl], sizeof extras[nl], "%s", c.extra);
         nl++;
     }
-    printf("omni bench - %s, %s weights, %s, commit %s%s\n", c.card, c.o.dtype, date,
-           c.o.commit ? c.o.commit : "unknown",
+    printf("omni bench - %s, %s weights%s%s%s, %s, commit %s%s\n", c.card, c.o.dtype,
+           c.o.state_dtype ? " (" : "", c.o.state_dtype ? c.o.state_dtype : "",
+           c.o.state_dtype ? " SSM state)" : "", date, c.o.commit ? c.o.commit : "unknown",
            c.o.graph && c.dev.type == OMNI_DEVICE_CUDA ? ", decode steps as CUDA graphs" : "");
     for (int i = 0; i < nl; i++)
         printf("%s\n%s%s", lines[i], extras[i], extras[i][0] ? "\n" : "");

@@ -206,7 +206,11 @@ int omni_op_decode_mix(struct omni_tensor *g, struct omni_tensor *part,
                        struct omni_tensor *state, int64_t ngroups, struct omni_error *err)
 {
     static const char op[] = "omni_op_decode_mix";
-    TRY(f32_arg(err, op, "state", state, NULL));
+    TRY(omni__check_present(err, op, "state", state));
+    if (state->dtype != OMNI_DTYPE_F32 && state->dtype != OMNI_DTYPE_F16 &&
+        state->dtype != OMNI_DTYPE_BF16)
+        return omni_error_set(err, OMNI_EDTYPE, "%s: state must be f32, f16 or bf16, got %s", op,
+                              omni_dtype_name(state->dtype));
     TRY(omni__check_contiguous(err, op, "state", state));
     TRY(omni__check_writable(err, op, "state", state));
     if (state->ndim != 4)
@@ -243,8 +247,9 @@ int omni_op_decode_mix(struct omni_tensor *g, struct omni_tensor *part,
         return omni_error_set(err, OMNI_EINVAL, "%s: B=%lld rows, at most 65535 on CUDA", op,
                               (long long)d.B);
     /* the CUDA kernel prefetches the state rows into L2 with a bulk copy, which needs 16-byte
-     * aligned addresses when N % 4 == 0 (kernels/cuda/decode.cu dec_mix_k) */
-    if (state->device.type == OMNI_DEVICE_CUDA && d.N % 4 == 0 &&
+     * aligned addresses when a state row is a multiple of 16 bytes (dec_mix_k) */
+    if (state->device.type == OMNI_DEVICE_CUDA &&
+        (d.N * (int64_t)omni_dtype_size(state->dtype)) % 16 == 0 &&
         ((uintptr_t)omni_tensor_data(state) & 15))
         return omni_error_set(err, OMNI_EINVAL,
                               "%s: state must start on a 16-byte boundary on CUDA (byte offset "
@@ -255,11 +260,11 @@ int omni_op_decode_mix(struct omni_tensor *g, struct omni_tensor *part,
                                           nparts, omni_tensor_data(zx), ldz, omni_tensor_data(xbc),
                                           ldc, omni_tensor_data(A), omni_tensor_data(D),
                                           omni_tensor_data(dt_bias), omni_tensor_data(gnorm_w),
-                                          omni_tensor_data(state), &d));
+                                          omni_tensor_data(state), state->dtype, &d));
     TRY(omni__cpu_only(err, op, state));
     omni_dec_mix_cpu(omni_tensor_data(g), ldg, omni_tensor_data(part), ldp, nparts,
                      omni_tensor_data(zx), ldz, omni_tensor_data(xbc), ldc, omni_tensor_data(A),
                      omni_tensor_data(D), omni_tensor_data(dt_bias), omni_tensor_data(gnorm_w),
-                     omni_tensor_data(state), &d);
+                     omni_tensor_data(state), state->dtype, &d);
     return OMNI_OK;
 }

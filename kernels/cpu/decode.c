@@ -64,7 +64,7 @@ void omni_dec_norm_cpu(float *out, int64_t ldo, float *res_out, int64_t ldro,
 void omni_dec_mix_cpu(float *g, int64_t ldg, float *part, int64_t ldp, int64_t nparts,
                       const float *zx, int64_t ldz, const float *xbc, int64_t ldc,
                       const float *A, const float *Dsk, const float *dt_bias, const float *gnw,
-                      float *state, const struct omni_dec_dims *d)
+                      void *state, int state_dtype, const struct omni_dec_dims *d)
 {
     const int64_t E = d->H * d->P, Cd = E + 2 * d->G * d->N, chunk = E / nparts;
     const struct omni_ssd_dims sd = {
@@ -74,11 +74,36 @@ void omni_dec_mix_cpu(float *g, int64_t ldg, float *part, int64_t ldp, int64_t n
     };
     /* y goes through g's rows (y is read back element by element below) */
     for (int64_t b = 0; b < d->B; b++) {
-        struct omni_ssd_dims one = sd;
-        one.B = 1;
-        omni_ssd_step_cpu(g + b * ldg, xbc + b * ldc, zx + b * ldz + E + Cd, A,
-                          xbc + b * ldc + E, xbc + b * ldc + E + d->G * d->N, Dsk, dt_bias,
-                          state + b * d->H * d->P * d->N, &one);
+        if (state_dtype == OMNI_DTYPE_F32) {
+            struct omni_ssd_dims one = sd;
+            one.B = 1;
+            omni_ssd_step_cpu(g + b * ldg, xbc + b * ldc, zx + b * ldz + E + Cd, A,
+                              xbc + b * ldc + E, xbc + b * ldc + E + d->G * d->N, Dsk, dt_bias,
+                              (float *)state + b * d->H * d->P * d->N, &one);
+            continue;
+        }
+        /* a 16-bit state: the f32 step on one state row (N <= 256 values) at a time, the
+         * row rounded back to the state dtype after its update */
+        const size_t es = omni_dtype_size(state_dtype);
+        for (int64_t h = 0; h < d->H; h++) {
+            const int64_t grp = h / (d->H / d->G);
+            for (int64_t p = 0; p < d->P; p++) {
+                const int64_t e = h * d->P + p;
+                char *row = (char *)state + (size_t)((b * d->H + h) * d->P + p) * d->N * es;
+                float tmp[256];
+                omni_dtype_convert(tmp, OMNI_DTYPE_F32, row, state_dtype, (size_t)d->N);
+                const struct omni_ssd_dims one = {
+                    .B = 1, .T = 1, .H = 1, .P = 1, .G = 1, .N = d->N,
+                    .x_sb = 1, .x_sh = 1, .dt_sb = 1, .b_sb = d->N, .b_sg = d->N,
+                    .c_sb = d->N, .c_sg = d->N,
+                };
+                omni_ssd_step_cpu(g + b * ldg + e, xbc + b * ldc + e, zx + b * ldz + E + Cd + h,
+                                  A + h, xbc + b * ldc + E + grp * d->N,
+                                  xbc + b * ldc + E + d->G * d->N + grp * d->N, Dsk + h,
+                                  dt_bias + h, tmp, &one);
+                omni_dtype_convert(row, state_dtype, tmp, OMNI_DTYPE_F32, (size_t)d->N);
+            }
+        }
     }
     for (int64_t b = 0; b < d->B; b++) {
         float *gr = g + b * ldg;

@@ -30,7 +30,8 @@
  *   normalised row (same arithmetic, same order) and form one u[m,r] = n·A[r].
  *   res_out != res_in then, so the second block reads unmodified inputs.
  * dec_mix_k: one block of 8 warps per (batch row, chunk of 8*RW channels of
- *   one head); a warp owns RW state rows of N values (lane n, n+32, ...),
+ *   one head); a warp owns RW state rows of N values (lane n, n+32, ...; the
+ *   state f32, f16 or bf16 in memory, f32 in registers),
  *   all loaded before the update; y, g = y·silu(z), g⊙w_norm, and the
  *   chunk's sum of g² (warp sums added in warp order: deterministic). */
 #include <cuda_bf16.h>
@@ -754,11 +755,13 @@ extern "C" void omni_dec_norm_cuda(float *out, int64_t ldo, float *res_out, int6
 
 /* ---- SSD step + gate ---------------------------------------------------------------------- */
 
-template <int NJ, int RW>
+/* ST: the state's storage (float, __half, __nv_bfloat16); the update and y are f32, a
+ * 16-bit state is stored rounded to nearest even */
+template <int NJ, int RW, typename ST>
 __global__ void __launch_bounds__(256)
     dec_mix_k(float *g, int64_t ldg, float *part, int64_t ldp, const float *zx, int64_t ldz,
               const float *xbc, int64_t ldc, const float *A, const float *Dsk,
-              const float *dt_bias, const float *gnw, float *state, int64_t H, int64_t P,
+              const float *dt_bias, const float *gnw, ST *state, int64_t H, int64_t P,
               int64_t G, int64_t N)
 {
     __shared__ float wsum[8];
@@ -768,10 +771,10 @@ __global__ void __launch_bounds__(256)
     const int64_t e0 = j * (8 * RW), h = e0 / P, p0 = e0 % P + warp * RW;
     const int64_t grp = h / (H / G);
     const float *zr = zx + b * ldz, *xb = xbc + b * ldc;
-    float *S = state + ((b * H + h) * P + p0) * N;
+    ST *S = state + ((b * H + h) * P + p0) * N;
     pdl_trigger();
-    if (warp == 0 && ((N * 4) & 15) == 0)
-        l2_prefetch(state + ((b * H + h) * P + e0 % P) * N, 8 * RW * N * (int64_t)sizeof(float));
+    if (warp == 0 && ((N * (int64_t)sizeof(ST)) & 15) == 0)
+        l2_prefetch(state + ((b * H + h) * P + e0 % P) * N, 8 * RW * N * (int64_t)sizeof(ST));
     /* the layer's parameters, before the wait on the previous kernel */
     const float Ah = A[h], Dh = Dsk[h], dtb = dt_bias[h];
     float gw[RW];
@@ -785,7 +788,7 @@ __global__ void __launch_bounds__(256)
 #pragma unroll
         for (int q = 0; q < NJ; q++) {
             const int64_t n = lane + 32 * q;
-            Sr[r][q] = n < N ? S[r * N + n] : 0.0f;
+            Sr[r][q] = n < N ? omni__ld(S + r * N + n) : 0.0f;
         }
     const float dt = omni__softplus(zr[E + Cd + h] + dtb);
     const float da = expf(dt * Ah);
@@ -820,7 +823,7 @@ __global__ void __launch_bounds__(256)
         for (int q = 0; q < NJ; q++) {
             const int64_t n = lane + 32 * q;
             if (n < N)
-                S[r * N + n] = Sr[r][q];
+                omni__st(S + r * N + n, Sr[r][q]);
         }
     if (lane == 0)
         wsum[warp] = ssq;
@@ -835,8 +838,20 @@ __global__ void __launch_bounds__(256)
 }
 
 #define MIX_GO(NJ, RW)                                                                             \
-    dec_launch(1, dec_mix_k<NJ, RW>, grid, dim3(256), 0, g, ldg, part, ldp, zx, ldz, xbc, ldc, A,  \
-               Dsk, dt_bias, gnw, state, d->H, d->P, d->G, d->N)
+    do {                                                                                           \
+        if (state_dtype == OMNI_DTYPE_BF16)                                                        \
+            dec_launch(1, dec_mix_k<NJ, RW, __nv_bfloat16>, grid, dim3(256), 0, g, ldg, part, ldp, \
+                       zx, ldz, xbc, ldc, A, Dsk, dt_bias, gnw, (__nv_bfloat16 *)state, d->H,      \
+                       d->P, d->G, d->N);                                                          \
+        else if (state_dtype == OMNI_DTYPE_F16)                                                    \
+            dec_launch(1, dec_mix_k<NJ, RW, __half>, grid, dim3(256), 0, g, ldg, part, ldp, zx,    \
+                       ldz, xbc, ldc, A, Dsk, dt_bias, gnw, (__half *)state, d->H, d->P, d->G,     \
+                       d->N);                                                                      \
+        else                                                                                       \
+            dec_launch(1, dec_mix_k<NJ, RW, float>, grid, dim3(256), 0, g, ldg, part, ldp, zx,     \
+                       ldz, xbc, ldc, A, Dsk, dt_bias, gnw, (float *)state, d->H, d->P, d->G,      \
+                       d->N);                                                                      \
+    } while (0)
 #define MIX_RW(NJ)                                                                                 \
     do {                                                                                           \
         if (chunk == 8)                                                                            \
@@ -850,7 +865,8 @@ __global__ void __launch_bounds__(256)
 extern "C" void omni_dec_mix_cuda(float *g, int64_t ldg, float *part, int64_t ldp, int64_t nparts,
                                   const float *zx, int64_t ldz, const float *xbc, int64_t ldc,
                                   const float *A, const float *Dsk, const float *dt_bias,
-                                  const float *gnw, float *state, const struct omni_dec_dims *d)
+                                  const float *gnw, void *state, int state_dtype,
+                                  const struct omni_dec_dims *d)
 {
     const int64_t E = d->H * d->P;
     if (d->B <= 0 || E <= 0)

@@ -311,19 +311,25 @@ static int m2_run(struct omni_stage *st, void *state, struct omni_io *io, int is
                 goto fail;
             }
         }
+        /* a 16-bit state goes through the layer's f32 copy around the scan or step */
+        struct omni_tensor *sf = x->ssm32.buf ? &x->ssm32 : &ss;
+        if (sf != &ss && (rc = omni_op_copy(sf, &ss, err)))
+            goto fail;
         if (is_step) {
             if ((rc = omni_op_conv1d_step(&xbc_o, &xBC, &w->conv_w, &w->conv_b, &cs, 1, err)))
                 goto fail;
             if ((rc = omni_op_ssd_step(&y_o, &xs, &dt, &w->A, &Bm, &Cm, &w->Dskip, &w->dt_bias,
-                                       &ss, err)))
+                                       sf, err)))
                 goto fail;
         } else {
             if ((rc = omni_op_conv1d_causal(&xbc_o, &xBC, &w->conv_w, &w->conv_b, &cs, 1, err)))
                 goto fail;
             if ((rc = omni_op_ssd_scan(&y_o, &xs, &dt, &w->A, &Bm, &Cm, &w->Dskip, &w->dt_bias,
-                                       &ss, s->chunk, err)))
+                                       sf, s->chunk, err)))
                 goto fail;
         }
+        if (sf != &ss && (rc = omni_op_copy(&ss, sf, err)))
+            goto fail;
         if ((rc = omni_op_gated_rmsnorm(&yn, &y, &z, &w->gnorm_w, (float)s->eps, E / G, err)))
             goto fail;
         if ((rc = omni_op_matmul(&mix, &yn, &w->out_proj, NULL, 1.0f, 0.0f, err)))

@@ -149,6 +149,16 @@ static int m2_create(const struct omni_stage_config *cfg, struct omni_stage **ou
     if ((rc = omni_params_bool(cfg->params, "all_positions", 0, &s->all_positions, err)) ||
         (rc = omni_params_bool(cfg->params, "embedding", 1, &s->load_embedding, err)))
         goto fail;
+    {
+        const char *sd = omni_params_str(cfg->params, "state_dtype", "f32");
+        s->sdtype = omni_dtype_parse(sd);
+        if (s->sdtype != OMNI_DTYPE_F32 && s->sdtype != OMNI_DTYPE_F16 &&
+            s->sdtype != OMNI_DTYPE_BF16) {
+            rc = omni_error_set(err, OMNI_EINVAL,
+                                "param state_dtype must be f32, f16 or bf16, got '%s'", sd);
+            goto fail;
+        }
+    }
     if ((rc = omni_stage_weight_dtype(cfg, &s->wdtype, err)))
         goto fail;
     *out = &s->base;
@@ -506,6 +516,7 @@ static void m2_state_release(struct m2_state *x)
 {
     omni_tensor_release(&x->conv);
     omni_tensor_release(&x->ssm);
+    omni_tensor_release(&x->ssm32);
     for (int i = 0; i < SC_COUNT; i++) {
         if (x->scratch[i])
             omni_buffer_unref(x->scratch[i]);
@@ -536,10 +547,17 @@ int m2_state_alloc(struct m2_stage *s, struct m2_state *x, int64_t B,
     const int64_t sh_ssm[5] = {d->n_layer, B, d->nheads, d->headdim, d->d_state};
     int rc = omni_tensor_alloc(&x->conv, OMNI_DTYPE_F32, 4, sh_conv, s->base.device, err);
     if (!rc)
-        rc = omni_tensor_alloc(&x->ssm, OMNI_DTYPE_F32, 5, sh_ssm, s->base.device, err);
+        rc = omni_tensor_alloc(&x->ssm, s->sdtype, 5, sh_ssm, s->base.device, err);
+    if (!rc && s->sdtype != OMNI_DTYPE_F32 && !x->ssm32.buf)
+        rc = omni_tensor_alloc(&x->ssm32, OMNI_DTYPE_F32, 4, sh_ssm + 1, s->base.device, err);
+    if (!rc && x->ssm32.buf && x->ssm32.shape[0] != B) { /* another batch size */
+        omni_tensor_release(&x->ssm32);
+        rc = omni_tensor_alloc(&x->ssm32, OMNI_DTYPE_F32, 4, sh_ssm + 1, s->base.device, err);
+    }
     if (rc) {
         omni_tensor_release(&x->conv);
         omni_tensor_release(&x->ssm);
+        omni_tensor_release(&x->ssm32);
         return omni_error_prefix(err, "stage '%s': request state for batch %lld: ", s->name,
                                  (long long)B);
     }
@@ -672,7 +690,10 @@ static const struct omni_plugin_desc m2_desc = {
                   "eps: RMSNorm epsilon (default 1e-5)\n"
                   "all_positions: output every position instead of the last (default false)\n"
                   "embedding: load embedding.weight for 'ids' (default true; false saves its\n"
-                  "  memory when every call feeds 'embeds', as the t2i and mmu pipelines do)\n",
+                  "  memory when every call feeds 'embeds', as the t2i and mmu pipelines do)\n"
+                  "state_dtype: storage of the SSM state, f32 (default), f16 or bf16; a 16-bit\n"
+                  "  state is updated in f32 and stored rounded (half the state traffic per\n"
+                  "  decode step; upstream's fp16 inference keeps its state in the model dtype)\n",
     /* steps allocate nothing (scratch and states sized by the prefill) and never wait:
      * the executor may capture them in a CUDA graph */
     .flags = OMNI_PLUGIN_GRAPH_SAFE,

@@ -41,6 +41,7 @@ struct m2_stage {
     double eps;
     int all_positions;
     int load_embedding; /* param embedding (default true): load embedding.weight when present */
+    int sdtype;         /* param state_dtype: storage of the SSM state (f32, f16, bf16) */
     int wdtype;
     int loaded;
     char *name;
@@ -59,7 +60,9 @@ enum { SC_RESID, SC_NORMED, SC_ZXBCDT, SC_XBC, SC_Y, SC_YN, SC_MIX, SC_RES2, SC_
 struct m2_state {
     int64_t batch; /* 0 until known */
     struct omni_tensor conv; /* (L, B, Cd, K) f32 */
-    struct omni_tensor ssm;  /* (L, B, H, P, N) f32 */
+    struct omni_tensor ssm;  /* (L, B, H, P, N) in the stage's state_dtype */
+    struct omni_tensor ssm32; /* (B, H, P, N) f32: one layer's state while a 16-bit state is
+                               * scanned or stepped op by op; unallocated for an f32 state */
     int dirty;               /* states hold something other than zeros */
     int64_t cap_rows;
     struct omni_buffer *scratch[SC_COUNT];

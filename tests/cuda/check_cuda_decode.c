@@ -188,7 +188,26 @@ START_TEST(test_decode_norm_matches_cpu)
 }
 END_TEST
 
-static void one_mix(int64_t B, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk)
+/* a 16-bit device state against the CPU's, both widened to f32: within one unit in the
+ * last place of the state dtype relative to max|ref| (the f32 updates differ in rounding
+ * order, so an element may round the other way) */
+static void cmp_state16(const char *what, const struct omni_tensor *d, const struct omni_tensor *h)
+{
+    struct omni_error e = {0};
+    struct omni_tensor hd, a, b;
+    ct_down(&hd, d);
+    kt_tensor(&a, OMNI_DTYPE_F32, h->ndim, h->shape);
+    kt_tensor(&b, OMNI_DTYPE_F32, h->ndim, h->shape);
+    ck_assert_int_eq(omni_op_copy(&a, &hd, &e), OMNI_OK);
+    ck_assert_int_eq(omni_op_copy(&b, h, &e), OMNI_OK);
+    ct_cmp(what, kt_f(&a), kt_f(&b), (size_t)omni_tensor_numel(h),
+           h->dtype == OMNI_DTYPE_BF16 ? 8e-3 : 1e-3);
+    ct_guard_check(d, what);
+    kt_release(&hd), kt_release(&a), kt_release(&b);
+}
+
+static void one_mix_s(int64_t B, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk,
+                      int sdt)
 {
     struct omni_error e = {0};
     const int64_t E = H * P, Cd = E + 2 * G * N, F = E + Cd + H, np = E / chunk;
@@ -200,7 +219,7 @@ static void one_mix(int64_t B, int64_t H, int64_t P, int64_t G, int64_t N, int64
     pair(&hD, &dD, OMNI_DTYPE_F32, 1.0f, 1, SH(H));
     pair(&hdb, &ddb, OMNI_DTYPE_F32, 1.0f, 1, SH(H));
     pair(&hgw, &dgw, OMNI_DTYPE_F32, 1.0f, 1, SH(E));
-    pair(&hs, &ds, OMNI_DTYPE_F32, 1.0f, 4, SH(B, H, P, N));
+    pair(&hs, &ds, sdt, 1.0f, 4, SH(B, H, P, N));
     outp(&hg, &dg, 2, SH(B, E));
     outp(&hp, &dp, 2, SH(B, np));
     ck_assert_int_eq(omni_op_decode_mix(&hg, &hp, &hz, &hc, &hA, &hD, &hdb, &hgw, &hs, G, &e),
@@ -208,15 +227,25 @@ static void one_mix(int64_t B, int64_t H, int64_t P, int64_t G, int64_t N, int64
     int rc = omni_op_decode_mix(&dg, &dp, &dz, &dc, &dA, &dD, &ddb, &dgw, &ds, G, &e);
     ck_assert_msg(rc == OMNI_OK, "decode_mix on CUDA: %s", e.msg);
     ct_sync();
-    snprintf(what, sizeof what, "decode_mix B=%lld H=%lld P=%lld G=%lld N=%lld chunk=%lld g",
-             (long long)B, (long long)H, (long long)P, (long long)G, (long long)N, (long long)chunk);
+    snprintf(what, sizeof what,
+             "decode_mix B=%lld H=%lld P=%lld G=%lld N=%lld chunk=%lld state %s g", (long long)B,
+             (long long)H, (long long)P, (long long)G, (long long)N, (long long)chunk,
+             omni_dtype_name(sdt));
     ct_cmp_dev(what, &dg, &hg, 1e-4);
     what[strlen(what) - 1] = 'p';
     ct_cmp_dev(what, &dp, &hp, 1e-4);
     what[strlen(what) - 1] = 's';
-    ct_cmp_dev(what, &ds, &hs, 1e-4);
+    if (sdt == OMNI_DTYPE_F32)
+        ct_cmp_dev(what, &ds, &hs, 1e-4);
+    else
+        cmp_state16(what, &ds, &hs);
     rel2(&hz, &dz), rel2(&hc, &dc), rel2(&hA, &dA), rel2(&hD, &dD), rel2(&hdb, &ddb);
     rel2(&hgw, &dgw), rel2(&hs, &ds), rel2(&hg, &dg), rel2(&hp, &dp);
+}
+
+static void one_mix(int64_t B, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk)
+{
+    one_mix_s(B, H, P, G, N, chunk, OMNI_DTYPE_F32);
 }
 
 START_TEST(test_decode_mix_matches_cpu)
@@ -228,6 +257,10 @@ START_TEST(test_decode_mix_matches_cpu)
         one_mix(Bs[i], 8, 16, 1, 16, 16);   /* the tiny model */
         one_mix(Bs[i], 6, 24, 2, 40, 8);    /* two groups, odd N */
         one_mix(Bs[i], 3, 32, 3, 200, 32);  /* N > 128 */
+        /* 16-bit states (stage param state_dtype) */
+        one_mix_s(Bs[i], 64, 64, 1, 128, 32, OMNI_DTYPE_BF16);
+        one_mix_s(Bs[i], 64, 64, 1, 128, 8, OMNI_DTYPE_F16);
+        one_mix_s(Bs[i], 6, 24, 2, 40, 8, OMNI_DTYPE_BF16);
     }
 }
 END_TEST

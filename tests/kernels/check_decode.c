@@ -4,7 +4,8 @@
  * decode_gemv with the gated norm's row scale) against the op-by-op path of
  * plugins/mamba2 (add_rmsnorm, matmul, LoRA, conv1d_step, ssd_step,
  * gated_rmsnorm, matmul) on random inputs: residual, layer output and both
- * states within 1e-6 of max|ref|. Plus argument checks. The CUDA twins:
+ * states within 1e-6 of max|ref|. decode_mix with an f16/bf16 state against the f32
+ * op on the widened state. Plus argument checks. The CUDA twins:
  * tests/cuda/check_cuda_decode.c. */
 #include <stdlib.h>
 
@@ -148,6 +149,59 @@ START_TEST(test_fused_layer_step_equals_op_by_op)
 }
 END_TEST
 
+/* decode_mix with an f16 or bf16 state: g and the partial sums equal those of the f32 op on
+ * the same state widened to f32, and the stored state is that op's f32 result rounded to
+ * the state dtype (bit for bit) */
+static void mix16_case(int sdt, int64_t B, int64_t H, int64_t P, int64_t N, int64_t chunk)
+{
+    struct omni_error e = {0};
+    const int64_t E = H * P, Cd = E + 2 * N, F = E + Cd + H;
+    struct omni_tensor zx, xbc, A, Dk, dtb, gw, s16, s32, r16, g16, g32, p16, p32;
+    rnd(&zx, OMNI_DTYPE_F32, 1.0f, 2, SH(B, F));
+    rnd(&xbc, OMNI_DTYPE_F32, 1.0f, 2, SH(B, Cd));
+    kt_tensor(&A, OMNI_DTYPE_F32, 1, SH(H));
+    kt_fill(&R, &A, -2.0f, -0.05f);
+    rnd(&Dk, OMNI_DTYPE_F32, 1.0f, 1, SH(H));
+    rnd(&dtb, OMNI_DTYPE_F32, 1.0f, 1, SH(H));
+    rnd(&gw, OMNI_DTYPE_F32, 1.0f, 1, SH(E));
+    rnd(&s16, sdt, 1.0f, 4, SH(B, H, P, N));
+    struct omni_tensor o16;
+    cpy(&o16, &s16);
+    kt_tensor(&s32, OMNI_DTYPE_F32, 4, SH(B, H, P, N));
+    OK(omni_op_copy(&s32, &s16, &e));
+    kt_tensor(&g16, OMNI_DTYPE_F32, 2, SH(B, E));
+    kt_tensor(&g32, OMNI_DTYPE_F32, 2, SH(B, E));
+    kt_tensor(&p16, OMNI_DTYPE_F32, 2, SH(B, E / chunk));
+    kt_tensor(&p32, OMNI_DTYPE_F32, 2, SH(B, E / chunk));
+    OK(omni_op_decode_mix(&g16, &p16, &zx, &xbc, &A, &Dk, &dtb, &gw, &s16, 1, &e));
+    OK(omni_op_decode_mix(&g32, &p32, &zx, &xbc, &A, &Dk, &dtb, &gw, &s32, 1, &e));
+    kt_tensor(&r16, sdt, 4, SH(B, H, P, N));
+    OK(omni_op_copy(&r16, &s32, &e));
+    const char *dn = omni_dtype_name(sdt);
+    ck_assert_msg(tu_rel_err(kt_f(&g16), kt_f(&g32), (size_t)(B * E)) <= 1e-6, "%s state: g", dn);
+    ck_assert_msg(tu_rel_err(kt_f(&p16), kt_f(&p32), (size_t)(B * E / chunk)) <= 1e-6,
+                  "%s state: part", dn);
+    ck_assert_msg(!memcmp(omni_tensor_data(&s16), omni_tensor_data(&r16),
+                          omni_tensor_nbytes(&r16)),
+                  "%s state: not the f32 update rounded", dn);
+    /* and the step did update the state */
+    ck_assert_msg(memcmp(omni_tensor_data(&s16), omni_tensor_data(&o16), omni_tensor_nbytes(&o16)),
+                  "%s state: unchanged", dn);
+    struct omni_tensor *all[] = {&zx, &xbc, &A, &Dk, &dtb, &gw, &s16, &s32, &r16,
+                                 &g16, &g32, &p16, &p32, &o16};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        kt_release(all[i]);
+}
+
+START_TEST(test_mix_16bit_state_is_the_f32_step_rounded)
+{
+    tu_rng_seed(&R, 0x5eed0101u);
+    mix16_case(OMNI_DTYPE_BF16, 3, 4, 16, 32, 8);
+    mix16_case(OMNI_DTYPE_F16, 2, 6, 24, 40, 8);
+    mix16_case(OMNI_DTYPE_BF16, 1, 2, 32, 128, 32);
+}
+END_TEST
+
 START_TEST(test_rejects_bad_arguments)
 {
     struct omni_error e = {0};
@@ -174,6 +228,12 @@ START_TEST(test_rejects_bad_arguments)
     rnd(&v4, OMNI_DTYPE_F32, 1.0f, 1, SH(2));
     KT_ASSERT_ERR(omni_op_decode_mix(&g, &part, &zx, &xbc, &v4, &v4, &v4, &g, &s, 1, &e), e,
                   OMNI_EINVAL, "must be 8, 16 or 32");
+    /* decode_mix: an integer state */
+    struct omni_tensor si;
+    kt_tensor(&si, OMNI_DTYPE_I32, 4, SH(1, 2, 8, 4));
+    KT_ASSERT_ERR(omni_op_decode_mix(&g, &part, &zx, &xbc, &v4, &v4, &v4, &g, &si, 1, &e), e,
+                  OMNI_EDTYPE, "f32, f16 or bf16");
+    kt_release(&si);
     struct omni_tensor *all[] = {&r, &o, &w, &a, &u, &s, &zx, &xbc, &g, &part, &v4};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         kt_release(all[i]);
@@ -186,6 +246,7 @@ int main(void)
     TCase *tc = tcase_create("decode");
     tcase_add_checked_fixture(tc, kt_setup, kt_teardown);
     tcase_add_loop_test(tc, test_fused_layer_step_equals_op_by_op, 0, 3);
+    tcase_add_test(tc, test_mix_16bit_state_is_the_f32_step_rounded);
     tcase_add_test(tc, test_rejects_bad_arguments);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

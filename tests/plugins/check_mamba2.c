@@ -445,6 +445,94 @@ START_TEST(test_embedding_false_skips_the_table)
 }
 END_TEST
 
+/* param state_dtype f16 / bf16: the prefill runs in f32 (its logits are the reference's
+ * within TOL); decode steps, teacher-forced with the reference's greedy tokens, stay within
+ * TOL16 of the reference's f32 step logits (_i: 0 f16, 1 bf16), on the fused step path
+ * (tiny model, mmu LoRA) and, for ngroups 2, on the op-by-op path against the f32 state. */
+#define TOL16_F16 3e-4
+#define TOL16_BF16 1e-3
+START_TEST(test_16bit_state_tracks_the_f32_state)
+{
+    long live = omni_buffer_live_count();
+    const char *sd = _i ? "bf16" : "f16";
+    const double tol16 = _i ? TOL16_BF16 : TOL16_F16;
+    char params[64], what[96];
+    snprintf(params, sizeof params, "state_dtype: %s", sd);
+    struct omni_weights *ex = open_w("expected.safetensors");
+    struct omni_tensor ids, steps, gids, pre;
+    get_ids(ex, "input_ids", &ids);
+    get_f32(ex, "mmu.step_logits", &steps);
+    get_ids(ex, "mmu.greedy_ids", &gids);
+    get_f32(ex, "mmu.last_logits", &pre);
+    const int32_t *g = omni_tensor_data(&gids);
+    struct lm m;
+    lm_open(&m, "model.safetensors", params, NULL, 1);
+    lm_task(&m, "mmu");
+    snprintf(what, sizeof what, "%s state: prefill", sd);
+    assert_close(lm_logits(&m, &ids, 0), omni_tensor_data(&pre), VOC, TOL, what);
+    double worst = 0.0;
+    for (int k = 0; k < NSTEPS; k++) {
+        struct omni_tensor one;
+        make_ids(&one, 1, 1, &g[k]);
+        const float *lg = lm_logits(&m, &one, 1);
+        omni_tensor_release(&one);
+        const float *ref = (const float *)omni_tensor_data(&steps) + (size_t)k * VOC;
+        const double e = tu_rel_err(lg, ref, VOC);
+        worst = e > worst ? e : worst;
+        snprintf(what, sizeof what, "%s state: step %d", sd, k);
+        assert_close(lg, ref, VOC, tol16, what);
+    }
+    printf("  %s SSM state, fused steps: worst step logits error %.2e of max|ref| (f32 state: "
+           "< %.0e)\n",
+           sd, worst, TOL);
+    lm_free(&m);
+    /* ngroups 2 (op-by-op steps through the f32 copy of each layer's state) */
+    struct omni_weights *ex2 = open_w("expected_ngroups2.safetensors");
+    struct omni_tensor ids2, ref2;
+    get_ids(ex2, "input_ids", &ids2);
+    get_f32(ex2, "nolora.last_logits", &ref2);
+    struct lm a, b;
+    lm_open(&a, "model_ngroups2.safetensors", "ngroups: 2\nd_state: 16\nheaddim: 16", NULL, 0);
+    char p2[128];
+    snprintf(p2, sizeof p2, "ngroups: 2\nd_state: 16\nheaddim: 16\n%s", params);
+    lm_open(&b, "model_ngroups2.safetensors", p2, NULL, 0);
+    snprintf(what, sizeof what, "%s state, ngroups 2: prefill", sd);
+    assert_close(lm_logits(&b, &ids2, 0), omni_tensor_data(&ref2), VOC, TOL, what);
+    lm_logits(&a, &ids2, 0);
+    for (int k = 0; k < NSTEPS; k++) {
+        struct omni_tensor one;
+        const int32_t tok = (int32_t)(7 + 13 * k);
+        make_ids(&one, 1, 1, &tok);
+        float la[VOC];
+        memcpy(la, lm_logits(&a, &one, 1), sizeof la);
+        const float *lb = lm_logits(&b, &one, 1);
+        omni_tensor_release(&one);
+        snprintf(what, sizeof what, "%s state, ngroups 2: step %d", sd, k);
+        assert_close(lb, la, VOC, tol16, what);
+    }
+    lm_free(&a);
+    lm_free(&b);
+    omni_tensor_release(&ids2);
+    omni_tensor_release(&ref2);
+    omni_weights_close(ex2);
+    omni_tensor_release(&ids);
+    omni_tensor_release(&steps);
+    omni_tensor_release(&gids);
+    omni_tensor_release(&pre);
+    omni_weights_close(ex);
+    TU_ASSERT_NO_LEAK(live);
+}
+END_TEST
+
+START_TEST(test_rejects_bad_state_dtype)
+{
+    struct omni_harness *h = NULL;
+    ck_assert_int_eq(omni_harness_new(&h, "mamba2", "state_dtype: i32", &err), OMNI_EINVAL);
+    ck_assert_msg(strstr(err.msg, "state_dtype") && strstr(err.msg, "i32"), "%s", err.msg);
+    ck_assert_ptr_null(h);
+}
+END_TEST
+
 START_TEST(test_half_weights_stay_close_to_reference)
 {
     static const char *const dt[2] = {"f16", "bf16"};
@@ -1054,6 +1142,7 @@ static Suite *mamba2_suite(void)
     tcase_add_test(p, test_pth_checkpoint_matches_reference);
     tcase_add_test(p, test_embeds_input_matches_reference);
     tcase_add_test(p, test_embedding_false_skips_the_table);
+    tcase_add_loop_test(p, test_16bit_state_tracks_the_f32_state, 0, 2);
     tcase_add_loop_test(p, test_half_weights_stay_close_to_reference, 0, 2);
     suite_add_tcase(s, p);
 
@@ -1080,6 +1169,7 @@ static Suite *mamba2_suite(void)
     tcase_add_test(b, test_rejects_unknown_task);
     tcase_add_test(b, test_rejects_unknown_attach_target_and_non_adapter);
     tcase_add_test(b, test_rejects_missing_key);
+    tcase_add_test(b, test_rejects_bad_state_dtype);
     tcase_add_test(b, test_rejects_misshaped_weight);
     tcase_add_test(b, test_rejects_param_disagreeing_with_weights);
     tcase_add_test(b, test_rejects_ids_without_embedding_table);

@@ -52,8 +52,9 @@ struct omni_decode_epilogue {
 
 /* y = alpha * s_m * (x · wᵀ) + bias (+ the epilogue terms).
  *   x: (M, K) rows, M <= 16; w: (N, K) contiguous f32/f16/bf16; bias: (N) or NULL;
- *   y: (M, N) rows. On CUDA, bf16 weights with K % 32 == 0 take a tensor-core
- *   GEMV (x split into two bf16 parts: f32-level results); epi may be NULL. */
+ *   y: (M, N) rows. On CUDA, bf16 weights take FMA rows (M <= 2, K % 8 == 0) or a
+ *   tensor-core GEMV (K % 32 == 0; x split into two bf16 parts): f32-level results;
+ *   epi may be NULL. */
 OMNI_API int omni_op_decode_gemv(struct omni_tensor *y, const struct omni_tensor *x,
                                  const struct omni_tensor *w, const struct omni_tensor *bias,
                                  float alpha, const struct omni_decode_epilogue *epi,
@@ -62,7 +63,9 @@ OMNI_API int omni_op_decode_gemv(struct omni_tensor *y, const struct omni_tensor
 /* The SSD step and the gate of one layer.
  *   zx: (B, E + Cd + H) rows = [z | xBC | dt] (in_proj output); xbc: (B, Cd) rows, the
  *   conv outputs [x | B | C], Cd = E + 2 G N; A, D, dt_bias: (H); gnorm_w: (E);
- *   state: (B, H, P, N) contiguous, updated; g: (B, E) rows; part: (B, nparts) rows
+ *   state: (B, H, P, N) contiguous, updated; f32, f16 or bf16 (a 16-bit state is
+ *   updated in f32, y uses the f32 values, and it is stored rounded to nearest even);
+ *   g: (B, E) rows; part: (B, nparts) rows
  *   with E / nparts in {8, 16, 32} dividing P; N <= 256.
  *   dt = softplus(dt + dt_bias); S = exp(dt A) S + dt x Bᵀ; y = S C + D x;
  *   gg = y * silu(z); g = gg * gnorm_w; part[b, j] = sum of gg² over chunk j. */
