@@ -5,8 +5,13 @@
 #   bench.txt/json omni bench, all cases (T2I b1/b16, MMU, 16k context, VQ alone)
 #   pipelines.log  tests/device/pipelines.sh (omni run on CUDA, graphs on/off, two requests)
 #   ncu-*.txt      per-kernel times of one decode step (batch 1 and 16), when ncu exists
+#   bench-state-DT.txt/json  omni bench --state-dtype DT (t2i_b16, mmu) for each DT in
+#                  $STATE_DTYPES (default "bf16"; "" skips)
+#   lab-*.txt      $OMNI_CARRY/gemv_lab prod, m16 and mix, when tests/device/gemv_lab.sh
+#                  built it into the carried folder
 # Each part has its own time limit (seconds, environment): SUITES_S, BENCH_S,
-# PIPE_S, NCU_S; 0 skips a part. The bench weights live in $BENCH_DIR (/tmp/ob).
+# PIPE_S, NCU_S, STATE_S, LAB_S; 0 skips a part. The bench weights live in $BENCH_DIR
+# (/tmp/ob).
 #   tests/device/check-all.sh [COMMIT]
 set -uo pipefail
 OUT=${OUT:-.}
@@ -34,5 +39,19 @@ if [ "${NCU_S:-120}" != 0 ] && command -v ncu > /dev/null; then
     python3 tests/device/ncu_summary.py "$OUT/ncu-$c.csv" "$c one step (ncu)" > "$OUT/ncu-$c.txt" 2>&1
     rm -f "$OUT/ncu-$c.csv"
     head -12 "$OUT/ncu-$c.txt"
+  done
+fi
+if [ "${STATE_S:-120}" != 0 ]; then
+  for dt in ${STATE_DTYPES-bf16}; do
+    timeout "${STATE_S:-120}" "$OMNI_BIN" bench --cases t2i_b16,mmu --state-dtype "$dt" --dir "$BENCH_DIR" \
+      --commit "$COMMIT" --json "$OUT/bench-state-$dt.json" > "$OUT/bench-state-$dt.txt" 2>&1
+    echo "bench --state-dtype $dt: rc=$?"; grep "^|" "$OUT/bench-state-$dt.txt"
+  done
+fi
+LAB=$(dirname "$OMNI_BUILD")/gemv_lab
+if [ "${LAB_S:-90}" != 0 ] && [ -x "$LAB" ]; then
+  for mode in prod m16 mix; do
+    timeout "${LAB_S:-90}" "$LAB" $mode > "$OUT/lab-$mode.txt" 2>&1
+    echo "gemv_lab $mode: rc=$?"; grep WRONG "$OUT/lab-$mode.txt" | grep -vc inexact | sed "s/^/  results off the reference (not counting the inexact variants): /"
   done
 fi
