@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../kernels/cuda/gemv_parts.cuh"
+
 #define CK(x)                                                                                      \
     do {                                                                                           \
         cudaError_t e_ = (x);                                                                      \
@@ -25,15 +27,6 @@
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)
-
-__device__ __forceinline__ uint4 ld_stream(const uint4 *p)
-{
-    uint4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
-    return r;
-}
 
 /* ---- reference and read-bandwidth ceiling ------------------------------------------------ */
 
@@ -75,16 +68,6 @@ template <int U> __global__ void rd_k(const uint4 *w, int64_t n16, unsigned *out
 
 /* ---- FMA GEMV: a warp owns RPW rows; lane l reads 16 bytes at k = 8 l + 256 j, so one load
  * instruction covers 512 contiguous bytes of a row. x staged in shared memory (f32). --------- */
-__device__ __forceinline__ void bf8(uint4 v, float *f)
-{
-    const uint32_t a[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        f[2 * i] = __uint_as_float(a[i] << 16);
-        f[2 * i + 1] = __uint_as_float(a[i] & 0xffff0000u);
-    }
-}
-
 template <int M, int RPW, int U>
 __global__ void __launch_bounds__(256) fma_k(float *y, const float *x, const __nv_bfloat16 *w,
                                              int N, int K)
@@ -120,7 +103,7 @@ __global__ void __launch_bounds__(256) fma_k(float *y, const float *x, const __n
 #pragma unroll
             for (int r = 0; r < RPW; r++) {
                 float f[8];
-                bf8(v[r][u], f);
+                bf16x8(v[r][u], f);
 #pragma unroll
                 for (int m = 0; m < M; m++) {
                     const float4 a = *(const float4 *)(xs + m * K + k);
@@ -146,34 +129,6 @@ __global__ void __launch_bounds__(256) fma_k(float *y, const float *x, const __n
 /* ---- tensor-core GEMV (as kernels/cuda/decode.cu): a block owns 16 rows, warps split K.
  * CONTIG: warp w takes the contiguous steps [w ns/nw, (w+1) ns/nw) instead of w, w+nw, ...
  * PF: prefetch the block's tile into L2 first. -------------------------------------------- */
-__device__ __forceinline__ void mma16816(float *c, uint32_t a0, uint32_t a1, uint32_t a2,
-                                         uint32_t a3, uint32_t b0, uint32_t b1)
-{
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ void split2(float a, float b, uint32_t &hi, uint32_t &lo)
-{
-    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-    const float2 hf = __bfloat1622float2(h);
-    const __nv_bfloat162 l = __floats2bfloat162_rn(a - hf.x, b - hf.y);
-    hi = *reinterpret_cast<const uint32_t *>(&h);
-    lo = *reinterpret_cast<const uint32_t *>(&l);
-}
-__device__ __forceinline__ void l2_prefetch(const void *p, int64_t bytes)
-{
-    const int64_t pieces = (bytes + 4095) / 4096;
-    for (int64_t i = threadIdx.x; i < pieces; i += blockDim.x) {
-        const int64_t off = i * 4096;
-        const unsigned n = (unsigned)min((int64_t)4096, bytes - off);
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"((const char *)p + off),
-                     "r"(n)
-                     : "memory");
-    }
-}
-
 template <int MT, int U, bool PF, bool CONTIG>
 __global__ void __launch_bounds__(512) tc_k(float *y, const float *x, const __nv_bfloat16 *w,
                                             int M, int N, int K)
