@@ -185,6 +185,8 @@ __device__ __forceinline__ void tc_step(float (&ch)[MT][4], float (&cl)[MT][4], 
 #define GF_NO_PDL 1      /* launch without programmatic dependent launch */
 #define GF_NO_PREWAIT 2  /* issue no weight loads before pdl_wait */
 #define GF_CONTIG 4      /* tc: warp w takes a contiguous range of K steps (not w, w + nw, ...) */
+#define GF_MIX_SCALAR 8  /* decode_mix: one state value per load (not runs of four) */
+#define GF_ALL (GF_NO_PDL | GF_NO_PREWAIT | GF_CONTIG | GF_MIX_SCALAR)
 #define GF_X_VEC 256     /* (internal) x rows 16-byte aligned: float4 staging */
 
 /* U: K steps (of 32) whose weight loads a warp issues before any math. Warp w takes the
@@ -448,7 +450,7 @@ static int g_flags_set; /* g_flags came from omni__dec_gemv_flags or the environ
  * tuning knob read once, and any thread may make the first GEMV call */
 extern "C" __attribute__((visibility("default"))) void omni__dec_gemv_flags(int flags)
 {
-    __atomic_store_n(&g_flags, flags & (GF_NO_PDL | GF_NO_PREWAIT | GF_CONTIG), __ATOMIC_RELAXED);
+    __atomic_store_n(&g_flags, flags & GF_ALL, __ATOMIC_RELAXED);
     __atomic_store_n(&g_flags_set, 1, __ATOMIC_RELEASE);
 }
 
@@ -458,7 +460,7 @@ static int gemv_flags(void)
 {
     if (!__atomic_load_n(&g_flags_set, __ATOMIC_ACQUIRE)) {
         const char *v = getenv("OMNI_DEC_GEMV_FLAGS");
-        const int f = v ? (int)strtol(v, NULL, 0) & (GF_NO_PDL | GF_NO_PREWAIT | GF_CONTIG) : 0;
+        const int f = v ? (int)strtol(v, NULL, 0) & GF_ALL : 0;
         __atomic_store_n(&g_flags, f, __ATOMIC_RELAXED);
         __atomic_store_n(&g_flags_set, 1, __ATOMIC_RELEASE);
     }
@@ -703,9 +705,42 @@ extern "C" void omni_dec_norm_cuda(float *out, int64_t ldo, float *res_out, int6
 
 /* ---- SSD step + gate ---------------------------------------------------------------------- */
 
+/* four consecutive state values as one 16-byte (f32) or 8-byte (16-bit) access */
+__device__ __forceinline__ void mix_ld4(const float *p, float (&v)[4])
+{
+    const float4 t = *(const float4 *)p;
+    v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+}
+__device__ __forceinline__ void mix_st4(float *p, const float (&v)[4])
+{
+    *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]);
+}
+__device__ __forceinline__ float mix_f(unsigned short b, const __half *) { return __half2float(__ushort_as_half(b)); }
+__device__ __forceinline__ float mix_f(unsigned short b, const __nv_bfloat16 *) { return __bfloat162float(__ushort_as_bfloat16(b)); }
+__device__ __forceinline__ unsigned mix_b(float v, const __half *) { return __half_as_ushort(__float2half_rn(v)); }
+__device__ __forceinline__ unsigned mix_b(float v, const __nv_bfloat16 *) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
+template <typename ST> __device__ __forceinline__ void mix_ld4(const ST *p, float (&v)[4])
+{
+    const uint2 t = *(const uint2 *)p;
+    v[0] = mix_f((unsigned short)(t.x & 0xffff), p), v[1] = mix_f((unsigned short)(t.x >> 16), p);
+    v[2] = mix_f((unsigned short)(t.y & 0xffff), p), v[3] = mix_f((unsigned short)(t.y >> 16), p);
+}
+template <typename ST> __device__ __forceinline__ void mix_st4(ST *p, const float (&v)[4])
+{
+    *(uint2 *)p = make_uint2(mix_b(v[0], p) | mix_b(v[1], p) << 16, mix_b(v[2], p) | mix_b(v[3], p) << 16);
+}
+
+/* the state column of a lane's q-th value: lane + 32 q, or with VEC = 4 runs of four
+ * (one 16- or 8-byte access each: 2-byte loads of a 16-bit state left it at 2.3 TB/s) */
+template <int VEC> __device__ __forceinline__ int64_t mix_n(int lane, int q)
+{
+    return VEC == 1 ? lane + 32 * q : (int64_t)(q / VEC) * 32 * VEC + lane * VEC + q % VEC;
+}
+
 /* ST: the state's storage (float, __half, __nv_bfloat16); the update and y are f32, a
- * 16-bit state is stored rounded to nearest even */
-template <int NJ, int RW, typename ST>
+ * 16-bit state is stored rounded to nearest even. VEC = 4 needs N = 32 NJ (NJ % 4 == 0)
+ * and a 16-byte aligned state. */
+template <int NJ, int RW, typename ST, int VEC>
 __global__ void __launch_bounds__(256)
     dec_mix_k(float *g, int64_t ldg, float *part, int64_t ldp, const float *zx, int64_t ldz,
               const float *xbc, int64_t ldc, const float *A, const float *Dsk,
@@ -734,16 +769,24 @@ __global__ void __launch_bounds__(256)
 #pragma unroll
     for (int r = 0; r < RW; r++)
 #pragma unroll
-        for (int q = 0; q < NJ; q++) {
-            const int64_t n = lane + 32 * q;
-            Sr[r][q] = n < N ? omni__ld(S + r * N + n) : 0.0f;
+        for (int q = 0; q < NJ; q += VEC) {
+            const int64_t n = mix_n<VEC>(lane, q);
+            if (VEC == 4) {
+                float v[4];
+                mix_ld4(S + r * N + n, v);
+#pragma unroll
+                for (int i = 0; i < VEC; i++)
+                    Sr[r][q + i] = v[i];
+            } else {
+                Sr[r][q] = n < N ? omni__ld(S + r * N + n) : 0.0f;
+            }
         }
     const float dt = omni__softplus(zr[E + Cd + h] + dtb);
     const float da = expf(dt * Ah);
     float Bv[NJ], Cv[NJ];
 #pragma unroll
     for (int q = 0; q < NJ; q++) {
-        const int64_t n = lane + 32 * q;
+        const int64_t n = mix_n<VEC>(lane, q);
         Bv[q] = n < N ? dt * xb[E + grp * N + n] : 0.0f;
         Cv[q] = n < N ? xb[E + G * N + grp * N + n] : 0.0f;
     }
@@ -768,10 +811,17 @@ __global__ void __launch_bounds__(256)
 #pragma unroll
     for (int r = 0; r < RW; r++)
 #pragma unroll
-        for (int q = 0; q < NJ; q++) {
-            const int64_t n = lane + 32 * q;
-            if (n < N)
+        for (int q = 0; q < NJ; q += VEC) {
+            const int64_t n = mix_n<VEC>(lane, q);
+            if (VEC == 4) {
+                float v[4];
+#pragma unroll
+                for (int i = 0; i < VEC; i++)
+                    v[i] = Sr[r][q + i];
+                mix_st4(S + r * N + n, v);
+            } else if (n < N) {
                 omni__st(S + r * N + n, Sr[r][q]);
+            }
         }
     if (lane == 0)
         wsum[warp] = ssq;
@@ -785,20 +835,24 @@ __global__ void __launch_bounds__(256)
     }
 }
 
+#define MIX_ST(NJ, RW, ST, VEC)                                                                    \
+    dec_launch(1, dec_mix_k<NJ, RW, ST, VEC>, grid, dim3(256), 0, g, ldg, part, ldp, zx, ldz, xbc, \
+               ldc, A, Dsk, dt_bias, gnw, (ST *)state, d->H, d->P, d->G, d->N)
+#define MIX_VEC(NJ, RW, ST)                                                                        \
+    do {                                                                                           \
+        if (NJ % 4 == 0 && vec4)                                                                   \
+            MIX_ST(NJ, RW, ST, (NJ % 4 == 0 ? 4 : 1));                                             \
+        else                                                                                       \
+            MIX_ST(NJ, RW, ST, 1);                                                                 \
+    } while (0)
 #define MIX_GO(NJ, RW)                                                                             \
     do {                                                                                           \
         if (state_dtype == OMNI_DTYPE_BF16)                                                        \
-            dec_launch(1, dec_mix_k<NJ, RW, __nv_bfloat16>, grid, dim3(256), 0, g, ldg, part, ldp, \
-                       zx, ldz, xbc, ldc, A, Dsk, dt_bias, gnw, (__nv_bfloat16 *)state, d->H,      \
-                       d->P, d->G, d->N);                                                          \
+            MIX_VEC(NJ, RW, __nv_bfloat16);                                                        \
         else if (state_dtype == OMNI_DTYPE_F16)                                                    \
-            dec_launch(1, dec_mix_k<NJ, RW, __half>, grid, dim3(256), 0, g, ldg, part, ldp, zx,    \
-                       ldz, xbc, ldc, A, Dsk, dt_bias, gnw, (__half *)state, d->H, d->P, d->G,     \
-                       d->N);                                                                      \
+            MIX_VEC(NJ, RW, __half);                                                               \
         else                                                                                       \
-            dec_launch(1, dec_mix_k<NJ, RW, float>, grid, dim3(256), 0, g, ldg, part, ldp, zx,     \
-                       ldz, xbc, ldc, A, Dsk, dt_bias, gnw, (float *)state, d->H, d->P, d->G,      \
-                       d->N);                                                                      \
+            MIX_VEC(NJ, RW, float);                                                                \
     } while (0)
 #define MIX_RW(NJ)                                                                                 \
     do {                                                                                           \
@@ -828,6 +882,9 @@ extern "C" void omni_dec_mix_cuda(float *g, int64_t ldg, float *part, int64_t ld
         return;
     }
     const dim3 grid((unsigned)nparts, (unsigned)d->B);
+    /* runs of four values per lane: every lane's values are real columns and aligned */
+    const int vec4 = (nj == 4 || nj == 8) && d->N == 32 * nj && ((uintptr_t)state & 15) == 0 &&
+                     !(gemv_flags() & GF_MIX_SCALAR);
     if (nj <= 1)
         MIX_RW(1);
     else if (nj <= 2)

@@ -9,9 +9,9 @@
  * groupnorm_coef: the same statistics for (sample, group) runs cut into chunks
  *   of GN_CHUNK values (so B*G*chunks blocks fill the device): each block
  *   writes count, mean and M2 of its chunk (two passes in double over the
- *   chunk, L1/L2-resident for the second), then one thread per run merges
- *   its chunks in order (Chan et al.) and writes the per-channel
- *   coefficients (mu_hi, mu_lo, rstd * w[c], bias[c]). Partials live in the
+ *   chunk, L1/L2-resident for the second), then one warp per run merges
+ *   its chunks (Chan et al.: each lane a strided set in order, then the
+ *   lanes in a fixed tree) and writes the per-channel coefficients (mu_hi, mu_lo, rstd * w[c], bias[c]). Partials live in the
  *   device's small fixed scratch.
  * upsample: one thread per output element. */
 #include "common.cuh"
@@ -103,27 +103,48 @@ __global__ void __launch_bounds__(256) gn_part_k(double *part, const float *x, i
     }
 }
 
-__global__ void gn_coef_k(float *coef, const double *part, const float *w, const float *bias,
-                          int64_t C, int64_t G, int nch, int64_t BG, float eps)
+/* Chan's merge of the run (nb, mb, m2b) into (na, mean, m2) */
+__device__ __forceinline__ void gn_merge(double &na, double &mean, double &m2, double nb, double mb,
+                                         double m2b)
 {
-    const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (nb <= 0.0)
+        return;
+    const double nn = na + nb, d = mb - mean;
+    mean += d * (nb / nn);
+    m2 += m2b + d * d * (na * nb / nn);
+    na = nn;
+}
+
+/* one warp per (sample, group): lane l merges the chunks l, l + 32, ... in order, then
+ * the lanes meet in a fixed tree (deterministic); the group's coefficients are written by
+ * the lanes together. (One thread per group merging all its chunks took 17 us per call
+ * for VQ-16's 256x256 GroupNorms on an H200.) */
+__global__ void __launch_bounds__(128) gn_coef_k(float *coef, const double *part, const float *w,
+                                                 const float *bias, int64_t C, int64_t G, int nch,
+                                                 int64_t BG, float eps)
+{
+    const int lane = threadIdx.x & 31;
+    const int64_t t = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     if (t >= BG)
         return;
     const double *p = part + 3 * t * nch;
     double na = 0.0, mean = 0.0, m2 = 0.0;
-    for (int c = 0; c < nch; c++) {
-        const double nb = p[3 * c], mb = p[3 * c + 1], m2b = p[3 * c + 2];
-        if (nb <= 0.0)
-            continue;
-        const double nn = na + nb, d = mb - mean;
-        mean += d * (nb / nn);
-        m2 += m2b + d * d * (na * nb / nn);
-        na = nn;
+    for (int c = lane; c < nch; c += 32)
+        gn_merge(na, mean, m2, p[3 * c], p[3 * c + 1], p[3 * c + 2]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const double nb = __shfl_down_sync(0xffffffffu, na, o);
+        const double mb = __shfl_down_sync(0xffffffffu, mean, o);
+        const double m2b = __shfl_down_sync(0xffffffffu, m2, o);
+        gn_merge(na, mean, m2, nb, mb, m2b);
     }
+    na = __shfl_sync(0xffffffffu, na, 0);
+    mean = __shfl_sync(0xffffffffu, mean, 0);
+    m2 = __shfl_sync(0xffffffffu, m2, 0);
     const double rstd = 1.0 / sqrt(m2 / na + (double)eps);
     const float mu_hi = (float)mean, mu_lo = (float)(mean - (double)mu_hi);
     const int64_t cpg = C / G, c0 = (t % G) * cpg, b = t / G;
-    for (int64_t c = 0; c < cpg; c++) {
+    for (int64_t c = lane; c < cpg; c += 32) {
         float *cf = coef + (b * C + c0 + c) * 4;
         cf[0] = mu_hi;
         cf[1] = mu_lo;
@@ -161,6 +182,6 @@ extern "C" void omni_groupnorm_coef_cuda(float *coef, const float *x, const floa
         return;
     }
     OMNI_LAUNCH(gn_part_k, (unsigned)(BG * nch), 256, 0, part, x, n, chunk, (int)nch);
-    OMNI_LAUNCH(gn_coef_k, omni__blocks(BG, 128), 128, 0, coef, part, w, bias, C, G, (int)nch, BG,
-                eps);
+    OMNI_LAUNCH(gn_coef_k, omni__blocks(BG * 32, 128), 128, 0, coef, part, w, bias, C, G, (int)nch,
+                BG, eps);
 }

@@ -261,6 +261,14 @@ START_TEST(test_decode_mix_matches_cpu)
         one_mix_s(Bs[i], 64, 64, 1, 128, 32, OMNI_DTYPE_BF16);
         one_mix_s(Bs[i], 64, 64, 1, 128, 8, OMNI_DTYPE_F16);
         one_mix_s(Bs[i], 6, 24, 2, 40, 8, OMNI_DTYPE_BF16);
+        /* N = 256: eight values per lane, two runs of four */
+        one_mix(Bs[i], 4, 32, 2, 256, 16);
+        one_mix_s(Bs[i], 4, 32, 2, 256, 16, OMNI_DTYPE_F16);
+        /* the one-value-per-load layout the runs of four replaced, still selectable */
+        omni__dec_gemv_flags(8);
+        one_mix(Bs[i], 64, 64, 1, 128, 32);
+        one_mix_s(Bs[i], 64, 64, 1, 128, 32, OMNI_DTYPE_BF16);
+        omni__dec_gemv_flags(0);
     }
 }
 END_TEST

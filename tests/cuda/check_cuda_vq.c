@@ -167,6 +167,10 @@ START_TEST(test_conv2d_fused_matches_cpu)
         one_fused(1, 128, 64, 64, 3, 3, F_COEF | F_SILU, wdt);          /* conv_out */
         one_fused(2, 64, 16, 16, 64, 3, F_UP, wdt);                     /* upsample conv */
         one_fused(1, 32, 7, 9, 130, 3, 0, wdt);                         /* plain, Cout past a tile */
+        /* each unfolding kernel: 3x3 with Wo % 8 == 0 above; Wo % 4 == 0 (3x3, 1x1, 5x5) */
+        one_fused(2, 24, 6, 12, 40, 3, F_COEF | F_SILU, wdt);
+        one_fused(2, 48, 8, 4, 24, 1, F_RES, wdt);
+        one_fused(1, 8, 4, 6, 16, 5, F_COEF | F_UP, wdt);
     }
 }
 END_TEST
