@@ -100,9 +100,13 @@ int omni__dec_gemv_tc_cuda(float *y, int64_t ldy, const float *x, int64_t ldx, c
  * block (2..16) and u weight steps in flight per warp (4 or 8); 0, 0 restores the
  * automatic choice. */
 __attribute__((visibility("default"))) void omni__dec_tc_config(int nw, int u);
+/* Tuning hook for tests: rt = 1 or 2 column tiles of 16 per tensor-core block; 0 restores
+ * the automatic choice. */
+__attribute__((visibility("default"))) void omni__dec_tc_tiles(int rt);
 /* Tuning hook for tests (tests/device/gemv_lab.cu): 1 = no programmatic dependent launch,
  * 2 = no weight loads before the wait on the previous kernel, 4 = the tensor-core tile's
- * warps take contiguous ranges of K steps; 0 restores the default. */
+ * warps take contiguous ranges of K steps, 8 = decode_mix loads one state value at a time,
+ * 16 = one column tile per tensor-core block everywhere; 0 restores the default. */
 __attribute__((visibility("default"))) void omni__dec_gemv_flags(int flags);
 #endif
 

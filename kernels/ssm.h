@@ -48,6 +48,8 @@ struct omni_ssd_dims {
     int64_t dt_sb, dt_st;      /* dt_raw: (B,T,H) */
     int64_t b_sb, b_st, b_sg;  /* Bm: (B,T,G,N) */
     int64_t c_sb, c_st, c_sg;  /* Cm: (B,T,G,N) */
+    int zero_in;               /* scan: the state's content on entry is taken as zeros and
+                                  never read (a prefill from scratch); written as usual */
 };
 
 /* Selective scan over a sequence (mamba2.md 1.3, 1.5, 2):

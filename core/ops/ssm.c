@@ -189,15 +189,15 @@ static int check_ssd(struct omni_error *err, const char *op, int seq, struct omn
     return OMNI_OK;
 }
 
-int omni_op_ssd_scan(struct omni_tensor *y, const struct omni_tensor *x,
-                     const struct omni_tensor *dt_raw, const struct omni_tensor *A,
-                     const struct omni_tensor *Bm, const struct omni_tensor *Cm,
-                     const struct omni_tensor *D, const struct omni_tensor *dt_bias,
-                     struct omni_tensor *state, int64_t chunk, struct omni_error *err)
+static int ssd_scan(const char *op, int zero_in, struct omni_tensor *y, const struct omni_tensor *x,
+                    const struct omni_tensor *dt_raw, const struct omni_tensor *A,
+                    const struct omni_tensor *Bm, const struct omni_tensor *Cm,
+                    const struct omni_tensor *D, const struct omni_tensor *dt_bias,
+                    struct omni_tensor *state, int64_t chunk, struct omni_error *err)
 {
-    static const char op[] = "omni_op_ssd_scan";
     struct omni_ssd_dims d;
     TRY(check_ssd(err, op, 1, y, x, dt_raw, A, Bm, Cm, D, dt_bias, state, &d));
+    d.zero_in = zero_in;
     if (chunk < 0)
         return omni_error_set(err, OMNI_EINVAL, "%s: chunk %lld must be >= 0 (0 = sequential)", op,
                               (long long)chunk);
@@ -216,6 +216,25 @@ int omni_op_ssd_scan(struct omni_tensor *y, const struct omni_tensor *x,
         return omni_error_set(err, rc, "%s: out of memory for the scan's scratch (B=%lld G=%lld chunk=%lld)",
                               op, (long long)d.B, (long long)d.G, (long long)chunk);
     return OMNI_OK;
+}
+
+int omni_op_ssd_scan(struct omni_tensor *y, const struct omni_tensor *x,
+                     const struct omni_tensor *dt_raw, const struct omni_tensor *A,
+                     const struct omni_tensor *Bm, const struct omni_tensor *Cm,
+                     const struct omni_tensor *D, const struct omni_tensor *dt_bias,
+                     struct omni_tensor *state, int64_t chunk, struct omni_error *err)
+{
+    return ssd_scan("omni_op_ssd_scan", 0, y, x, dt_raw, A, Bm, Cm, D, dt_bias, state, chunk, err);
+}
+
+int omni_op_ssd_scan_from_zero(struct omni_tensor *y, const struct omni_tensor *x,
+                               const struct omni_tensor *dt_raw, const struct omni_tensor *A,
+                               const struct omni_tensor *Bm, const struct omni_tensor *Cm,
+                               const struct omni_tensor *D, const struct omni_tensor *dt_bias,
+                               struct omni_tensor *state, int64_t chunk, struct omni_error *err)
+{
+    return ssd_scan("omni_op_ssd_scan_from_zero", 1, y, x, dt_raw, A, Bm, Cm, D, dt_bias, state,
+                    chunk, err);
 }
 
 int omni_op_ssd_step(struct omni_tensor *y, const struct omni_tensor *x,

@@ -430,6 +430,8 @@ int omni_ssd_scan_cpu(float *y, const float *x, const float *dt_raw, const float
     if (d->T <= 0 || d->B <= 0 || d->H <= 0)
         return OMNI_OK;
     const int64_t BH = d->B * d->H, PN = d->P * d->N;
+    if (d->zero_in) /* the reference: what a zero state gives */
+        memset(state, 0, sizeof(float) * (size_t)(BH * PN));
     if (chunk == 0) {
         run(BH, BH * d->T * PN, seq_heads, &c);
         return atomic_load(&c.nomem) ? OMNI_ENOMEM : OMNI_OK;

@@ -128,42 +128,48 @@ __device__ __forceinline__ void dec_rowscale(float *rs, int M, const struct omni
 
 /* ---- tensor-core GEMV ----------------------------------------------------------------- */
 
-/* the tile's end: warp partials meet in shared memory (red: [nw][16 n][16 m]) and are
- * summed in warp order; one thread per (m, n) runs the epilogue */
-template <int MT>
-__device__ __forceinline__ void tc_finish(float *red, float *rs, const float (&ch)[MT][4],
-                                          const float (&cl)[MT][4], float *y, int64_t ldy, int M,
-                                          int64_t N, int64_t n0, float alpha, float beta,
+/* the tiles' end: warp partials meet in shared memory (red: [RT][nw][16 n][16 m]) and are
+ * summed in warp order; one thread per (tile, m, n) runs the epilogue */
+template <int MT, int RT>
+__device__ __forceinline__ void tc_finish(float *red, float *rs, const float (&ch)[RT][MT][4],
+                                          const float (&cl)[RT][MT][4], float *y, int64_t ldy,
+                                          int M, int64_t N, int64_t n0, float alpha, float beta,
                                           const float *bias, const struct omni_dec_epi &e)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int g = lane >> 2, t = lane & 3;
-    float *my = red + warp * 256;
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++) {
-        my[g * 16 + mt * 8 + 2 * t] = ch[mt][0] + cl[mt][0];
-        my[g * 16 + mt * 8 + 2 * t + 1] = ch[mt][1] + cl[mt][1];
-        my[(g + 8) * 16 + mt * 8 + 2 * t] = ch[mt][2] + cl[mt][2];
-        my[(g + 8) * 16 + mt * 8 + 2 * t + 1] = ch[mt][3] + cl[mt][3];
+    for (int r = 0; r < RT; r++) {
+        float *my = red + (r * nw + warp) * 256;
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            my[g * 16 + mt * 8 + 2 * t] = ch[r][mt][0] + cl[r][mt][0];
+            my[g * 16 + mt * 8 + 2 * t + 1] = ch[r][mt][1] + cl[r][mt][1];
+            my[(g + 8) * 16 + mt * 8 + 2 * t] = ch[r][mt][2] + cl[r][mt][2];
+            my[(g + 8) * 16 + mt * 8 + 2 * t + 1] = ch[r][mt][3] + cl[r][mt][3];
+        }
     }
     if (e.part)
         dec_rowscale(rs, M, e);
     __syncthreads();
-    for (int o = threadIdx.x; o < 16 * MT * 8; o += blockDim.x) {
-        const int ml = o >> 4, nl = o & 15;
-        const int64_t n = n0 + nl;
+    for (int o = threadIdx.x; o < RT * 16 * MT * 8; o += blockDim.x) {
+        const int r = o / (16 * MT * 8), oo = o - r * (16 * MT * 8);
+        const int ml = oo >> 4, nl = oo & 15;
+        const int64_t n = n0 + 16 * r + nl;
         if (ml < M && n < N) {
             float acc = 0.0f;
             for (int wi = 0; wi < nw; wi++)
-                acc += red[wi * 256 + nl * 16 + ml];
+                acc += red[(r * nw + wi) * 256 + nl * 16 + ml];
             dec_store(y, ldy, ml, n, acc, alpha, beta, bias, e.part ? rs : nullptr, e);
         }
     }
 }
 
-/* products of one 32-wide K step: A/Bw the lane's 16-byte chunks of rows g and g + 8 */
-template <int MT>
-__device__ __forceinline__ void tc_step(float (&ch)[MT][4], float (&cl)[MT][4], uint4 A, uint4 Bw,
+/* products of one 32-wide K step for RT tiles of 16 columns: A[r]/Bw[r] the lane's
+ * 16-byte chunks of tile r's rows g and g + 8; x is loaded and split once for all tiles */
+template <int MT, int RT>
+__device__ __forceinline__ void tc_step(float (&ch)[RT][MT][4], float (&cl)[RT][MT][4],
+                                        const uint4 (&A)[RT], const uint4 (&Bw)[RT],
                                         const float4 *const (&xr)[MT], int64_t s)
 {
 #pragma unroll
@@ -174,10 +180,13 @@ __device__ __forceinline__ void tc_step(float (&ch)[MT][4], float (&cl)[MT][4], 
         split2(x0.z, x0.w, h1, l1);
         split2(x1.x, x1.y, h2, l2);
         split2(x1.z, x1.w, h3, l3);
-        mma16816(ch[mt], A.x, Bw.x, A.y, Bw.y, h0, h1);
-        mma16816(cl[mt], A.x, Bw.x, A.y, Bw.y, l0, l1);
-        mma16816(ch[mt], A.z, Bw.z, A.w, Bw.w, h2, h3);
-        mma16816(cl[mt], A.z, Bw.z, A.w, Bw.w, l2, l3);
+#pragma unroll
+        for (int r = 0; r < RT; r++) {
+            mma16816(ch[r][mt], A[r].x, Bw[r].x, A[r].y, Bw[r].y, h0, h1);
+            mma16816(cl[r][mt], A[r].x, Bw[r].x, A[r].y, Bw[r].y, l0, l1);
+            mma16816(ch[r][mt], A[r].z, Bw[r].z, A[r].w, Bw[r].w, h2, h3);
+            mma16816(cl[r][mt], A[r].z, Bw[r].z, A[r].w, Bw[r].w, l2, l3);
+        }
     }
 }
 
@@ -186,7 +195,8 @@ __device__ __forceinline__ void tc_step(float (&ch)[MT][4], float (&cl)[MT][4], 
 #define GF_NO_PREWAIT 2  /* issue no weight loads before pdl_wait */
 #define GF_CONTIG 4      /* tc: warp w takes a contiguous range of K steps (not w, w + nw, ...) */
 #define GF_MIX_SCALAR 8  /* decode_mix: one state value per load (not runs of four) */
-#define GF_ALL (GF_NO_PDL | GF_NO_PREWAIT | GF_CONTIG | GF_MIX_SCALAR)
+#define GF_ONE_TILE 16   /* tc: one 16-column tile per block, also where two are chosen */
+#define GF_ALL (GF_NO_PDL | GF_NO_PREWAIT | GF_CONTIG | GF_MIX_SCALAR | GF_ONE_TILE)
 #define GF_X_VEC 256     /* (internal) x rows 16-byte aligned: float4 staging */
 
 /* U: K steps (of 32) whose weight loads a warp issues before any math. Warp w takes the
@@ -195,35 +205,41 @@ __device__ __forceinline__ void tc_step(float (&ch)[MT][4], float (&cl)[MT][4], 
  * so they overlap the previous kernel's tail. A cp.async variant that keeps the bytes in
  * flight in shared memory instead of registers was slower at 16 rows (42.8 against 36.0
  * us per layer, tests/results/cuda/s3-NVIDIA-H200/run7-cpasync-lab-prod.txt) and was dropped. */
-template <int MT, int U>
-__global__ void __launch_bounds__(512)
+template <int MT, int U, int RT>
+__global__ void __launch_bounds__(RT == 1 ? 512 : 256)
     dec_tc_k(float *y, int64_t ldy, const float *x, int64_t ldx, const __nv_bfloat16 *w,
              const float *bias, int M, int64_t N, int64_t K, float alpha, float beta,
              struct omni_dec_epi e, int fl)
 {
-    extern __shared__ float red[]; /* [nw][16 n][16 m] */
+    extern __shared__ float red[]; /* [RT][nw][16 n][16 m] */
     __shared__ float rs[OMNI_DEC_MAX_M];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int g = lane >> 2, t = lane & 3;
-    const int64_t n0 = (int64_t)blockIdx.x * 16;
-    /* rows past N / M are clamped (valid memory) and their results dropped */
-    const int64_t ra = min(n0 + g, N - 1), rb = min(n0 + g + 8, N - 1);
+    const int64_t n0 = (int64_t)blockIdx.x * 16 * RT;
     const int64_t ns = K / 32, spw = (ns + nw - 1) / nw;
     const bool il = !(fl & GF_CONTIG);
     /* steps sb, sb + st, ... < se */
     const int64_t sb = il ? warp : min(ns, warp * spw), se = il ? ns : min(ns, sb + spw);
     const int64_t st = il ? nw : 1;
-    const uint4 *wa = reinterpret_cast<const uint4 *>(w + ra * K) + t;
-    const uint4 *wb = reinterpret_cast<const uint4 *>(w + rb * K) + t;
-    uint4 A[U], Bw[U];
+    /* rows past N / M are clamped (valid memory) and their results dropped */
+    const uint4 *wa[RT], *wb[RT];
+#pragma unroll
+    for (int r = 0; r < RT; r++) {
+        wa[r] = reinterpret_cast<const uint4 *>(w + min(n0 + 16 * r + g, N - 1) * K) + t;
+        wb[r] = reinterpret_cast<const uint4 *>(w + min(n0 + 16 * r + g + 8, N - 1) * K) + t;
+    }
+    uint4 A[U][RT], Bw[U][RT];
     pdl_trigger();
     const bool pre = !(fl & GF_NO_PREWAIT);
     if (pre) {
 #pragma unroll
         for (int u = 0; u < U; u++)
             if (sb + u * st < se) {
-                A[u] = ld_stream(wa + (sb + u * st) * 4);
-                Bw[u] = ld_stream(wb + (sb + u * st) * 4);
+#pragma unroll
+                for (int r = 0; r < RT; r++) {
+                    A[u][r] = ld_stream(wa[r] + (sb + u * st) * 4);
+                    Bw[u][r] = ld_stream(wb[r] + (sb + u * st) * 4);
+                }
             }
     }
     pdl_wait();
@@ -231,19 +247,24 @@ __global__ void __launch_bounds__(512)
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
         xr[mt] = reinterpret_cast<const float4 *>(x + (int64_t)min(mt * 8 + g, M - 1) * ldx) + 2 * t;
-    float ch[MT][4], cl[MT][4]; /* products with the hi and the lo part of x */
+    float ch[RT][MT][4], cl[RT][MT][4]; /* products with the hi and the lo part of x */
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
+    for (int r = 0; r < RT; r++)
 #pragma unroll
-        for (int i = 0; i < 4; i++)
-            ch[mt][i] = cl[mt][i] = 0.0f;
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                ch[r][mt][i] = cl[r][mt][i] = 0.0f;
     for (int64_t s0 = sb; s0 < se; s0 += U * st) {
         if (s0 != sb || !pre) {
 #pragma unroll
             for (int u = 0; u < U; u++)
                 if (s0 + u * st < se) {
-                    A[u] = ld_stream(wa + (s0 + u * st) * 4);
-                    Bw[u] = ld_stream(wb + (s0 + u * st) * 4);
+#pragma unroll
+                    for (int r = 0; r < RT; r++) {
+                        A[u][r] = ld_stream(wa[r] + (s0 + u * st) * 4);
+                        Bw[u][r] = ld_stream(wb[r] + (s0 + u * st) * 4);
+                    }
                 }
         }
 #pragma unroll
@@ -251,10 +272,10 @@ __global__ void __launch_bounds__(512)
             const int64_t s = s0 + u * st;
             if (s >= se) /* warp-uniform */
                 break;
-            tc_step<MT>(ch, cl, A[u], Bw[u], xr, s);
+            tc_step<MT, RT>(ch, cl, A[u], Bw[u], xr, s);
         }
     }
-    tc_finish<MT>(red, rs, ch, cl, y, ldy, M, N, n0, alpha, beta, bias, e);
+    tc_finish<MT, RT>(red, rs, ch, cl, y, ldy, M, N, n0, alpha, beta, bias, e);
 }
 
 
@@ -436,12 +457,18 @@ __global__ void __launch_bounds__(FMA_NW * 32)
 }
 
 static int tc_force_nw, tc_force_u; /* 0: automatic (omni__dec_tc_config) */
+static int tc_force_rt;             /* 0: automatic (omni__dec_tc_tiles) */
 static int g_flags;                    /* GF_* (omni__dec_gemv_flags) */
 
 extern "C" __attribute__((visibility("default"))) void omni__dec_tc_config(int nw, int u)
 {
     tc_force_nw = nw;
     tc_force_u = u;
+}
+
+extern "C" __attribute__((visibility("default"))) void omni__dec_tc_tiles(int rt)
+{
+    tc_force_rt = rt;
 }
 
 static int g_flags_set; /* g_flags came from omni__dec_gemv_flags or the environment */
@@ -479,20 +506,39 @@ static void fma_launch(float *y, int64_t ldy, const float *x, int64_t ldx, const
                fl | vec);
 }
 
-template <int MT, int U>
+template <int MT, int U, int RT>
 static void tc_launch(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                       const float *bias, int64_t M, int64_t N, int64_t K, float alpha, float beta,
                       const struct omni_dec_epi &e, int nw, int fl, int pdl)
 {
-    dec_launch(pdl, dec_tc_k<MT, U>, dim3(omni__blocks(N, 16)), dim3(nw * 32),
-               (size_t)nw * 256 * sizeof(float), y, ldy, x, ldx, (const __nv_bfloat16 *)w, bias,
-               (int)M, N, K, alpha, beta, e, fl);
+    dec_launch(pdl, dec_tc_k<MT, U, RT>, dim3(omni__blocks(N, 16 * RT)), dim3(nw * 32),
+               (size_t)RT * nw * 256 * sizeof(float), y, ldy, x, ldx, (const __nv_bfloat16 *)w,
+               bias, (int)M, N, K, alpha, beta, e, fl);
+}
+
+/* MT row tiles (M <= 8 or <= 16), U = 4 or 8 loads in flight, RT = 1 or 2 column tiles */
+template <int MT>
+static void tc_go(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
+                  const float *bias, int64_t M, int64_t N, int64_t K, float alpha, float beta,
+                  const struct omni_dec_epi &e, int nw, int u, int rt, int fl, int pdl)
+{
+    if (rt == 2) {
+        if (u == 2)
+            tc_launch<MT, 2, 2>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, fl, pdl);
+        else
+            tc_launch<MT, 4, 2>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, fl, pdl);
+    } else if (u == 8) {
+        tc_launch<MT, 8, 1>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, fl, pdl);
+    } else {
+        tc_launch<MT, 4, 1>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, fl, pdl);
+    }
 }
 
 /* The bf16 GEMV: FMA rows for M <= 2 (unless a tensor-core configuration is forced), the
  * tensor-core tile otherwise. Per-shape choice of the tile's warps and loads in flight,
- * from the H200 sweep of tests/device/gemv_lab.cu at M = 16: the heads (N K >= 32M)
- * 4 warps x 8, K >= 4096 (out_proj) 16 x 8, else (in_proj) 4 x 4. */
+ * from the H200 sweeps of tests/device/gemv_lab.cu and check_cuda_decode at M = 16: the
+ * heads (N K >= 32M) two tiles of 8 warps x 4 (one tile, 4 x 8, below 64 columns per
+ * SM), K >= 4096 (out_proj) 16 x 8, else (in_proj) 4 x 4. */
 static int bf16_gemv(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
                      int w_dtype, const float *bias, int64_t M, int64_t N, int64_t K, float alpha,
                      float beta, const struct omni_dec_epi *epi, int pdl)
@@ -518,26 +564,32 @@ static int bf16_gemv(float *y, int64_t ldy, const float *x, int64_t ldx, const v
     }
     if (K < 32 || K % 32 || ((uintptr_t)x & 15) || (M > 1 && ldx % 4))
         return 0;
-    int nw = 4, u = 4;
-    if ((double)N * (double)K >= 32.0 * 1024 * 1024)
+    /* the heads (N K >= 32M): two column tiles per block (x loaded and split once for
+     * both), 8 warps, 4 steps in flight; at M = 16 on the H200 32.1 us against 35.0 for
+     * one tile (u 8, 4 warps). in_proj was slower with two tiles (23.3-23.9 against 22.3 us)
+     * and the bench step with them 2.804 against 2.685 ms (tests/results/cuda/s4-NVIDIA-H200). */
+    int nw = 4, u = 4, rt = 1;
+    if ((double)N * (double)K >= 32.0 * 1024 * 1024) {
         u = 8;
-    else if (K >= 4096)
+        if (N >= 64 * (int64_t)omni__cuda_sm_count() && !(fl & GF_ONE_TILE))
+            nw = 8, rt = 2;
+    } else if (K >= 4096) {
         nw = 16, u = 8;
+    }
     if (tc_force_nw)
         nw = tc_force_nw;
     if (tc_force_u)
         u = tc_force_u;
-    if (M > 8) {
-        if (u == 4)
-            tc_launch<2, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, fl, pdl);
-        else
-            tc_launch<2, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, fl, pdl);
-    } else {
-        if (u == 4)
-            tc_launch<1, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, fl, pdl);
-        else
-            tc_launch<1, 8>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, fl, pdl);
-    }
+    if (tc_force_rt)
+        rt = tc_force_rt;
+    if (rt == 2 && u == 8) /* two tiles keep at most 4 steps of loads in flight */
+        u = 4;
+    if (rt == 2 && nw > 8) /* and run at most 8 warps (registers) */
+        rt = 1;
+    if (M > 8)
+        tc_go<2>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, u, rt, fl, pdl);
+    else
+        tc_go<1>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, nw, u, rt, fl, pdl);
     return 1;
 }
 

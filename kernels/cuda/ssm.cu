@@ -558,6 +558,7 @@ __global__ void __launch_bounds__(CTHREADS, 4)
     const int64_t PN = d.P * d.N;
     float *out = fin ? state + (b * d.H + h) * PN : Sb + z * PN;
     const float el = fin ? expf(fminf(pc[Q - 1].a, 0.0f)) : 0.0f;
+    const bool keep = fin && !d.zero_in; /* add the decayed initial state */
 #pragma unroll
     for (int i = 0; i < 8; i++) {
         const int p = pt * CT + ty * 8 + i;
@@ -566,7 +567,7 @@ __global__ void __launch_bounds__(CTHREADS, 4)
             const int n = ntl * CT + tx * 4 + j;
             if (p < d.P && n < d.N) {
                 float *o = out + (int64_t)p * d.N + n;
-                *o = fin ? el * *o + acc[i][j] : acc[i][j];
+                *o = keep ? el * *o + acc[i][j] : acc[i][j];
             }
         }
     }
@@ -579,7 +580,7 @@ __global__ void __launch_bounds__(CTHREADS, 4)
  * grid (B H, element blocks of 256). */
 __global__ void __launch_bounds__(256) ssd_pass_k(float *__restrict__ Sb, float *__restrict__ state,
                                                   const struct ssd_pos *__restrict__ pos, int H,
-                                                  int PN, int Q, int nc)
+                                                  int PN, int Q, int nc, int zero_in)
 {
     const int e = blockIdx.y * 256 + threadIdx.x;
     if (e >= PN)
@@ -588,7 +589,7 @@ __global__ void __launch_bounds__(256) ssd_pass_k(float *__restrict__ Sb, float 
     const struct ssd_pos *last = pos + (int64_t)bh * nc * Q + (Q - 1);
     float *sp = Sb + ((int64_t)b * nc * H + h) * PN + e;
     const int64_t cstep = (int64_t)H * PN;
-    float hin = state[(int64_t)bh * PN + e];
+    float hin = zero_in ? 0.0f : state[(int64_t)bh * PN + e];
     for (int c0 = 0; c0 < nc; c0 += PASS_U) {
         float sc[PASS_U], la[PASS_U];
 #pragma unroll
@@ -651,7 +652,9 @@ __global__ void __launch_bounds__(CTHREADS, 4)
         alh[tid] = make_float2(q.a, q.al);
         el[tid] = expf(fminf(q.a, 0.0f));
     }
-    const int n_in = (min((lt + 1) * CT, len) + CK - 1) / CK, steps = n_in + (d.N + CK - 1) / CK;
+    /* Hin is zero for the first chunk of a scan from a zero state: no N steps */
+    const int n_in = (min((lt + 1) * CT, len) + CK - 1) / CK;
+    const int steps = n_in + (d.zero_in && c == 0 ? 0 : (d.N + CK - 1) / CK);
     float wr[CM], xr[CM], sa = 0.0f, sal = 0.0f, sdt = 0.0f;
     auto fetch = [&](int j) {
         if (j < n_in) {
@@ -750,14 +753,15 @@ extern "C" int omni_ssd_scan_cuda(float *y, const float *x, const float *dt_raw,
 {
     if (d->B * d->H * d->P == 0 || d->T == 0)
         return OMNI_OK;
-    if (chunk == 0) {
-        ssd_rows(y, x, dt_raw, A, Bm, Cm, D, dt_bias, state, d);
-        return OMNI_OK;
-    }
     /* a chunk longer than the sequence computes what a T-long one does (the
      * rest is dt = 0 padding), as in the CPU twin */
-    const int64_t Q = chunk < d->T ? chunk : d->T, nc = (d->T + Q - 1) / Q;
-    if (!chunked_fits(d, Q, nc)) {
+    const int64_t Q = chunk == 0 ? 0 : chunk < d->T ? chunk : d->T;
+    const int64_t nc = chunk == 0 ? 0 : (d->T + Q - 1) / Q;
+    if (chunk == 0 || !chunked_fits(d, Q, nc)) {
+        /* the sequential recurrence reads the state: give it the zeros it stands for */
+        if (d->zero_in)
+            OMNI_CUDA_CHECK(cudaMemsetAsync(
+                state, 0, (size_t)(d->B * d->H * d->P * d->N) * sizeof(float), OMNI_STREAM));
         ssd_rows(y, x, dt_raw, A, Bm, Cm, D, dt_bias, state, d);
         return OMNI_OK;
     }
@@ -784,7 +788,7 @@ extern "C" int omni_ssd_scan_cuda(float *y, const float *x, const float *dt_raw,
     }
     OMNI_LAUNCH(ssd_states_k, n_state, CTHREADS, 0, Sb, state, x, Bm, pos, *d, Qi, nci, 0);
     OMNI_LAUNCH(ssd_pass_k, dim3((unsigned)(d->B * d->H), omni__blocks(d->P * d->N, 256)), 256, 0,
-                Sb, state, pos, (int)d->H, (int)(d->P * d->N), Qi, nci);
+                Sb, state, pos, (int)d->H, (int)(d->P * d->N), Qi, nci, d->zero_in);
     OMNI_LAUNCH(ssd_out_k, n_out, CTHREADS, 0, y, x, Cm, CB, Sb, pos, D, *d, Qi, nci);
     return OMNI_OK;
 }

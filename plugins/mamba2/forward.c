@@ -204,7 +204,9 @@ static int m2_run(struct omni_stage *st, void *state, struct omni_io *io, int is
                               "B=%lld",
                               s->name, (long long)x->batch, (long long)B);
     }
-    if (!is_step && (!io->ctx || io->ctx->position <= 0)) {
+    /* a prefill from scratch: the scan takes its zero state without reading it */
+    const int from_zero = !is_step && (!io->ctx || io->ctx->position <= 0);
+    if (from_zero) {
         if ((rc = m2_state_zero(s, x, err)))
             return rc;
     }
@@ -313,7 +315,7 @@ static int m2_run(struct omni_stage *st, void *state, struct omni_io *io, int is
         }
         /* a 16-bit state goes through the layer's f32 copy around the scan or step */
         struct omni_tensor *sf = x->ssm32.buf ? &x->ssm32 : &ss;
-        if (sf != &ss && (rc = omni_op_copy(sf, &ss, err)))
+        if (sf != &ss && !from_zero && (rc = omni_op_copy(sf, &ss, err)))
             goto fail;
         if (is_step) {
             if ((rc = omni_op_conv1d_step(&xbc_o, &xBC, &w->conv_w, &w->conv_b, &cs, 1, err)))
@@ -324,8 +326,8 @@ static int m2_run(struct omni_stage *st, void *state, struct omni_io *io, int is
         } else {
             if ((rc = omni_op_conv1d_causal(&xbc_o, &xBC, &w->conv_w, &w->conv_b, &cs, 1, err)))
                 goto fail;
-            if ((rc = omni_op_ssd_scan(&y_o, &xs, &dt, &w->A, &Bm, &Cm, &w->Dskip, &w->dt_bias,
-                                       sf, s->chunk, err)))
+            if ((rc = (from_zero ? omni_op_ssd_scan_from_zero : omni_op_ssd_scan)(
+                     &y_o, &xs, &dt, &w->A, &Bm, &Cm, &w->Dskip, &w->dt_bias, sf, s->chunk, err)))
                 goto fail;
         }
         if (sf != &ss && (rc = omni_op_copy(&ss, sf, err)))

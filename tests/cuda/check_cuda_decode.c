@@ -110,6 +110,14 @@ START_TEST(test_decode_gemv_matches_cpu)
             one_gemv(M, 17, 32, dts[d], 36, 0, 0, 1, 1, 1, 1, 1);
         }
     }
+    /* two 16-column tiles per tensor-core block where the automatic choice takes one: N
+     * past the last full pair (299), out_proj's row scale */
+    omni__dec_tc_tiles(2);
+    for (int i = 2; i < 5; i++) {
+        one_gemv(Ms[i], 299, 96, OMNI_DTYPE_BF16, 100, E_RS | E_LR | E_CONV, 100, 150, 4, 5, 7, 1);
+        one_gemv(Ms[i], 2048, 4096, OMNI_DTYPE_BF16, 4096, E_RS, 0, 1, 1, 1, 512, 0);
+    }
+    omni__dec_tc_tiles(0);
 }
 END_TEST
 
@@ -302,14 +310,19 @@ static void sweep(int64_t M, int64_t N, int64_t K, const char *name)
     CT_CUDA(cudaEventCreate(&t0));
     CT_CUDA(cudaEventCreate(&t1));
     static const int us[2] = {4, 8}, nws[5] = {0, 2, 4, 8, 16};
+    for (int rt = 1; rt <= 2; rt++)
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 5; j++) {
+            if (rt == 2 && (nws[j] == 16 || (nws[j] == 0 && M <= 2)))
+                continue; /* two tiles run at most 8 warps; FMA rows have no tiles */
             omni__dec_tc_config(nws[j], us[i]);
+            omni__dec_tc_tiles(rt);
             CT_CUDA(cudaMemset(omni_tensor_data(&dy), 0xff, (size_t)(M * N) * 4));
             ck_assert_int_eq(omni_op_decode_gemv(&dy, &dx, &wv[j % 8], NULL, 1.0f, NULL, &e), OMNI_OK);
             ct_sync();
             char what[96];
-            snprintf(what, sizeof what, "gemv %s M=%lld u=%d nw=%d", name, (long long)M, us[i], nws[j]);
+            snprintf(what, sizeof what, "gemv %s M=%lld u=%d nw=%d tiles=%d", name, (long long)M,
+                     rt == 2 ? 4 : us[i], nws[j], rt);
             ct_cmp_dev(what, &dy, &hy, 1e-4);
             const int reps = 64;
             CT_CUDA(cudaEventRecord(t0, st));
@@ -325,6 +338,7 @@ static void sweep(int64_t M, int64_t N, int64_t K, const char *name)
                    (double)wb / (us_call * 1e6));
         }
     omni__dec_tc_config(0, 0);
+    omni__dec_tc_tiles(0);
     CT_CUDA(cudaEventDestroy(t0));
     CT_CUDA(cudaEventDestroy(t1));
     rel2(&hx, &dx), rel2(&hy, &dy);
@@ -339,6 +353,7 @@ START_TEST(test_gemv_configs_agree_and_report_time)
     sweep(2, 8512, 2048, "in_proj");
     sweep(16, 8512, 2048, "in_proj");
     sweep(16, 2048, 4096, "out_proj");
+    sweep(16, 16384, 2048, "image_head");
 }
 END_TEST
 

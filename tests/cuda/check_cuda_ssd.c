@@ -130,7 +130,10 @@ static void ssd_views(const struct ssd_case *c, const struct omni_tensor *xbc,
     dt->shape[2] = c->H;
 }
 
-static void one_scan(int64_t B, int64_t T, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk)
+/* zero != 0: omni_op_ssd_scan_from_zero on both sides, the device state filled with NaNs
+ * (a read of it would show), the host state with other values */
+static void one_scan_z(int64_t B, int64_t T, int64_t H, int64_t P, int64_t G, int64_t N,
+                       int64_t chunk, int zero)
 {
     struct omni_error e = {0};
     struct ssd_case c = {.B = B, .T = T, .H = H, .P = P, .G = G, .N = N};
@@ -141,17 +144,28 @@ static void one_scan(int64_t B, int64_t T, int64_t H, int64_t P, int64_t G, int6
     ssd_views(&c, &c.dxbc, &c.ddt, &dx, &dB, &dC, &ddt);
     kt_tensor(&hy, OMNI_DTYPE_F32, 4, SH(B, T, H, P));
     ct_dalloc(&dy, OMNI_DTYPE_F32, 4, SH(B, T, H, P));
-    ck_assert_int_eq(omni_op_ssd_scan(&hy, &hx, &hdt, &c.hA, &hB, &hC, &c.hD, &c.hbias, &c.hs, chunk, &e), OMNI_OK);
-    int rc = omni_op_ssd_scan(&dy, &dx, &ddt, &c.dA, &dB, &dC, &c.dD, &c.dbias, &c.ds, chunk, &e);
+    int (*scan)(struct omni_tensor *, const struct omni_tensor *, const struct omni_tensor *,
+                const struct omni_tensor *, const struct omni_tensor *, const struct omni_tensor *,
+                const struct omni_tensor *, const struct omni_tensor *, struct omni_tensor *,
+                int64_t, struct omni_error *) = zero ? omni_op_ssd_scan_from_zero : omni_op_ssd_scan;
+    if (zero)
+        CT_CUDA(cudaMemset(omni_tensor_data(&c.ds), 0xff, (size_t)omni_tensor_nbytes(&c.ds)));
+    ck_assert_int_eq(scan(&hy, &hx, &hdt, &c.hA, &hB, &hC, &c.hD, &c.hbias, &c.hs, chunk, &e), OMNI_OK);
+    int rc = scan(&dy, &dx, &ddt, &c.dA, &dB, &dC, &c.dD, &c.dbias, &c.ds, chunk, &e);
     ck_assert_msg(rc == OMNI_OK, "%s", e.msg);
     ct_sync();
-    snprintf(what, sizeof what, "ssd_scan B=%lld T=%lld H=%lld P=%lld G=%lld N=%lld chunk=%lld",
-             (long long)B, (long long)T, (long long)H, (long long)P, (long long)G, (long long)N,
-             (long long)chunk);
+    snprintf(what, sizeof what, "ssd_scan%s B=%lld T=%lld H=%lld P=%lld G=%lld N=%lld chunk=%lld",
+             zero ? "_from_zero" : "", (long long)B, (long long)T, (long long)H, (long long)P,
+             (long long)G, (long long)N, (long long)chunk);
     ct_cmp_dev(what, &dy, &hy, 1e-4);
     ct_cmp_dev("ssd_scan final state", &c.ds, &c.hs, 1e-4);
     rel2(&hy, &dy);
     ssd_free(&c);
+}
+
+static void one_scan(int64_t B, int64_t T, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk)
+{
+    one_scan_z(B, T, H, P, G, N, chunk, 0);
 }
 
 START_TEST(test_ssd_scan_matches_cpu_at_chunk_boundaries)
@@ -175,6 +189,11 @@ START_TEST(test_ssd_scan_matches_cpu_at_full_width)
         one_scan(1, T[i], 64, 64, 1, 128, 256);
     one_scan(2, 72, 64, 64, 1, 128, 256);
     one_scan(1, 40, 64, 64, 1, 128, 0);
+    /* from a zero state: one chunk (the T2I prefill), several, the sequential path */
+    one_scan_z(2, 72, 64, 64, 1, 128, 256, 1);
+    one_scan_z(1, 600, 64, 64, 1, 128, 256, 1);
+    one_scan_z(2, 17, 6, 10, 2, 40, 8, 1);
+    one_scan_z(1, 40, 64, 64, 1, 128, 0, 1);
 }
 END_TEST
 

@@ -271,6 +271,15 @@ START_TEST(test_ssd_hand_worked_two_steps)
     ck_assert_float_eq_tol(yp[0], 3.19314718f, 2e-6);
     ck_assert_float_eq_tol(yp[1], 6.46573590f, 4e-6);
     ck_assert_float_eq_tol(sp[0], 2.73286795f, 2e-6);
+    /* from a zero state: whatever the state holds (4, a NaN) is not read, h0 = 0 results */
+    for (int i = 0; i < 4; i++) {
+        sp[0] = i % 2 ? 4.0f : NAN;
+        ck_assert_int_eq(omni_op_ssd_scan_from_zero(&y, &x, &dt, &A, &Bm, &Cm, &D, &db, &st,
+                                                    chunks[i], &e), OMNI_OK);
+        ck_assert_float_eq_tol(yp[0], 1.19314718f, 2e-6);
+        ck_assert_float_eq_tol(yp[1], 4.46573590f, 4e-6);
+        ck_assert_float_eq_tol(sp[0], 1.73286795f, 2e-6);
+    }
     struct omni_tensor *all[] = {&x, &dt, &A, &Bm, &Cm, &D, &db, &st, &y};
     for (int i = 0; i < 9; i++)
         kt_release(all[i]);
@@ -300,6 +309,27 @@ START_TEST(test_ssd_matches_float64_pytorch_loop_fixture)
         ck_assert_msg(ey < 1e-5 && es < 1e-5, "chunk %lld: y rel %.3g, state rel %.3g",
                       (long long)chunks[i], ey, es);
     }
+    /* from a zero state (the state holding NaNs, never read) = the scan of a zero state,
+     * bit for bit; several chunks per sequence (1, 8, 16) and one (64) */
+    struct omni_tensor y0;
+    float *y0p = kt_tensor(&y0, OMNI_DTYPE_F32, 4, x.shape);
+    float *s0p = malloc(ns * 4);
+    ck_assert_ptr_nonnull(s0p);
+    for (int i = 0; i < 5; i++) {
+        memset(sp, 0, ns * 4);
+        ck_assert_int_eq(omni_op_ssd_scan(&y0, &x, &dt, &A, &Bm, &Cm, &D, &db, &st, chunks[i], &e),
+                         OMNI_OK);
+        memcpy(s0p, sp, ns * 4);
+        for (size_t k = 0; k < ns; k++)
+            sp[k] = NAN;
+        ck_assert_int_eq(omni_op_ssd_scan_from_zero(&y, &x, &dt, &A, &Bm, &Cm, &D, &db, &st,
+                                                    chunks[i], &e), OMNI_OK);
+        ck_assert_msg(memcmp(yp, y0p, ny * 4) == 0 && memcmp(sp, s0p, ns * 4) == 0,
+                      "chunk %lld: the scan from zero differs from the scan of a zero state",
+                      (long long)chunks[i]);
+    }
+    free(s0p);
+    kt_release(&y0);
     kt_release(&y), kt_release(&st);
     struct omni_tensor *all[] = {&x, &dt, &A, &Bm, &Cm, &D, &db, &s0, &ry, &rs};
     for (int i = 0; i < 10; i++)

@@ -48,6 +48,17 @@ OMNI_API int omni_op_ssd_scan(struct omni_tensor *y, const struct omni_tensor *x
                               const struct omni_tensor *D, const struct omni_tensor *dt_bias,
                               struct omni_tensor *state, int64_t chunk, struct omni_error *err);
 
+/* omni_op_ssd_scan from a zero initial state: state's content on entry is never read (the
+ * scan runs as if it held zeros; a prefill from scratch skips the initial-state products)
+ * and the final state is written as usual. */
+OMNI_API int omni_op_ssd_scan_from_zero(struct omni_tensor *y, const struct omni_tensor *x,
+                                        const struct omni_tensor *dt_raw,
+                                        const struct omni_tensor *A, const struct omni_tensor *Bm,
+                                        const struct omni_tensor *Cm, const struct omni_tensor *D,
+                                        const struct omni_tensor *dt_bias,
+                                        struct omni_tensor *state, int64_t chunk,
+                                        struct omni_error *err);
+
 /* One decode step of the scan (single token per row).
  *   x: (B, H, P)  dt_raw: (B, H)  Bm, Cm: (B, G, N)  (views as above)
  *   state: (B, H, P, N) updated in place; y: (B, H, P) */
