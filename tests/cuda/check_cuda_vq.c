@@ -80,7 +80,7 @@ END_TEST
 
 /* ---- fused convolution ------------------------------------------------------------------- */
 
-enum { F_COEF = 1, F_SILU = 2, F_UP = 4, F_RES = 8, F_RES_OUT = 16 };
+enum { F_COEF = 1, F_SILU = 2, F_UP = 4, F_RES = 8, F_RES_OUT = 16, F_NOBIAS = 32 };
 
 static void one_fused(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k,
                       int flags, int wdt)
@@ -116,19 +116,21 @@ static void one_fused(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout
     }
     const struct omni_tensor *hres = !res ? NULL : (flags & F_RES_OUT) ? &ho : &hr;
     const struct omni_tensor *dres = !res ? NULL : (flags & F_RES_OUT) ? &dout : &dr;
-    const int silu = (flags & F_SILU) != 0;
-    OK(omni_op_conv2d_fused(&ho, &hx, &hw, &hb, pad, coef ? &hc : NULL, silu, up, hres, &err));
-    OK(omni_op_conv2d_fused(&dout, &dx, &dw, &db, pad, coef ? &dc : NULL, silu, up, dres, &err));
+    const int silu = (flags & F_SILU) != 0, nob = (flags & F_NOBIAS) != 0;
+    OK(omni_op_conv2d_fused(&ho, &hx, &hw, nob ? NULL : &hb, pad, coef ? &hc : NULL, silu, up, hres,
+                            &err));
+    OK(omni_op_conv2d_fused(&dout, &dx, &dw, nob ? NULL : &db, pad, coef ? &dc : NULL, silu, up,
+                            dres, &err));
     ct_sync();
     snprintf(what, sizeof what,
              "conv2d_fused B=%lld Cin=%lld %lldx%lld Cout=%lld k=%lld coef%d silu%d up%d res%d "
-             "res=out%d w=%s",
+             "res=out%d bias%d w=%s",
              (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout,
-             (long long)k, coef, silu, up, (flags & F_RES) != 0, (flags & F_RES_OUT) != 0,
+             (long long)k, coef, silu, up, (flags & F_RES) != 0, (flags & F_RES_OUT) != 0, !nob,
              omni_dtype_name(wdt));
     ct_cmp_dev(what, &dout, &ho, wdt == OMNI_DTYPE_F32 ? 1e-4 : 2e-2);
     /* the fused op is the unfused sequence: check the CPU side against it once */
-    if (wdt == OMNI_DTYPE_F32 && coef && silu && !up && !(flags & F_RES_OUT)) {
+    if (wdt == OMNI_DTYPE_F32 && coef && silu && !up && !nob && !(flags & F_RES_OUT)) {
         struct omni_tensor a, ref;
         kt_tensor(&a, OMNI_DTYPE_F32, 4, SH(B, Cin, H, W));
         kt_tensor(&ref, OMNI_DTYPE_F32, 4, SH(B, Cout, Ho, Wo));
@@ -171,6 +173,10 @@ START_TEST(test_conv2d_fused_matches_cpu)
         one_fused(2, 24, 6, 12, 40, 3, F_COEF | F_SILU, wdt);
         one_fused(2, 48, 8, 4, 24, 1, F_RES, wdt);
         one_fused(1, 8, 4, 6, 16, 5, F_COEF | F_UP, wdt);
+        /* no bias: nothing added, with and without a residual */
+        one_fused(2, 16, 8, 8, 24, 3, F_COEF | F_SILU | F_NOBIAS, wdt);
+        one_fused(2, 16, 8, 8, 24, 3, F_RES_OUT | F_NOBIAS, wdt);
+        one_fused(1, 16, 6, 10, 20, 1, F_RES | F_NOBIAS, wdt);
     }
 }
 END_TEST

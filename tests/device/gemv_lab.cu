@@ -739,6 +739,66 @@ static void pgo2(const struct pcall *c)
                        c->e.cout || c->e.part ? &c->e : NULL);
 }
 
+/* `gemv_lab mixop`: the engine's decode_mix (omni_dec_mix_cuda) at batch 16, OmniMamba's
+ * head shape, 48 layers back to back (a state per layer, more than L2 holds), per state
+ * dtype and channels per partial sum (a block: 8 warps x chunk/8 state rows). A 64-channel
+ * block (8 rows per warp) was tried: the same time as 32 (12.63 against 12.68 us with an
+ * f16 state, tests/results/cuda/s4-NVIDIA-H200/run7-lab-mixop.txt) and was not kept. */
+static void mixop_main(void)
+{
+    struct omni_error err = {0};
+    const struct omni_device dev = {OMNI_DEVICE_CUDA, 0};
+    if (omni__cuda_begin(&err, "gemv_lab", dev)) {
+        printf("omni__cuda_begin: %s\n", err.msg);
+        return;
+    }
+    cudaStream_t st = (cudaStream_t)omni_cuda_stream(dev);
+    uint64_t seed = 7654321ull;
+    const int L = 48;
+    const int64_t B = 16, H = 64, P = 64, G = 1, N = 128, E = H * P, Cd = E + 2 * G * N;
+    const int64_t ns = B * H * P * N;
+    float *zx = dalloc_rand(B * (E + Cd + H), 1.0f, &seed), *xbc = dalloc_rand(B * Cd, 1.0f, &seed);
+    float *A = dalloc_rand(H, 1.0f, &seed), *Dk = dalloc_rand(H, 1.0f, &seed);
+    float *dtb = dalloc_rand(H, 1.0f, &seed), *gnw = dalloc_rand(E, 1.0f, &seed);
+    float *g, *part;
+    void *state;
+    CK(cudaMalloc(&g, sizeof(float) * B * E));
+    CK(cudaMalloc(&part, sizeof(float) * B * E / 8));
+    CK(cudaMalloc(&state, sizeof(float) * ns * L));
+    CK(cudaMemset(state, 0, sizeof(float) * ns * L));
+    CK(cudaMemset(A, 0xbf, sizeof(float) * H)); /* A < 0 */
+    const struct omni_dec_dims d = {B, H, P, G, N};
+    static const int dts[3] = {OMNI_DTYPE_F32, OMNI_DTYPE_F16, OMNI_DTYPE_BF16};
+    static const char *dname[3] = {"f32", "f16", "bf16"};
+    static const int64_t chunks[2] = {16, 32};
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    for (int di = 0; di < 3; di++)
+        for (int ci = 0; ci < 2; ci++) {
+            const int64_t np = E / chunks[ci], sz = dts[di] == OMNI_DTYPE_F32 ? 4 : 2;
+            float best = 1e30f;
+            for (int rep = 0; rep < 6; rep++) {
+                CK(cudaEventRecord(e0, st));
+                for (int l = 0; l < L; l++)
+                    omni_dec_mix_cuda(g, E, part, np, np, zx, E + Cd + H, xbc, Cd, A, Dk, dtb, gnw,
+                                      (char *)state + (size_t)l * ns * sz, dts[di], &d);
+                CK(cudaEventRecord(e1, st));
+                CK(cudaEventSynchronize(e1));
+                float ms = 0.0f;
+                CK(cudaEventElapsedTime(&ms, e0, e1));
+                if (rep && ms < best)
+                    best = ms;
+            }
+            const double us = 1e3 * best / L;
+            printf("mixop batch 16, %-4s state, %2lld channels per partial: %6.2f us per layer, "
+                   "%5.2f TB/s (state read + write)\n",
+                   dname[di], (long long)chunks[ci], us, 2.0 * ns * sz / (us * 1e6));
+        }
+    if (omni__cuda_end(&err, "gemv_lab"))
+        printf("cuda error: %s\n", err.msg);
+}
+
 static void prod_main(void)
 {
     struct omni_error err = {0};
@@ -904,6 +964,12 @@ int main(int argc, char **argv)
 #ifdef LAB_PROD
     if (argc > 1 && !strcmp(argv[1], "prod")) {
         prod_main();
+        return 0;
+    }
+#endif
+#ifdef LAB_PROD
+    if (argc > 1 && !strcmp(argv[1], "mixop")) {
+        mixop_main();
         return 0;
     }
 #endif
