@@ -243,6 +243,23 @@ __global__ void __launch_bounds__(256)
     }
 }
 
+/* the transformed input (GroupNorm coefficients c when coef, then SiLU) at column ix of
+ * the stored row xr of the input the conv sees (up2: each stored value twice); zero
+ * padding outside the image (row_ok: the row is inside) */
+__device__ __forceinline__ float ig_tap(const float *xr, bool row_ok, int ix, int W, int up2,
+                                        const float *coef, float4 c, int silu)
+{
+    float v = 0.0f;
+    if (row_ok && ix >= 0 && ix < W) {
+        v = __ldg(xr + (up2 ? ix >> 1 : ix));
+        if (coef)
+            v = ((v - c.x) - c.y) * c.z + c.w;
+        if (silu)
+            v = v / (1.0f + __expf(-v));
+    }
+    return v;
+}
+
 /* f16/bf16 weights: the transformed input unfolded in the weight dtype,
  * col[img][k][s] with k = (ci, dy, dx) in the weight's order (an image every Kp >= K
  * rows). One thread per
@@ -278,18 +295,9 @@ im2col_fused_k(T *col, const float *x, ig_geom g, int Kp, int b0, const float *c
         for (int dx = 0; dx < KW; dx++) {
             unsigned short o[PX];
 #pragma unroll
-            for (int j = 0; j < PX; j++) {
-                const int ix = ox + j + dx - g.pad_l;
-                float v = 0.0f;
-                if (row_ok && ix >= 0 && ix < g.W) {
-                    v = __ldg(xr + (up2 ? ix >> 1 : ix));
-                    if (coef)
-                        v = ((v - c.x) - c.y) * c.z + c.w;
-                    if (silu)
-                        v = v / (1.0f + __expf(-v));
-                }
-                o[j] = ig_bits(ig_cvt<T>(v));
-            }
+            for (int j = 0; j < PX; j++)
+                o[j] = ig_bits(ig_cvt<T>(
+                    ig_tap(xr, row_ok, ox + j + dx - g.pad_l, g.W, up2, coef, c, silu)));
             if (PX == 4)
                 *(uint2 *)dst = make_uint2(o[0] | (unsigned)o[PX > 1 ? 1 : 0] << 16,
                                            o[PX > 2 ? 2 : 0] | (unsigned)o[PX > 3 ? 3 : 0] << 16);
@@ -325,18 +333,9 @@ im2col_fused3_k(T *col, const float *x, ig_geom g, int Kp, int b0, const float *
         const float *xr = xc + (long long)(up2 ? iy >> 1 : iy) * g.Ws;
         unsigned short win[10];
 #pragma unroll
-        for (int j = 0; j < 10; j++) {
-            const int ix = ox + j - g.pad_l;
-            float v = 0.0f;
-            if (row_ok && ix >= 0 && ix < g.W) {
-                v = __ldg(xr + (up2 ? ix >> 1 : ix));
-                if (coef)
-                    v = ((v - c.x) - c.y) * c.z + c.w;
-                if (silu)
-                    v = v / (1.0f + __expf(-v));
-            }
-            win[j] = ig_bits(ig_cvt<T>(v));
-        }
+        for (int j = 0; j < 10; j++)
+            win[j] = ig_bits(
+                ig_cvt<T>(ig_tap(xr, row_ok, ox + j - g.pad_l, g.W, up2, coef, c, silu)));
 #pragma unroll
         for (int dx = 0; dx < 3; dx++) {
             uint4 o;
