@@ -88,7 +88,8 @@ void omni_dec_mix_cuda(float *g, int64_t ldg, float *part, int64_t ldp, int64_t 
                        const float *zx, int64_t ldz, const float *xbc, int64_t ldc,
                        const float *A, const float *Dsk, const float *dt_bias, const float *gnw,
                        void *state, int state_dtype, const struct omni_dec_dims *d);
-/* The bf16 GEMV behind omni_dec_gemv_cuda (FMA rows for M <= 2, tensor cores up to 16),
+/* The bf16 GEMV behind omni_dec_gemv_cuda (FMA rows for M <= 2, tensor cores up to 16,
+ * cuBLAS for 8 or more rows of a wide matrix: N >= 4096 and N K >= 16 Mi),
  * also used by omni_matmul_cuda for bf16 weights and M <= 16:
  * y = alpha * s_m * x·wᵀ + beta * y + bias (+ epi).
  * Returns 0 when the shape is not supported (w not bf16, K % 8, M > 2 with K % 32 or
@@ -106,7 +107,9 @@ __attribute__((visibility("default"))) void omni__dec_tc_tiles(int rt);
 /* Tuning hook for tests (tests/device/gemv_lab.cu): 1 = no programmatic dependent launch,
  * 2 = no weight loads before the wait on the previous kernel, 4 = the tensor-core tile's
  * warps take contiguous ranges of K steps, 8 = decode_mix loads one state value at a time,
- * 16 = one column tile per tensor-core block everywhere; 0 restores the default. */
+ * 16 = one column tile per tensor-core block everywhere, 32 = every bf16 GEMV of 3 or more
+ * rows through cuBLAS (x split into bf16 hi + lo rows, one GEMM, the epilogue kernel),
+ * 64 = never through cuBLAS; 0 restores the default. */
 __attribute__((visibility("default"))) void omni__dec_gemv_flags(int flags);
 #endif
 

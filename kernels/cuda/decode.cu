@@ -17,6 +17,10 @@
  *   onto the MMA fragments by a fixed permutation of k applied to both
  *   operands (a dot product does not care about the order of k). Partial
  *   sums meet in shared memory in a fixed order.
+ * For 8 or more rows of a wide matrix (N >= 4096, N K >= 16 Mi: in_proj and the heads at
+ *   batch 16) the GEMV goes through cuBLAS instead (blas_gemv): x split into bf16 hi and
+ *   lo rows, one GEMM of the 2M rows, the epilogue in its own kernel. At M = 16 on an H200
+ *   cuBLAS streams those matrices at 2.6 TB/s where the tile reached 1.7.
  * Both kernels issue their first weight loads before waiting for the previous
  *   kernel (programmatic dependent launch), then run the same epilogue per
  *   (m, n): row scale from partial sums of squares (the gated RMSNorm folded
@@ -103,11 +107,12 @@ __device__ __forceinline__ void dec_store(float *y, int64_t ldy, int m, int64_t 
     }
 }
 
-/* rs[m] for m < M (shared memory), one warp per row, fixed summation order */
-__device__ __forceinline__ void dec_rowscale(float *rs, int M, const struct omni_dec_epi &e)
+/* rs[m] for m0 <= m < M (shared memory), one warp per row, fixed summation order */
+__device__ __forceinline__ void dec_rowscale(float *rs, int M, const struct omni_dec_epi &e,
+                                             int m0 = 0)
 {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    for (int m = warp; m < M; m += nw) {
+    for (int m = m0 + warp; m < M; m += nw) {
         float s = 0.0f;
         const float *pr = e.part + m * e.ldp;
         /* eight loads in flight, summed in the order j = lane, lane + 32, ... */
@@ -196,7 +201,9 @@ __device__ __forceinline__ void tc_step(float (&ch)[RT][MT][4], float (&cl)[RT][
 #define GF_CONTIG 4      /* tc: warp w takes a contiguous range of K steps (not w, w + nw, ...) */
 #define GF_MIX_SCALAR 8  /* decode_mix: one state value per load (not runs of four) */
 #define GF_ONE_TILE 16   /* tc: one 16-column tile per block, also where two are chosen */
-#define GF_ALL (GF_NO_PDL | GF_NO_PREWAIT | GF_CONTIG | GF_MIX_SCALAR | GF_ONE_TILE)
+#define GF_BLAS 32       /* bf16 GEMV with M >= 3 through cuBLAS (x split, GEMM, epilogue) */
+#define GF_NO_BLAS 64    /* never through cuBLAS: the tensor-core tile where it would be chosen */
+#define GF_ALL (GF_NO_PDL | GF_NO_PREWAIT | GF_CONTIG | GF_MIX_SCALAR | GF_ONE_TILE | GF_BLAS | GF_NO_BLAS)
 #define GF_X_VEC 256     /* (internal) x rows 16-byte aligned: float4 staging */
 
 /* U: K steps (of 32) whose weight loads a warp issues before any math. Warp w takes the
@@ -534,6 +541,80 @@ static void tc_go(float *y, int64_t ldy, const float *x, int64_t ldx, const void
     }
 }
 
+/* ---- the GEMV through cuBLAS (3 <= M <= 16, wide matrices) ------------------------------ */
+
+/* xs rows [0, M): the bf16 hi parts of x, rows [M, 2M): the lo parts (split2, as the
+ * tensor-core tile splits x) */
+__global__ void __launch_bounds__(256)
+    dec_split_k(__nv_bfloat16 *xs, const float *x, int64_t ldx, int M, int64_t K)
+{
+    pdl_trigger();
+    pdl_wait();
+    const int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * 2, kp = K / 2;
+    if (i >= (int64_t)M * K)
+        return;
+    const int64_t m = i / K, k = i - m * K;
+    uint32_t h, l;
+    split2(x[m * ldx + k], x[m * ldx + k + 1], h, l);
+    reinterpret_cast<uint32_t *>(xs)[m * kp + k / 2] = h;
+    reinterpret_cast<uint32_t *>(xs)[(M + m) * kp + k / 2] = l;
+}
+
+/* y[m, n] from the two partial products y2[m, n] (hi) + y2[M + m, n] (lo), then the same
+ * epilogue as the GEMV kernels; a block covers 128 columns of one row (blockIdx.y) */
+__global__ void __launch_bounds__(128)
+    dec_blas_epi_k(float *y, int64_t ldy, const float *y2, int M, int64_t N, float alpha,
+                   float beta, const float *bias, struct omni_dec_epi e)
+{
+    __shared__ float rs[OMNI_DEC_MAX_M];
+    pdl_trigger();
+    pdl_wait();
+    const int m = (int)blockIdx.y;
+    if (e.part) {
+        dec_rowscale(rs, m + 1, e, m);
+        __syncthreads();
+    }
+    const int64_t n = (int64_t)blockIdx.x * 128 + threadIdx.x;
+    if (n < N)
+        dec_store(y, ldy, m, n, y2[m * N + n] + y2[(M + m) * N + n], alpha, beta, bias,
+                  e.part ? rs : nullptr, e);
+}
+
+/* x split into bf16 hi + lo rows (2M x K), one cuBLAS GEMM of the 2M rows against the
+ * weights (f32 accumulation, f32 out) and an epilogue kernel that adds the two halves:
+ * the products of the tensor-core tile, in cuBLAS's summation order. The scratch is the
+ * device's fixed small area (graph-capture safe). At M = 16 on an H200 cuBLAS streams
+ * in_proj (8512 x 2048) in 13.4 us and the image head (16384 x 2048) in 20.4 us, where the
+ * tile took 20.3 and 32.1 (gemv_lab); in the T2I batch-16 step (f32 state) 2.934 -> 2.623 ms
+ * (tests/results/cuda/s5-NVIDIA-H200, run 2). out_proj (2048 x 4096) stays on the tile
+ * (cuBLAS 11.2 us in the lab, the tile 9.9 in the step). Returns 0 when the scratch is too
+ * small (nothing launched). */
+static int blas_gemv(float *y, int64_t ldy, const float *x, int64_t ldx, const void *w,
+                     const float *bias, int64_t M, int64_t N, int64_t K, float alpha, float beta,
+                     const struct omni_dec_epi &e, int pdl)
+{
+    const size_t xs_bytes = ((size_t)(2 * M * K) * 2 + 255) & ~(size_t)255;
+    char *ws = (char *)omni__cuda_small_ws(xs_bytes + (size_t)(2 * M * N) * sizeof(float));
+    if (!ws || N > INT32_MAX || K > INT32_MAX)
+        return 0;
+    cublasHandle_t h = omni__cuda_blas();
+    if (!h)
+        return 1; /* the error is recorded */
+    __nv_bfloat16 *xs = (__nv_bfloat16 *)ws;
+    float *y2 = (float *)(ws + xs_bytes);
+    dec_launch(pdl, dec_split_k, dim3(omni__blocks(M * K / 2, 256)), dim3(256), 0, xs, x, ldx,
+               (int)M, K);
+    const float one = 1.0f, zero = 0.0f;
+    if (OMNI_CUBLAS_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)N, (int)(2 * M), (int)K,
+                                       &one, w, CUDA_R_16BF, (int)K, xs, CUDA_R_16BF, (int)K,
+                                       &zero, y2, CUDA_R_32F, (int)N, CUBLAS_COMPUTE_32F,
+                                       CUBLAS_GEMM_DEFAULT)))
+        return 1;
+    dec_launch(pdl, dec_blas_epi_k, dim3(omni__blocks(N, 128), (unsigned)M), dim3(128), 0, y,
+               ldy, (const float *)y2, (int)M, N, alpha, beta, bias, e);
+    return 1;
+}
+
 /* The bf16 GEMV: FMA rows for M <= 2 (unless a tensor-core configuration is forced), the
  * tensor-core tile otherwise. Per-shape choice of the tile's warps and loads in flight,
  * from the H200 sweeps of tests/device/gemv_lab.cu and check_cuda_decode at M = 16: the
@@ -562,6 +643,14 @@ static int bf16_gemv(float *y, int64_t ldy, const float *x, int64_t ldx, const v
             fma_launch<2, 2, 4>(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, fl, pdl);
         return 1;
     }
+    /* wide matrices at 8 or more rows through cuBLAS (x split in two bf16 rows each), unless
+     * a tile configuration is forced (tests) */
+    const int forced = tc_force_nw || tc_force_u || tc_force_rt;
+    if (M >= 3 && K % 2 == 0 && !(fl & GF_NO_BLAS) &&
+        ((fl & GF_BLAS) ||
+         (!forced && M >= 8 && N >= 4096 && (double)N * (double)K >= 16.0 * 1024 * 1024)) &&
+        blas_gemv(y, ldy, x, ldx, w, bias, M, N, K, alpha, beta, e, pdl))
+        return 1;
     if (K < 32 || K % 32 || ((uintptr_t)x & 15) || (M > 1 && ldx % 4))
         return 0;
     /* the heads (N K >= 32M): two column tiles per block (x loaded and split once for

@@ -118,17 +118,30 @@ START_TEST(test_decode_gemv_matches_cpu)
         one_gemv(Ms[i], 2048, 4096, OMNI_DTYPE_BF16, 4096, E_RS, 0, 1, 1, 1, 512, 0);
     }
     omni__dec_tc_tiles(0);
+    /* the cuBLAS route (x split in two bf16 rows, one GEMM of 2M rows, the epilogue kernel),
+     * forced onto odd shapes with every epilogue term, strided x and a bias; and the
+     * tensor-core tile kept at the in_proj shape, where the automatic choice is cuBLAS */
+    omni__dec_gemv_flags(32);
+    for (int i = 2; i < 5; i++) {
+        one_gemv(Ms[i], 299, 96, OMNI_DTYPE_BF16, 100, E_RS | E_LR | E_CONV, 100, 150, 4, 5, 7, 1);
+        one_gemv(Ms[i], 45, 264, OMNI_DTYPE_BF16, 270, E_RS | E_LR, 0, 1, 1, 3, 11, 1);
+        one_gemv(Ms[i], 2048, 4096, OMNI_DTYPE_BF16, 4096, E_RS, 0, 1, 1, 1, 512, 0);
+    }
+    omni__dec_gemv_flags(64);
+    for (int i = 3; i < 5; i++)
+        one_gemv(Ms[i], 8512, 2048, OMNI_DTYPE_BF16, 2048, E_LR | E_CONV, 4096, 4352, 4, 8, 4, 0);
+    omni__dec_gemv_flags(0);
 }
 END_TEST
 
 /* omni_op_matmul with bf16 weights and M <= 16 goes through the same GEMV (with
- * alpha, beta, bias): f32-level agreement, including M = 9..16 and the FMA rows
- * (M <= 2; the text head's shape) */
+ * alpha, beta, bias): f32-level agreement, including M = 9..16, the FMA rows
+ * (M <= 2; the text head's shape) and the cuBLAS route (16 rows of the image head) */
 START_TEST(test_matmul_bf16_up_to_16_rows_matches_cpu)
 {
     static const int64_t t[][3] = {{9, 257, 64},  {12, 1000, 2048}, {16, 2048, 4096},
                                    {5, 33, 96},   {1, 50288, 2048}, {2, 300, 264},
-                                   {1, 7, 4104}};
+                                   {1, 7, 4104},  {16, 16384, 2048}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         struct omni_error e = {0};
         const int64_t M = t[i][0], N = t[i][1], K = t[i][2];
@@ -339,6 +352,28 @@ static void sweep(int64_t M, int64_t N, int64_t K, const char *name)
         }
     omni__dec_tc_config(0, 0);
     omni__dec_tc_tiles(0);
+    if (M >= 3) { /* the cuBLAS route, forced */
+        omni__dec_gemv_flags(32);
+        CT_CUDA(cudaMemset(omni_tensor_data(&dy), 0xff, (size_t)(M * N) * 4));
+        ck_assert_int_eq(omni_op_decode_gemv(&dy, &dx, &wv[1], NULL, 1.0f, NULL, &e), OMNI_OK);
+        ct_sync();
+        char what[96];
+        snprintf(what, sizeof what, "gemv %s M=%lld cublas", name, (long long)M);
+        ct_cmp_dev(what, &dy, &hy, 1e-4);
+        const int reps = 64;
+        CT_CUDA(cudaEventRecord(t0, st));
+        for (int r = 0; r < reps; r++)
+            ck_assert_int_eq(omni_op_decode_gemv(&dy, &dx, &wv[r % 8], NULL, 1.0f, NULL, &e),
+                             OMNI_OK);
+        CT_CUDA(cudaEventRecord(t1, st));
+        ct_sync();
+        float ms = 0.0f;
+        CT_CUDA(cudaEventElapsedTime(&ms, t0, t1));
+        const double us_call = 1e3 * ms / reps;
+        printf("%s: %.2f us/call, %.2f TB/s of weights\n", what, us_call,
+               (double)wb / (us_call * 1e6));
+        omni__dec_gemv_flags(0);
+    }
     CT_CUDA(cudaEventDestroy(t0));
     CT_CUDA(cudaEventDestroy(t1));
     rel2(&hx, &dx), rel2(&hy, &dy);

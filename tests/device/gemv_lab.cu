@@ -5,7 +5,9 @@
  * With -DLAB_PROD (and libomni.a, see tests/device/gemv_lab.sh) `gemv_lab prod` times
  * the engine's own GEMV (omni_dec_gemv_cuda) per test flag, inside CUDA graphs.
  * `gemv_lab m16`: 16-row GEMV candidates; `gemv_lab mix`: the SSD decode step at batch 16
- * with an f32 against a bf16 state.
+ * with an f32 against a bf16 state; `gemv_lab tcb`: 16-row GEMVs fed by the copy engine
+ * (cp.async.bulk into a shared-memory ring, stream-K units; measured slower than the tile
+ * and kept only as a record) and cuBLAS GemmEx at 16 and 32 rows of bf16 x.
  * Every variant is checked against a plain f32 reference kernel (max error
  * relative to max|ref|) and timed over 200 back-to-back launches that rotate
  * through enough weight copies (>= 256 MB) that L2 never holds a matrix. */
@@ -706,6 +708,274 @@ static void fma_sweep(int M, const struct shape *s)
 
 /* ---- the engine's own GEMV (kernels/cuda/decode.cu through omni_dec_gemv_cuda), with the
  * decode epilogues, per test flag (omni__dec_gemv_flags); linked with libomni.a --------- */
+/* ---- tcb: weights streamed by the copy engine (cp.async.bulk into a ring of shared-memory
+ * stages, mbarrier hand-off), stream-K over (16-column tile, 256-k chunk) units ------------- */
+__device__ __forceinline__ uint32_t sm_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mb_init(uint64_t *b, int n)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(sm_u32(b)), "r"(n) : "memory");
+}
+__device__ __forceinline__ void mb_expect(uint64_t *b, uint32_t tx)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(sm_u32(b)), "r"(tx)
+                 : "memory");
+}
+__device__ __forceinline__ void mb_arrive(uint64_t *b)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(sm_u32(b)) : "memory");
+}
+__device__ __forceinline__ void mb_wait(uint64_t *b, uint32_t ph)
+{
+    uint32_t ok;
+    do {
+        asm volatile("{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+                     "selp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(ok)
+                     : "r"(sm_u32(b)), "r"(ph)
+                     : "memory");
+    } while (!ok);
+}
+__device__ __forceinline__ void bulk_g2s(void *dst, const void *src, uint32_t bytes, uint64_t *b)
+{
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     sm_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(sm_u32(b))
+                 : "memory");
+}
+__device__ __forceinline__ void bar_named(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
+
+/* is chunk c the first of some block's range [T b / G, T (b+1) / G) ? */
+__device__ __forceinline__ bool tcb_starts(int64_t c, int64_t T, int64_t G)
+{
+    const int64_t b = (c * G + T - 1) / T;
+    return b < G && T * b / G == c;
+}
+
+template <int KC, int S, int NC, bool MATH>
+__global__ void __launch_bounds__((NC + 1) * 32) tcb_k(float *y, const float *x, const __nv_bfloat16 *w,
+                                                       int M, int N, int K, float *ws, unsigned *cnt)
+{
+    constexpr int RS = KC * 2 + 64, STAGE = 16 * RS;
+    extern __shared__ __align__(128) unsigned char smem[];
+    uint64_t *full = reinterpret_cast<uint64_t *>(smem), *empty = full + S;
+    unsigned char *ring = smem + 256;
+    float *red = reinterpret_cast<float *>(ring + S * STAGE); /* [NC][256] */
+    __shared__ int is_last;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int64_t cpt = K / KC, tiles = (N + 15) / 16, T = tiles * cpt, G = gridDim.x;
+    const int64_t c0 = T * blockIdx.x / G, c1 = T * (blockIdx.x + 1) / G;
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < S; i++) {
+            mb_init(&full[i], 1);
+            mb_init(&empty[i], NC);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    }
+    __syncthreads();
+    if (warp == NC) { /* the producer */
+        if (lane == 0)
+            for (int64_t c = c0; c < c1; c++) {
+                const int i = (int)((c - c0) % S);
+                const uint32_t ph = (uint32_t)((c - c0) / S) & 1;
+                if (c - c0 >= S)
+                    mb_wait(&empty[i], ph ^ 1);
+                mb_expect(&full[i], 16 * KC * 2);
+                const int64_t tt = c / cpt, kc = c % cpt;
+                for (int r = 0; r < 16; r++) {
+                    const int64_t row = min(tt * 16 + r, (int64_t)N - 1);
+                    bulk_g2s(ring + i * STAGE + r * RS, w + row * K + kc * KC, KC * 2, &full[i]);
+                }
+            }
+        return;
+    }
+    const float4 *xr[2];
+    for (int mt = 0; mt < 2; mt++)
+        xr[mt] = reinterpret_cast<const float4 *>(x + (int64_t)min(mt * 8 + g, M - 1) * K) + 2 * t;
+    float ch[2][4], cl[2][4];
+    for (int mt = 0; mt < 2; mt++)
+        for (int q = 0; q < 4; q++)
+            ch[mt][q] = cl[mt][q] = 0.0f;
+    int64_t seg0 = c0; /* first chunk of the current tile segment */
+    for (int64_t c = c0; c < c1; c++) {
+        const int i = (int)((c - c0) % S);
+        const uint32_t ph = (uint32_t)((c - c0) / S) & 1;
+        const int64_t tt = c / cpt, kc = c % cpt;
+        mb_wait(&full[i], ph);
+        const unsigned char *st = ring + i * STAGE;
+        if (MATH) {
+#pragma unroll
+            for (int sl = warp; sl < KC / 32; sl += NC) {
+                const uint4 A = *reinterpret_cast<const uint4 *>(st + g * RS + sl * 64 + t * 16);
+                const uint4 B = *reinterpret_cast<const uint4 *>(st + (g + 8) * RS + sl * 64 + t * 16);
+                const int64_t s = kc * (KC / 32) + sl;
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    const float4 x0 = __ldg(xr[mt] + s * 8), x1 = __ldg(xr[mt] + s * 8 + 1);
+                    uint32_t h0, l0, h1, l1, h2, l2, h3, l3;
+                    split2(x0.x, x0.y, h0, l0);
+                    split2(x0.z, x0.w, h1, l1);
+                    split2(x1.x, x1.y, h2, l2);
+                    split2(x1.z, x1.w, h3, l3);
+                    mma16816(ch[mt], A.x, B.x, A.y, B.y, h0, h1);
+                    mma16816(cl[mt], A.x, B.x, A.y, B.y, l0, l1);
+                    mma16816(ch[mt], A.z, B.z, A.w, B.w, h2, h3);
+                    mma16816(cl[mt], A.z, B.z, A.w, B.w, l2, l3);
+                }
+            }
+        } else if (lane == 0 && st[warp] == 0x7f) {
+            y[0] = 1.0f;
+        }
+        __syncwarp();
+        if (lane == 0)
+            mb_arrive(&empty[i]);
+        if (kc != cpt - 1 && c != c1 - 1)
+            continue;
+        /* the end of a tile segment [seg0, c] */
+        float *my = red + warp * 256;
+        for (int mt = 0; mt < 2; mt++) {
+            my[g * 16 + mt * 8 + 2 * t] = ch[mt][0] + cl[mt][0];
+            my[g * 16 + mt * 8 + 2 * t + 1] = ch[mt][1] + cl[mt][1];
+            my[(g + 8) * 16 + mt * 8 + 2 * t] = ch[mt][2] + cl[mt][2];
+            my[(g + 8) * 16 + mt * 8 + 2 * t + 1] = ch[mt][3] + cl[mt][3];
+            for (int q = 0; q < 4; q++)
+                ch[mt][q] = cl[mt][q] = 0.0f;
+        }
+        bar_named(1, NC * 32);
+        const bool whole = seg0 % cpt == 0 && kc == cpt - 1;
+        const int64_t kseg = seg0 % cpt;
+        for (int o = threadIdx.x; o < 256; o += NC * 32) {
+            float acc = 0.0f;
+            for (int wi = 0; wi < NC; wi++)
+                acc += red[wi * 256 + o];
+            const int ml = o & 15, nl = o >> 4;
+            const int64_t n = tt * 16 + nl;
+            if (whole) {
+                if (ml < M && n < N)
+                    y[ml * (int64_t)N + n] = acc;
+            } else {
+                __stcg(ws + (tt * cpt + kseg) * 256 + o, acc);
+            }
+        }
+        if (!whole) {
+            __threadfence();
+            bar_named(1, NC * 32);
+            if (threadIdx.x == 0) {
+                int parts = 1;
+                for (int64_t k = 1; k < cpt; k++)
+                    parts += tcb_starts(tt * cpt + k, T, G);
+                is_last = atomicAdd(cnt + tt, 1u) == (unsigned)parts - 1;
+            }
+            bar_named(1, NC * 32);
+            if (is_last) {
+                __threadfence();
+                for (int o = threadIdx.x; o < 256; o += NC * 32) {
+                    float acc = 0.0f;
+                    for (int64_t k = 0; k < cpt; k++)
+                        if (k == 0 || tcb_starts(tt * cpt + k, T, G))
+                            acc += __ldcg(ws + (tt * cpt + k) * 256 + o);
+                    const int ml = o & 15, nl = o >> 4;
+                    const int64_t n = tt * 16 + nl;
+                    if (ml < M && n < N)
+                        y[ml * (int64_t)N + n] = acc;
+                }
+                if (threadIdx.x == 0)
+                    cnt[tt] = 0;
+            }
+        }
+        bar_named(1, NC * 32); /* red is rewritten by the next segment */
+        seg0 = c + 1;
+    }
+}
+
+static float *d_ws;
+static unsigned *d_cnt;
+static int g_bps; /* blocks per SM */
+template <int KC, int S, int NC, bool MATH>
+static void tcb_go(float *y, const float *x, const __nv_bfloat16 *w, int M, int N, int K)
+{
+    const size_t smem = 256 + (size_t)S * 16 * (KC * 2 + 64) + (size_t)NC * 256 * 4;
+    static bool attr;
+    if (!attr) {
+        CK(cudaFuncSetAttribute(tcb_k<KC, S, NC, MATH>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)smem));
+        attr = true;
+    }
+    int sms = 132;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+    tcb_k<KC, S, NC, MATH><<<sms * g_bps, (NC + 1) * 32, smem>>>(y, x, w, M, N, K, d_ws, d_cnt);
+}
+
+static void tcb_sweep(const struct shape *s)
+{
+#define TCB(KC, S, NC, BPS, MATH)                                                                  \
+    do {                                                                                           \
+        char what[64];                                                                             \
+        g_bps = BPS;                                                                               \
+        snprintf(what, sizeof what, "tcb KC=%d S=%d nc=%d %d/SM%s", KC, S, NC, BPS,                \
+                 MATH ? "" : " no-math");                                                          \
+        timeit(what, tcb_go<KC, S, NC, MATH>, 16, s);                                              \
+    } while (0)
+    TCB(256, 8, 4, 2, false);
+    TCB(256, 8, 4, 2, true);
+    TCB(256, 8, 8, 2, true);
+    TCB(256, 4, 4, 4, true);
+    TCB(256, 6, 4, 3, true);
+    TCB(256, 12, 8, 1, true);
+    TCB(512, 4, 4, 2, true);
+    TCB(512, 6, 8, 1, true);
+    TCB(512, 3, 4, 3, true);
+#undef TCB
+}
+
+/* cuBLAS at the decode shapes: x rounded to bf16 (M = 16) or stacked hi and lo (M = 32) */
+#include <cublas_v2.h>
+static void cublas_sweep(const struct shape *s)
+{
+    static cublasHandle_t h;
+    if (!h && cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) {
+        printf("cublasCreate failed\n");
+        return;
+    }
+    static __nv_bfloat16 *xb;
+    if (!xb)
+        CK(cudaMalloc(&xb, 2 * 32 * 4096));
+    {
+        float *hx = (float *)malloc(4 * 32 * 4096);
+        for (int i = 0; i < 32 * 4096; i++)
+            hx[i] = (float)((i * 2654435761u >> 8) & 0xffff) / 65536.0f - 0.5f;
+        __nv_bfloat16 *hb = (__nv_bfloat16 *)malloc(2 * 32 * 4096);
+        for (int i = 0; i < 32 * 4096; i++)
+            hb[i] = __float2bfloat16(hx[i]);
+        CK(cudaMemcpy(xb, hb, 2 * 32 * 4096, cudaMemcpyHostToDevice));
+        free(hx);
+        free(hb);
+    }
+    for (int M = 16; M <= 32; M += 16) {
+        const float one = 1.0f, zero = 0.0f;
+        cudaEvent_t e0, e1;
+        CK(cudaEventCreate(&e0));
+        CK(cudaEventCreate(&e1));
+        for (int i = 0; i < 20; i++)
+            cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, s->N, M, s->K, &one, d_w[i % ncopy], CUDA_R_16BF,
+                         s->K, xb, CUDA_R_16BF, s->K, &zero, d_y, CUDA_R_32F, s->N, CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT);
+        CK(cudaEventRecord(e0));
+        for (int i = 0; i < 200; i++)
+            cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, s->N, M, s->K, &one, d_w[i % ncopy], CUDA_R_16BF,
+                         s->K, xb, CUDA_R_16BF, s->K, &zero, d_y, CUDA_R_32F, s->N, CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT);
+        CK(cudaEventRecord(e1));
+        CK(cudaEventSynchronize(e1));
+        float ms = 0;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        const double us = ms * 1e3 / 200;
+        printf("%-9s M=%-2d %-34s %8.2f us  %5.2f TB/s\n", s->name, M, "cublasGemmEx bf16 x bf16", us,
+               (double)s->N * s->K * 2 / us * 1e-6);
+    }
+}
+
 #ifdef LAB_PROD
 #include "omni/cuda.h"
 #include "../../core/cuda_impl.h"
@@ -973,6 +1243,18 @@ int main(int argc, char **argv)
         return 0;
     }
 #endif
+    if (argc > 1 && !strcmp(argv[1], "tcb")) {
+        CK(cudaMalloc(&d_ws, sizeof(float) * 256 * 50288 / 16 * 16));
+        CK(cudaMalloc(&d_cnt, sizeof(unsigned) * 50288 / 16 + 64));
+        CK(cudaMemset(d_cnt, 0, sizeof(unsigned) * 50288 / 16 + 64));
+        for (int si = 0; si < 4; si++) {
+            ref_go(d_ref, d_x, d_w[0], 16, shapes[si].N, shapes[si].K);
+            CK(cudaDeviceSynchronize());
+            tcb_sweep(&shapes[si]);
+            cublas_sweep(&shapes[si]);
+        }
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "mix")) {
         mix_main();
         return 0;
