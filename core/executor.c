@@ -12,6 +12,8 @@
 #include "graph_impl.h"
 #include "pipeline_impl.h"
 
+#define GRAPH_KEY_MAX 256 /* words of a loop run's graph key */
+
 struct omni_pipeline {
     struct omni__pipeline_spec *spec;
     struct omni__stage_inst *stages;
@@ -20,9 +22,12 @@ struct omni_pipeline {
     struct omni__stage_inst *extra; /* adapters attached at run time */
     int n_extra;
     struct omni__ipc_cluster *ipc; /* workers of placement: (core/ipc), NULL when none */
-    /* Executable CUDA graphs of loop runs kept across requests, per (run, batch):
-     * a new request re-records its steps (host only) and updates the cached
-     * executable in place, so instantiation is paid once per batch size. */
+    /* Executable CUDA graphs of loop runs kept across requests, per (run, batch).
+     * A later request whose loop calls would queue the same work (same key: the
+     * stages' graph_key words, the run's inputs, outputs and device counters)
+     * replays it without recording; otherwise it re-records its step (host
+     * only) and updates the cached executable in place, so instantiation is
+     * paid once per batch size. */
     pthread_mutex_t graph_mu;
     struct graph_slot {
         int first, count, batch;
@@ -30,8 +35,22 @@ struct omni_pipeline {
         void *exec;
         int busy; /* lent to a running request */
         unsigned long long used;
+        int nkey; /* words of key that exec was recorded under; 0: none (always record) */
+        uint64_t key[GRAPH_KEY_MAX];
     } graph_slots[8];
     unsigned long long graph_clock;
+    /* device counters (position, step) lent to requests, kept so that a later
+     * request reads them at the address its cached graph was recorded with */
+    struct ctr_slot {
+        struct omni_tensor t;
+        int busy;
+    } ctrs[8];
+    /* per stage: the request state kept for the next request of this batch (see
+     * keep_limit), or NULL; under graph_mu */
+    struct parked {
+        void *state;
+        int batch;
+    } *parked;
 };
 
 struct dump_entry {
@@ -57,6 +76,7 @@ struct omni_request {
     struct omni_tensor *outputs; /* per spec output */
     struct omni_tensor tokens;
     struct omni_run_stats stats;
+    int graphs_recorded, graphs_replayed; /* loop runs captured / replayed from an earlier request */
 };
 
 static double now_ms(void)
@@ -149,6 +169,7 @@ int omni_pipeline_load(struct omni_pipeline **out, const char *yaml_path,
     }
     p->spec = spec;
     pthread_mutex_init(&p->graph_mu, NULL);
+    p->parked = calloc((size_t)spec->n_stages, sizeof *p->parked); /* NULL: no states kept */
     /* placement: start / connect the workers and load their stages (core/ipc) */
     if (spec->n_placements && !omni__ipc_open) {
         rc = omni_error_set(err, OMNI_EUNSUPPORTED, "%s: placement: this build has no core/ipc", spec->file);
@@ -208,6 +229,15 @@ void omni_pipeline_free(struct omni_pipeline *p)
 {
     if (!p)
         return;
+    /* the request states kept for a next request, while their stages exist */
+    for (int i = 0; p->parked && p->spec && i < p->spec->n_stages; i++) {
+        if (!p->parked[i].state) /* only states of created stages are kept */
+            continue;
+        const struct omni_stage_ops *o = p->spec->stages[i].plugin->desc->ops;
+        if (p->stages[i].stage && OMNI__HAS_OP(o, state_free))
+            o->state_free(p->stages[i].stage, p->parked[i].state);
+        p->parked[i].state = NULL;
+    }
     /* stages first (they may hold adapters), then adapters, then files */
     for (int i = 0; p->spec && i < p->spec->n_stages; i++)
         if (!p->spec->stages[i].attach && p->stages[i].stage)
@@ -226,6 +256,9 @@ void omni_pipeline_free(struct omni_pipeline *p)
     free(p->files);
     for (int i = 0; i < (int)(sizeof p->graph_slots / sizeof p->graph_slots[0]); i++)
         omni__graph_free(p->graph_slots[i].exec);
+    for (int i = 0; i < (int)(sizeof p->ctrs / sizeof p->ctrs[0]); i++)
+        omni_tensor_release(&p->ctrs[i].t);
+    free(p->parked);
     pthread_mutex_destroy(&p->graph_mu);
     omni__pipeline_spec_free(p->spec);
     free(p);
@@ -514,6 +547,14 @@ const struct omni_tensor *omni_request_tokens(const struct omni_request *r)
 
 void omni_request_stats(const struct omni_request *r, struct omni_run_stats *st) { *st = r->stats; }
 
+void omni_request_graph_stats(const struct omni_request *r, int *recorded, int *replayed)
+{
+    if (recorded)
+        *recorded = r->graphs_recorded;
+    if (replayed)
+        *replayed = r->graphs_replayed;
+}
+
 /* ---- running ---------------------------------------------------------------------------- */
 
 struct run {
@@ -533,6 +574,7 @@ struct run {
     struct omni__ipc_request *ipc_req; /* calls of remote stages in this run (core/ipc) */
     int capturing;            /* inside a CUDA-graph capture: no dump, no streaming */
     struct omni_tensor ctr;   /* int64 [2] (position, step) on the loop's CUDA device */
+    int ctr_slot;             /* p->ctrs index lent to this run, -1 when none */
     struct loop_run {         /* consecutive graph-safe loop stages on one CUDA device */
         int first, count;
         struct omni_device dev;
@@ -541,6 +583,8 @@ struct run {
         int disabled;
         const void *inputs[32]; /* data addresses fed into the run from outside, at capture */
         int n_inputs;
+        int nkey; /* the key exec was recorded under (0: none), given to the cache with it */
+        uint64_t key[GRAPH_KEY_MAX];
     } runs[8];
     int n_runs;
     struct omni_tensor dtokens; /* deferred collection: [B, cap] i32 on the device */
@@ -639,6 +683,42 @@ static int after_call(struct run *R, int phase, int s, int64_t step, struct omni
     return rc;
 }
 
+/* Take the state an earlier request of this batch left for stage s; 0 when none. */
+static int state_unpark(struct run *R, int s)
+{
+    struct omni_pipeline *p = R->p;
+    int got = 0;
+    if (!p->parked)
+        return 0;
+    pthread_mutex_lock(&p->graph_mu);
+    if (p->parked[s].state && p->parked[s].batch == R->batch) {
+        R->states[s] = p->parked[s].state;
+        p->parked[s].state = NULL;
+        got = 1;
+    }
+    pthread_mutex_unlock(&p->graph_mu);
+    return got;
+}
+
+/* What stage s sees of the request in a call at `step` (-1: the prefill). */
+static struct omni_run_ctx stage_ctx(struct run *R, int s, int64_t step)
+{
+    struct omni_run_ctx ctx = {
+        .size = sizeof ctx,
+        .task = R->r->task ? R->r->task : R->spec->task,
+        .position = R->position,
+        .step = step,
+        .seed = R->r->seed,
+        .batch = R->batch,
+        .options = R->r->option_views[s].map ? &R->r->option_views[s] : NULL,
+    };
+    if (R->ctr.buf && omni_device_eq(R->ctr.device, R->p->stages[s].device)) {
+        ctx.position_dev = omni_tensor_data(&R->ctr);
+        ctx.step_dev = ctx.position_dev + 1;
+    }
+    return ctx;
+}
+
 static int call_stage(struct run *R, int phase, int s, int64_t step, struct omni_error *err)
 {
     struct omni__pipeline_spec *spec = R->spec;
@@ -683,25 +763,15 @@ static int call_stage(struct run *R, int phase, int s, int64_t step, struct omni
         for (int i = 0; !rc && i < spec->n_feed; i++)
             if (spec->feed[i].to.stage_idx == s)
                 rc = route(R, s, spec->feed[i].to.port_idx, &R->fed[i], &in[spec->feed[i].to.port_idx], err);
-    struct omni_run_ctx ctx = {
-        .size = sizeof ctx,
-        .task = R->r->task ? R->r->task : spec->task,
-        .position = R->position,
-        .step = step,
-        .seed = R->r->seed,
-        .batch = R->batch,
-        .options = R->r->option_views[s].map ? &R->r->option_views[s] : NULL,
-    };
-    if (R->ctr.buf && omni_device_eq(R->ctr.device, si->device)) {
-        ctx.position_dev = omni_tensor_data(&R->ctr);
-        ctx.step_dev = ctx.position_dev + 1;
-    }
+    struct omni_run_ctx ctx = stage_ctx(R, s, step);
     const struct omni_stage_ops *o = d->ops;
     struct omni_tensor *out = calloc((size_t)nout + 1, sizeof *out);
     if (!out && !rc)
         rc = omni_error_set(err, OMNI_ENOMEM, "out of memory");
     int remote = spec->stages[s].process >= 0; /* hosted by a worker, which keeps its state */
-    if (!rc && !remote && !R->have_state[s] && OMNI__HAS_OP(o, state_new)) {
+    if (!rc && !remote && !R->have_state[s] && state_unpark(R, s)) {
+        R->have_state[s] = 1;
+    } else if (!rc && !remote && !R->have_state[s] && OMNI__HAS_OP(o, state_new)) {
         struct omni_error local;
         omni_error_clear(&local);
         rc = o->state_new(si->stage, &ctx, &R->states[s], &local);
@@ -880,6 +950,57 @@ static int graphs_enabled(void)
     return !(e && !strcmp(e, "0"));
 }
 
+/* The request's device counters: an idle pooled pair on dev (the same address a cached
+ * graph may read), else a new one, pooled when there is room. */
+static int ctr_take(struct run *R, struct omni_device dev, struct omni_error *err)
+{
+    struct omni_pipeline *p = R->p;
+    const int n = (int)(sizeof p->ctrs / sizeof p->ctrs[0]);
+    int rc = OMNI_OK;
+    R->ctr_slot = -1;
+    pthread_mutex_lock(&p->graph_mu);
+    int pick = -1;
+    for (int i = 0; i < n && pick < 0; i++)
+        if (p->ctrs[i].t.buf && !p->ctrs[i].busy && omni_device_eq(p->ctrs[i].t.device, dev))
+            pick = i;
+    for (int i = 0; i < n && pick < 0; i++)
+        if (!p->ctrs[i].t.buf) {
+            const int64_t shape[1] = {2};
+            if ((rc = omni_tensor_alloc(&p->ctrs[i].t, OMNI_DTYPE_I64, 1, shape, dev, err)))
+                break;
+            pick = i;
+        }
+    if (pick >= 0) {
+        p->ctrs[pick].busy = 1;
+        omni_tensor_ref(&R->ctr, &p->ctrs[pick].t);
+        R->ctr_slot = pick;
+    }
+    pthread_mutex_unlock(&p->graph_mu);
+    if (rc || pick >= 0)
+        return rc;
+    const int64_t shape[1] = {2}; /* every pooled pair is lent: a private one */
+    return omni_tensor_alloc(&R->ctr, OMNI_DTYPE_I64, 1, shape, dev, err);
+}
+
+/* Give the counters back once nothing queued by this request reads or writes them (a
+ * stop can leave a few steps queued; the next borrower may run on another stream). When
+ * the wait fails the pair stays lent (freed with the pipeline). */
+static void ctr_give(struct run *R)
+{
+    struct omni_error e;
+    omni_error_clear(&e);
+    const int idle = R->ctr_slot < 0 || omni__graph_sync(R->ctr.device, &e) == OMNI_OK;
+    omni_tensor_release(&R->ctr);
+    if (R->ctr_slot < 0)
+        return;
+    if (idle) {
+        pthread_mutex_lock(&R->p->graph_mu);
+        R->p->ctrs[R->ctr_slot].busy = 0;
+        pthread_mutex_unlock(&R->p->graph_mu);
+    }
+    R->ctr_slot = -1;
+}
+
 /* Find runs of graph-safe loop stages on one CUDA device; give the loop's CUDA
  * stages a device copy of (position, step); decide whether tokens can be
  * collected on the device (no stop ids to check, no dump). */
@@ -894,8 +1015,7 @@ static int loop_prepare(struct run *R, struct omni_error *err)
             cuda = R->p->stages[order[k]].device;
     if (cuda.type < 0)
         return OMNI_OK;
-    int64_t shape[1] = {2};
-    int rc = omni_tensor_alloc(&R->ctr, OMNI_DTYPE_I64, 1, shape, cuda, err);
+    int rc = ctr_take(R, cuda, err);
     if (rc)
         return rc;
     for (int k = 0; graphs_enabled() && k < n && R->n_runs < (int)(sizeof R->runs / sizeof R->runs[0]);) {
@@ -965,6 +1085,47 @@ static int run_inputs(struct run *R, const struct loop_run *run, const void **ad
     return n;
 }
 
+/* The words a cached graph of this run must have been recorded under for this request
+ * to replay it without recording: the batch, the device counters' address, the addresses
+ * fed into the run from outside, every output of its stages (address, dtype, shape,
+ * strides: the buffers the stages return on every call) and each stage's graph_key.
+ * 0 when a stage has no graph_key or it fails, or the key does not fit. */
+static int run_key(struct run *R, const struct loop_run *run, int64_t step, uint64_t *key)
+{
+    const int *order = R->spec->order[OMNI__PHASE_LOOP] + run->first;
+    int n = 0, ok = omni_key_put(key, GRAPH_KEY_MAX, &n, (uint64_t)R->batch) &&
+                    omni_key_put(key, GRAPH_KEY_MAX, &n, (uint64_t)(uintptr_t)omni_tensor_data(&R->ctr));
+    const void *in[32];
+    const int nin = run_inputs(R, run, in, 32);
+    for (int i = 0; ok && i < nin; i++)
+        ok = omni_key_put(key, GRAPH_KEY_MAX, &n, (uint64_t)(uintptr_t)in[i]);
+    for (int i = 0; ok && i < run->count; i++) {
+        const int s = order[i];
+        for (int k = 0; ok && k < R->n_out[s]; k++) {
+            const struct omni_tensor *t = &R->outs[s][k];
+            const uint64_t kind = ((uint64_t)(uint32_t)t->dtype << 32) | (uint32_t)t->ndim;
+            const void *data = t->buf ? omni_tensor_data(t) : NULL;
+            ok = omni_key_put(key, GRAPH_KEY_MAX, &n, (uint64_t)(uintptr_t)data) &&
+                 omni_key_put(key, GRAPH_KEY_MAX, &n, kind);
+            for (int d = 0; ok && d < t->ndim; d++)
+                ok = omni_key_put(key, GRAPH_KEY_MAX, &n, (uint64_t)t->shape[d]) &&
+                     omni_key_put(key, GRAPH_KEY_MAX, &n, (uint64_t)t->strides[d]);
+        }
+        const struct omni__stage_inst *si = &R->p->stages[s];
+        const struct omni_stage_ops *o = si->plugin->desc->ops;
+        if (!ok || !OMNI__HAS_OP(o, graph_key) || !R->have_state[s])
+            return 0;
+        const struct omni_run_ctx ctx = stage_ctx(R, s, step);
+        int m = 0;
+        if (o->graph_key(si->stage, R->states[s], &ctx, key + n + 1, GRAPH_KEY_MAX - n - 1, &m) ||
+            m < 0 || m > GRAPH_KEY_MAX - n - 1)
+            return 0;
+        key[n] = (uint64_t)m; /* the stage's word count, so that words cannot shift between stages */
+        n += 1 + m;
+    }
+    return ok ? n : 0;
+}
+
 /* Borrow the cached executable graph of this run at this batch size (or a
  * free slot for it); -1 when every slot is lent. */
 static int graph_slot_take(struct omni_pipeline *p, const struct loop_run *run, int batch)
@@ -983,7 +1144,8 @@ static int graph_slot_take(struct omni_pipeline *p, const struct loop_run *run, 
     }
     if (pick >= 0) {
         struct graph_slot *g = &p->graph_slots[pick];
-        if (!match) { /* evict: another run or batch size (empty slots have used = 0) */
+        if (!match) { /* evict: another run or batch size (empty slots have used = 0); the
+                       * struct copy below also clears its key */
             omni__graph_free(g->exec);
             *g = (struct graph_slot){.first = run->first, .count = run->count, .batch = batch, .dev = run->dev};
         }
@@ -1005,6 +1167,8 @@ static void graph_slot_give(struct omni_pipeline *p, struct loop_run *run)
         if (g->exec != run->exec)
             omni__graph_free(g->exec);
         g->exec = run->exec;
+        g->nkey = run->exec ? run->nkey : 0;
+        memcpy(g->key, run->key, (size_t)g->nkey * sizeof g->key[0]);
         g->busy = 0;
         pthread_mutex_unlock(&p->graph_mu);
     }
@@ -1019,6 +1183,28 @@ static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct o
     const int *order = R->spec->order[OMNI__PHASE_LOOP] + run->first;
     int rc = OMNI_OK;
     if (!run->exec) {
+        /* the graph an earlier request recorded under the same key queues the same work */
+        run->nkey = run_key(R, run, step, run->key);
+        run->slot = graph_slot_take(R->p, run, R->batch);
+        const struct graph_slot *g = run->slot >= 0 ? &R->p->graph_slots[run->slot] : NULL;
+        if (g && g->exec && run->nkey > 0 && g->nkey == run->nkey &&
+            !memcmp(g->key, run->key, (size_t)run->nkey * sizeof run->key[0])) {
+            run->exec = g->exec;
+            run->n_inputs = run_inputs(R, run, run->inputs, 32);
+            R->r->graphs_replayed++;
+            OMNI_LOG(OMNI_LOG_INFO, "replaying the CUDA graph of loop stages %s..%s recorded for an earlier request (same buffers and settings)",
+                     R->p->stages[order[0]].name, R->p->stages[order[run->count - 1]].name);
+            goto launch;
+        }
+        if (g && g->exec && g->nkey && run->nkey) { /* why not (-vv) */
+            int i = 0;
+            while (i < g->nkey && i < run->nkey && g->key[i] == run->key[i])
+                i++;
+            OMNI_LOG(OMNI_LOG_DEBUG, "CUDA graph of loop stages %s..%s: key word %d of %d differs from the cached one's (%#llx, cached %#llx): recording",
+                     R->p->stages[order[0]].name, R->p->stages[order[run->count - 1]].name, i, run->nkey,
+                     i < run->nkey ? (unsigned long long)run->key[i] : 0ull,
+                     i < g->nkey ? (unsigned long long)g->key[i] : 0ull);
+        }
         struct omni_buffer *before[64] = {0};
         int nb = 0;
         for (int i = 0; i < run->count; i++)
@@ -1036,7 +1222,6 @@ static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct o
         double t1 = now_ms();
         int updated = 0;
         if (!rc) {
-            run->slot = graph_slot_take(R->p, run, R->batch);
             void *cached = run->slot >= 0 ? R->p->graph_slots[run->slot].exec : NULL;
             rc = omni__graph_end_update(run->dev, cs, cached, &run->exec, &updated, &local);
             if (rc && run->slot >= 0) {
@@ -1048,6 +1233,12 @@ static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct o
         } else if (cs) {
             omni__graph_abort(run->dev, cs);
         }
+        if (rc && run->slot >= 0) { /* nothing recorded: the slot goes back as it was */
+            pthread_mutex_lock(&R->p->graph_mu);
+            R->p->graph_slots[run->slot].busy = 0;
+            pthread_mutex_unlock(&R->p->graph_mu);
+            run->slot = -1;
+        }
         double t2 = now_ms();
         int stable = 1;
         nb = 0;
@@ -1058,6 +1249,7 @@ static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct o
             OMNI_LOG(OMNI_LOG_WARN, "CUDA graph of loop stages %s..%s not used (%s); running them eagerly",
                      R->p->stages[order[0]].name, R->p->stages[order[run->count - 1]].name,
                      rc ? local.msg : "a stage changed its output buffers");
+            run->nkey = 0; /* what it recorded is not what the key describes */
             graph_slot_give(R->p, run);
             run->disabled = 1;
             /* nothing captured ran: run the stages now */
@@ -1072,6 +1264,7 @@ static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct o
                  R->p->stages[order[0]].name, R->p->stages[order[run->count - 1]].name, t1 - t0,
                  updated ? "updated the cached executable graph" : "instantiated", t2 - t1);
         run->n_inputs = run_inputs(R, run, run->inputs, 32);
+        R->r->graphs_recorded++;
     } else {
         const void *now[32];
         int n = run_inputs(R, run, now, 32);
@@ -1089,6 +1282,7 @@ static int run_graph(struct run *R, struct loop_run *run, int64_t step, struct o
             return OMNI_OK;
         }
     }
+launch:
     if ((rc = omni__graph_launch(run->dev, run->exec, err)))
         return rc;
     for (int i = 0; !rc && i < run->count; i++)
@@ -1111,14 +1305,60 @@ static int finish_tokens(struct run *R, struct omni_error *err)
     return OMNI_OK;
 }
 
+/* Largest batch whose loop states are kept for the next request (OMNI_KEEP_LOOP_STATES;
+ * 0: never). Default 2: MMU and single images. At T2I batch 16 the backbone's states
+ * are 1.6 GB, which the VQ decoder of the after phase would otherwise have to itself. */
+static int keep_limit(void)
+{
+    const char *e = getenv("OMNI_KEEP_LOOP_STATES");
+    return e && *e ? atoi(e) : 2;
+}
+
+/* End stage s's request state: kept for the next request of this batch when s ran in a
+ * CUDA graph of the loop, its plugin declares its states reusable, the batch is within
+ * keep_limit and no state is kept for s yet (the device is idle first: the next request
+ * may run on another thread's stream); freed otherwise. */
+static void state_release(struct run *R, int s)
+{
+    struct omni_pipeline *p = R->p;
+    const struct omni_plugin_desc *d = R->spec->stages[s].plugin->desc;
+    const int *order = R->spec->order[OMNI__PHASE_LOOP];
+    struct omni_device dev = {-1, 0};
+    for (int q = 0; q < R->n_runs; q++)
+        for (int i = 0; i < R->runs[q].count; i++)
+            if (order[R->runs[q].first + i] == s)
+                dev = R->runs[q].dev;
+    int kept = 0;
+    if (p->parked && dev.type >= 0 && R->r->graphs_recorded + R->r->graphs_replayed > 0 &&
+        R->batch <= keep_limit() && d->size >= sizeof(struct omni_plugin_desc) &&
+        (d->flags & OMNI_PLUGIN_STATE_REUSABLE) && R->spec->stages[s].process < 0) {
+        struct omni_error e;
+        omni_error_clear(&e);
+        if (omni__graph_sync(dev, &e) == OMNI_OK) {
+            pthread_mutex_lock(&p->graph_mu);
+            if (!p->parked[s].state) {
+                p->parked[s] = (struct parked){.state = R->states[s], .batch = R->batch};
+                kept = 1;
+            }
+            pthread_mutex_unlock(&p->graph_mu);
+        }
+    }
+    const struct omni_stage_ops *o = d->ops;
+    if (!kept && OMNI__HAS_OP(o, state_free))
+        o->state_free(p->stages[s].stage, R->states[s]);
+    R->states[s] = NULL;
+    R->have_state[s] = 0;
+}
+
 int omni_pipeline_run(struct omni_pipeline *p, struct omni_request *r, struct omni_error *err)
 {
     struct omni__pipeline_spec *spec = p->spec;
-    struct run R = {.p = p, .r = r, .spec = spec};
+    struct run R = {.p = p, .r = r, .spec = spec, .ctr_slot = -1};
     int ns = spec->n_stages, rc = OMNI_OK;
     outputs_clear(r);
     dump_clear(r);
     memset(&r->stats, 0, sizeof r->stats);
+    r->graphs_recorded = r->graphs_replayed = 0;
     R.states = calloc((size_t)ns + 1, sizeof *R.states);
     R.have_state = calloc((size_t)ns + 1, sizeof *R.have_state);
     R.outs = calloc((size_t)ns + 1, sizeof *R.outs);
@@ -1213,12 +1453,8 @@ int omni_pipeline_run(struct omni_pipeline *p, struct omni_request *r, struct om
         int s = spec->order[OMNI__PHASE_LOOP][k], later = 0;
         for (int j = 0; j < spec->n_order[OMNI__PHASE_AFTER]; j++)
             later |= spec->order[OMNI__PHASE_AFTER][j] == s;
-        const struct omni_stage_ops *o = spec->stages[s].plugin->desc->ops;
-        if (!later && R.have_state[s] && OMNI__HAS_OP(o, state_free)) {
-            o->state_free(p->stages[s].stage, R.states[s]);
-            R.states[s] = NULL;
-            R.have_state[s] = 0;
-        }
+        if (!later && R.have_state[s])
+            state_release(&R, s);
     }
 
     /* after */
@@ -1262,11 +1498,9 @@ int omni_pipeline_run(struct omni_pipeline *p, struct omni_request *r, struct om
         dump_clear(r);
     }
 out:
-    for (int s = 0; R.states && s < ns; s++) {
-        const struct omni_stage_ops *o = spec->stages[s].plugin->desc->ops;
-        if (R.have_state[s] && OMNI__HAS_OP(o, state_free))
-            o->state_free(p->stages[s].stage, R.states[s]);
-    }
+    for (int s = 0; R.states && s < ns; s++)
+        if (R.have_state[s])
+            state_release(&R, s);
     for (int s = 0; R.outs && s < ns; s++) {
         for (int k = 0; R.outs[s] && k < R.n_out[s]; k++)
             omni_tensor_release(&R.outs[s][k]);
@@ -1279,7 +1513,7 @@ out:
     for (int q = 0; q < R.n_runs; q++) /* a replay may still be queued: the cache keeps it */
         graph_slot_give(p, &R.runs[q]);
     omni_tensor_release(&R.dtokens);
-    omni_tensor_release(&R.ctr);
+    ctr_give(&R);
     if (R.ipc_req) /* workers free the run's state and shared memory */
         omni__ipc_request_end(p->ipc, R.ipc_req);
     free(R.fed);

@@ -1,6 +1,7 @@
 /* CUDA graphs for the generation loop: capture a run of graph-safe stages
  * once, replay it per token; device counters and on-device token collection
  * so that a loop without stop ids needs no host round trip per token. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,20 +190,63 @@ int omni__lag_read(struct omni__lag *l, int64_t index, const int32_t **host, str
     return OMNI_OK;
 }
 
-int omni__graph_set_i64x2(struct omni_device dev, int64_t *dst, int64_t a, int64_t b, struct omni_error *err)
+/* The counters' pinned source ring, one per device: a queued copy reads its slot when it
+ * runs, so a slot is rewritten only after the copy that last read it has completed (the
+ * slot's event). The host waits only when it runs more than SET_RING steps ahead of the
+ * device: a loop without stop ids queues every step at once (255 T2I steps), and with 64
+ * slots and no wait, steps 64 apart shared a source and a late copy read a newer value
+ * (the wrong position: T2I codes differed between graphs on and off). */
+#define SET_RING 64
+#define SET_DEVICES 16
+static struct set_ring {
+    int64_t *v; /* [SET_RING][2] pinned */
+    cudaEvent_t ev[SET_RING];
+    int next;
+} set_rings[SET_DEVICES];
+static pthread_mutex_t set_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int set_i64x2_locked(struct set_ring *r, struct omni_device dev, int64_t *dst, int64_t a,
+                            int64_t b, struct omni_error *err)
 {
-    /* a small pinned ring so that a copy still queued never sees its source change */
-    static int64_t *ring;
-    static int slot;
-    if (!omni_cuda_stream)
-        return omni_error_set(err, OMNI_EDEVICE, "device counters need the CUDA backend (core/cuda.c)");
-    if (!ring)
-        CK(cudaMallocHost((void **)&ring, 64 * 2 * sizeof *ring));
-    int64_t *src = ring + 2 * slot;
-    slot = (slot + 1) % 64;
+    CK(cudaSetDevice(dev.index));
+    if (!r->v)
+        CK(cudaMallocHost((void **)&r->v, SET_RING * 2 * sizeof *r->v));
+    const int i = r->next;
+    if (!r->ev[i])
+        CK(cudaEventCreateWithFlags(&r->ev[i], cudaEventDisableTiming));
+    else
+        CK(cudaEventSynchronize(r->ev[i])); /* the copy that read this slot last has run */
+    int64_t *src = r->v + 2 * i;
     src[0] = a;
     src[1] = b;
-    CK(cudaMemcpyAsync(dst, src, 2 * sizeof *src, cudaMemcpyHostToDevice, (cudaStream_t)omni_cuda_stream(dev)));
+    cudaStream_t s = (cudaStream_t)omni_cuda_stream(dev);
+    CK(cudaMemcpyAsync(dst, src, 2 * sizeof *src, cudaMemcpyHostToDevice, s));
+    CK(cudaEventRecord(r->ev[i], s));
+    r->next = (i + 1) % SET_RING;
+    return OMNI_OK;
+}
+
+int omni__graph_set_i64x2(struct omni_device dev, int64_t *dst, int64_t a, int64_t b, struct omni_error *err)
+{
+    if (!omni_cuda_stream)
+        return omni_error_set(err, OMNI_EDEVICE, "device counters need the CUDA backend (core/cuda.c)");
+    if (dev.index < 0 || dev.index >= SET_DEVICES)
+        return omni_error_set(err, OMNI_EDEVICE, "device counters: cuda:%d is past the %d devices they serve",
+                              dev.index, SET_DEVICES);
+    pthread_mutex_lock(&set_mu);
+    int rc = set_i64x2_locked(&set_rings[dev.index], dev, dst, a, b, err);
+    pthread_mutex_unlock(&set_mu);
+    return rc;
+}
+
+int omni__graph_sync(struct omni_device dev, struct omni_error *err)
+{
+    if (!omni_cuda_stream)
+        return omni_error_set(err, OMNI_EDEVICE, "the CUDA backend is not in this build (core/cuda.c)");
+    void *s = omni_cuda_stream(dev);
+    if (!s)
+        return omni_error_set(err, OMNI_EDEVICE, "cuda:%d is not usable", dev.index);
+    CK(cudaStreamSynchronize((cudaStream_t)s));
     return OMNI_OK;
 }
 
@@ -231,6 +275,7 @@ void omni__graph_abort(struct omni_device dev, void *s) {}
 int omni__graph_launch(struct omni_device dev, void *x, struct omni_error *err) { NO_CUDA; }
 void omni__graph_free(void *x) {}
 int omni__graph_set_i64x2(struct omni_device dev, int64_t *d, int64_t a, int64_t b, struct omni_error *err) { NO_CUDA; }
+int omni__graph_sync(struct omni_device dev, struct omni_error *err) { NO_CUDA; }
 int omni__graph_copy_column(struct omni_device dev, void *d, int64_t ld, int64_t c, const void *s, int64_t sl,
                             int64_t r, struct omni_error *err) { NO_CUDA; }
 int omni__lag_new(struct omni_device dev, int slots, int64_t rows, struct omni__lag **out,

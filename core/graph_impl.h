@@ -27,9 +27,12 @@ void omni__graph_abort(struct omni_device dev, void *capture_stream);
 int omni__graph_launch(struct omni_device dev, void *exec, struct omni_error *err);
 void omni__graph_free(void *exec);
 /* dst[0] = a, dst[1] = b (int64 on dev), queued on dev's current stream from
- * pinned host memory (ordered before what follows). */
+ * pinned host memory (ordered before what follows). A source slot is reused only
+ * after its earlier copy ran: the host waits when it is 64 calls ahead. */
 int omni__graph_set_i64x2(struct omni_device dev, int64_t *dst, int64_t a, int64_t b,
                           struct omni_error *err);
+/* Wait until dev's current stream has run everything queued on it. */
+int omni__graph_sync(struct omni_device dev, struct omni_error *err);
 /* Copy a [B] column of 4-byte values (src, row stride src_ld elements) into
  * column col of dst [B, ld] on dev's current stream, no host wait. */
 int omni__graph_copy_column(struct omni_device dev, void *dst, int64_t ld, int64_t col,

@@ -196,7 +196,7 @@ __device__ __forceinline__ void tc_step(float (&ch)[RT][MT][4], float (&cl)[RT][
 }
 
 /* test flags (omni__dec_gemv_flags), passed to the kernels */
-#define GF_NO_PDL 1      /* launch without programmatic dependent launch */
+#define GF_NO_PDL 1      /* launch no decode kernel with programmatic dependent launch */
 #define GF_NO_PREWAIT 2  /* issue no weight loads before pdl_wait */
 #define GF_CONTIG 4      /* tc: warp w takes a contiguous range of K steps (not w, w + nw, ...) */
 #define GF_MIX_SCALAR 8  /* decode_mix: one state value per load (not runs of four) */
@@ -840,7 +840,8 @@ extern "C" void omni_dec_norm_cuda(float *out, int64_t ldo, float *res_out, int6
                         (long long)R);
         return;
     }
-    dec_launch(1, dec_norm_k, dim3((unsigned)M, a ? 1u + (unsigned)R : 1u), dim3(DN_NT), 0, out,
+    dec_launch(!(gemv_flags() & GF_NO_PDL), dec_norm_k,
+               dim3((unsigned)M, a ? 1u + (unsigned)R : 1u), dim3(DN_NT), 0, out,
                ldo, res_out, ldro, res_in, ldri, x, ldx, w, D, eps, a, u, ldu);
 }
 
@@ -977,8 +978,9 @@ __global__ void __launch_bounds__(256)
 }
 
 #define MIX_ST(NJ, RW, ST, VEC)                                                                    \
-    dec_launch(1, dec_mix_k<NJ, RW, ST, VEC>, grid, dim3(256), 0, g, ldg, part, ldp, zx, ldz, xbc, \
-               ldc, A, Dsk, dt_bias, gnw, (ST *)state, d->H, d->P, d->G, d->N)
+    dec_launch(!(gemv_flags() & GF_NO_PDL), dec_mix_k<NJ, RW, ST, VEC>, grid, dim3(256), 0, g,   \
+               ldg, part, ldp, zx, ldz, xbc, ldc, A, Dsk, dt_bias, gnw, (ST *)state, d->H, d->P,  \
+               d->G, d->N)
 #define MIX_VEC(NJ, RW, ST)                                                                        \
     do {                                                                                           \
         if (NJ % 4 == 0 && vec4)                                                                   \

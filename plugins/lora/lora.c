@@ -36,6 +36,10 @@ struct lora_stage {
     struct omni_tensor *B; /* [n_layer] of (N, r) f32 */
     struct omni_buffer *tmp; /* (M, r) f32 */
     int64_t tmp_rows;
+    /* earlier tmp buffers, kept until the stage goes: a CUDA graph captured in an earlier
+     * request may still name one (capacity doubles, so there are few) */
+    struct omni_buffer *retired[40];
+    int n_retired;
 };
 
 static char *lora_strdup(const char *s)
@@ -96,6 +100,9 @@ static void lora_release(struct lora_stage *s)
         omni_buffer_unref(s->tmp);
     s->tmp = NULL;
     s->tmp_rows = 0;
+    for (int i = 0; i < s->n_retired; i++)
+        omni_buffer_unref(s->retired[i]);
+    s->n_retired = 0;
 }
 
 static void lora_destroy(struct omni_stage *st)
@@ -280,10 +287,13 @@ static int lora_apply(struct omni_stage *st, const char *target, int layer,
     if (M <= OMNI_LORA_MAX_M && s->rank <= OMNI_LORA_MAX_R)
         return omni_op_lora_update(y, x, &s->A[layer], &s->B[layer], (float)s->scale, err);
     if (M > s->tmp_rows || (s->tmp && !omni_device_eq(omni_buffer_device(s->tmp), x->device))) {
-        if (s->tmp)
+        const int64_t rows = M > 2 * s->tmp_rows ? M : 2 * s->tmp_rows;
+        if (s->tmp && s->n_retired < (int)(sizeof s->retired / sizeof s->retired[0]))
+            s->retired[s->n_retired++] = s->tmp;
+        else if (s->tmp)
             omni_buffer_unref(s->tmp);
-        s->tmp = omni_buffer_new(x->device, (size_t)(M * s->rank) * sizeof(float), err);
-        s->tmp_rows = s->tmp ? M : 0;
+        s->tmp = omni_buffer_new(x->device, (size_t)(rows * s->rank) * sizeof(float), err);
+        s->tmp_rows = s->tmp ? rows : 0;
         if (!s->tmp)
             return omni_error_prefix(err, "stage '%s': ", s->name);
     }

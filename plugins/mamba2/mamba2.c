@@ -652,6 +652,37 @@ static const struct omni_port_desc m2_ports[] = {
      "position (S=T)"},
 };
 
+/* A step bakes the request's states, scratch and output buffers, and the adapters of its
+ * task, into a graph. */
+static int m2_graph_key(struct omni_stage *st, void *state, const struct omni_run_ctx *ctx,
+                        uint64_t *key, int max, int *n)
+{
+    struct m2_stage *s = (struct m2_stage *)st;
+    const struct m2_state *x = state;
+    struct omni_stage *act[M2_MAX_ADAPTERS];
+    int n_act = 0;
+    struct omni_error e;
+    omni_error_clear(&e);
+    if (!x || m2_active_adapters(s, ctx, 1, act, &n_act, &e))
+        return OMNI_EINVAL;
+    *n = 0;
+    int ok = omni_key_put(key, max, n, (uint64_t)x->batch) &&
+             omni_key_put(key, max, n, (uint64_t)x->cap_rows) &&
+             omni_key_put(key, max, n, omni_key_buf(x->conv.buf)) &&
+             omni_key_put(key, max, n, (uint64_t)x->conv.offset) &&
+             omni_key_put(key, max, n, omni_key_buf(x->ssm.buf)) &&
+             omni_key_put(key, max, n, (uint64_t)x->ssm.offset) &&
+             omni_key_put(key, max, n, omni_key_buf(x->ssm32.buf)) &&
+             omni_key_put(key, max, n, (uint64_t)x->ssm32.offset) &&
+             omni_key_put(key, max, n, omni_key_buf(x->out)) &&
+             omni_key_put(key, max, n, (uint64_t)n_act);
+    for (int i = 0; ok && i < SC_COUNT; i++)
+        ok = omni_key_put(key, max, n, omni_key_buf(x->scratch[i]));
+    for (int i = 0; ok && i < n_act; i++)
+        ok = omni_key_put(key, max, n, (uint64_t)(uintptr_t)act[i]);
+    return ok ? OMNI_OK : OMNI_ERANGE;
+}
+
 static const struct omni_stage_ops m2_ops = {
     .size = sizeof(struct omni_stage_ops),
     .create = m2_create,
@@ -662,6 +693,7 @@ static const struct omni_stage_ops m2_ops = {
     .state_free = m2_state_free,
     .step = m2_step,
     .attach = m2_attach,
+    .graph_key = m2_graph_key,
 };
 
 static const struct omni_plugin_desc m2_desc = {
@@ -696,7 +728,7 @@ static const struct omni_plugin_desc m2_desc = {
                   "  decode step; upstream's fp16 inference keeps its state in the model dtype)\n",
     /* steps allocate nothing (scratch and states sized by the prefill) and never wait:
      * the executor may capture them in a CUDA graph */
-    .flags = OMNI_PLUGIN_GRAPH_SAFE,
+    .flags = OMNI_PLUGIN_GRAPH_SAFE | OMNI_PLUGIN_STATE_REUSABLE,
 };
 
 OMNI_PLUGIN_DEFINE(m2_desc)

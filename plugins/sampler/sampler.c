@@ -178,6 +178,29 @@ static int smp_forward(struct omni_stage *st, void *state, struct omni_io *io,
     return OMNI_OK;
 }
 
+/* The loop call bakes the seed, the sampling options and the token buffer into a graph. */
+static int smp_graph_key(struct omni_stage *st, void *state, const struct omni_run_ctx *ctx,
+                         uint64_t *key, int max, int *n)
+{
+    struct smp_stage *s = (struct smp_stage *)st;
+    const struct smp_state *x = state;
+    struct omni_sampling cur = s->def;
+    struct omni_error e;
+    omni_error_clear(&e);
+    if (!x || !ctx || smp_read(s->name, ctx->options, &cur, "request options", &e))
+        return OMNI_EINVAL;
+    uint32_t t, p;
+    memcpy(&t, &cur.temperature, sizeof t);
+    memcpy(&p, &cur.top_p, sizeof p);
+    *n = 0;
+    return omni_key_put(key, max, n, ctx->seed) && omni_key_put(key, max, n, t) &&
+                   omni_key_put(key, max, n, (uint64_t)(int64_t)cur.top_k) &&
+                   omni_key_put(key, max, n, p) && omni_key_put(key, max, n, omni_key_buf(x->tok)) &&
+                   omni_key_put(key, max, n, (uint64_t)x->cap)
+               ? OMNI_OK
+               : OMNI_ERANGE;
+}
+
 static const struct omni_port_desc smp_ports[] = {
     {"logits", OMNI_PORT_IN, OMNI_DTYPE_BIT(OMNI_DTYPE_F32), "B,V", 0, "logits of one position"},
     {"token", OMNI_PORT_OUT, OMNI_DTYPE_BIT(OMNI_DTYPE_I32), "B,1", 0, "the chosen token ids"},
@@ -190,6 +213,7 @@ static const struct omni_stage_ops smp_ops = {
     .forward = smp_forward,
     .state_new = smp_state_new,
     .state_free = smp_state_free,
+    .graph_key = smp_graph_key,
 };
 
 static const struct omni_plugin_desc smp_desc = {
@@ -206,7 +230,7 @@ static const struct omni_plugin_desc smp_desc = {
     .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
 #endif
     .adapter = NULL,
-    .flags = OMNI_PLUGIN_GRAPH_SAFE,
+    .flags = OMNI_PLUGIN_GRAPH_SAFE | OMNI_PLUGIN_STATE_REUSABLE,
     .params_doc = "temperature: divide logits by this before sampling (default 1.0)\n"
                   "top_k: keep the k largest (default 1 = greedy argmax; 0 = all)\n"
                   "top_p: nucleus threshold (default 0 = off)\n"

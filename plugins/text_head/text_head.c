@@ -237,6 +237,23 @@ static const struct omni_port_desc th_ports[] = {
      "logits of the last position"},
 };
 
+/* The loop call bakes the request's logits and row buffers into a graph. */
+static int th_graph_key(struct omni_stage *st, void *state, const struct omni_run_ctx *ctx,
+                        uint64_t *key, int max, int *n)
+{
+    (void)st, (void)ctx;
+    const struct th_state *x = state;
+    if (!x)
+        return OMNI_EINVAL;
+    *n = 0;
+    return omni_key_put(key, max, n, omni_key_buf(x->logits)) &&
+                   omni_key_put(key, max, n, (uint64_t)x->logits_cap) &&
+                   omni_key_put(key, max, n, omni_key_buf(x->rows)) &&
+                   omni_key_put(key, max, n, (uint64_t)x->rows_cap)
+               ? OMNI_OK
+               : OMNI_ERANGE;
+}
+
 static const struct omni_stage_ops th_ops = {
     .size = sizeof(struct omni_stage_ops),
     .create = th_create,
@@ -245,6 +262,7 @@ static const struct omni_stage_ops th_ops = {
     .load = th_load,
     .state_new = th_state_new,
     .state_free = th_state_free,
+    .graph_key = th_graph_key,
 };
 
 static const struct omni_plugin_desc th_desc = {
@@ -266,7 +284,7 @@ static const struct omni_plugin_desc th_desc = {
                   "embedding.weight; \"\" = none)\n"
                   "vocab: expected V (optional, checked)\n",
     /* the logits live in the request state: a loop call allocates nothing */
-    .flags = OMNI_PLUGIN_GRAPH_SAFE,
+    .flags = OMNI_PLUGIN_GRAPH_SAFE | OMNI_PLUGIN_STATE_REUSABLE,
 };
 
 OMNI_PLUGIN_DEFINE(th_desc)

@@ -288,6 +288,22 @@ static int te_max_position(struct omni_stage *st, int64_t *max_position)
     return OMNI_OK;
 }
 
+/* The loop call bakes the request's intermediate buffers into a graph. */
+static int te_graph_key(struct omni_stage *st, void *state, const struct omni_run_ctx *ctx,
+                        uint64_t *key, int max, int *n)
+{
+    (void)ctx;
+    const struct te_stage *s = (const struct te_stage *)st;
+    const struct te_state *x = state;
+    if (!x)
+        return OMNI_EINVAL;
+    *n = 0;
+    int ok = omni_key_put(key, max, n, (uint64_t)x->cap_rows);
+    for (int i = 0; ok && i <= s->n_mlp; i++)
+        ok = omni_key_put(key, max, n, omni_key_buf(x->buf[i]));
+    return ok ? OMNI_OK : OMNI_ERANGE;
+}
+
 static const struct omni_stage_ops te_ops = {
     .size = sizeof(struct omni_stage_ops),
     .max_position = te_max_position,
@@ -297,6 +313,7 @@ static const struct omni_stage_ops te_ops = {
     .load = te_load,
     .state_new = te_state_new,
     .state_free = te_state_free,
+    .graph_key = te_graph_key,
 };
 
 static const struct omni_plugin_desc te_desc = {
@@ -313,7 +330,7 @@ static const struct omni_plugin_desc te_desc = {
     .devices = OMNI_DEVICE_BIT(OMNI_DEVICE_CPU),
 #endif
     .adapter = NULL,
-    .flags = OMNI_PLUGIN_GRAPH_SAFE,
+    .flags = OMNI_PLUGIN_GRAPH_SAFE | OMNI_PLUGIN_STATE_REUSABLE,
     .params_doc = "table: embedding table key (default embedding.weight)\n"
                   "mlp: optional linear key stems as one string, \"a.0, a.2, a.4\" (weight + bias each, "
                   "erf-GELU between)\n"

@@ -516,6 +516,72 @@ START_TEST(test_mmu_full_size_cuda_f32_matches_cpu_f32)
 }
 END_TEST
 
+/* One request of the tiny T2I pipeline (15 loop steps, top-k sampling with `seed`): its
+ * codes (host copy) and graph counts. */
+static void tiny_t2i(struct omni_pipeline *p, uint64_t seed, struct omni_tensor *codes, int *rec,
+                     int *rep)
+{
+    struct omni_request *r = omni_request_new(p);
+    ck_assert_ptr_nonnull(r);
+    OK(omni_request_set_text(r, "prompt", "A bed in a bedroom between two lamps.", &err));
+    omni_request_set_seed(r, seed);
+    OK(omni_request_set_option(r, "sampler.top_k=5", &err));
+    OK(omni_request_set_option(r, "sampler.temperature=0.9", &err));
+    char out[1200];
+    snprintf(out, sizeof out, "writer.output=%s/tiny-graphs.png", tu_tmpdir());
+    OK(omni_request_set_option(r, out, &err));
+    ck_assert_msg(omni_pipeline_run(p, r, &err) == OMNI_OK, "%s", err.msg);
+    const struct omni_tensor *c = omni_request_output(r, "codes");
+    ck_assert_ptr_nonnull(c);
+    OK(omni_tensor_copy_to(codes, c, OMNI_CPU, &err));
+    omni_request_graph_stats(r, rec, rep);
+    omni_request_free(r);
+}
+
+/* The loop's CUDA graph across requests (the tiny T2I pipeline on cuda:0, batch 1: the loop
+ * stages' states are kept between requests): a request with the settings of the one before
+ * replays the graph that one recorded, without recording; another seed records again (the
+ * sampler bakes it), and so does the seed after it; every request's codes equal the same
+ * request run eagerly (OMNI_CUDA_GRAPHS=0) on a fresh pipeline. */
+START_TEST(test_loop_graph_is_replayed_across_requests)
+{
+    const struct omni_pipeline_options o = {.size = sizeof o, .device = "cuda:0"};
+    const uint64_t seeds[4] = {1, 1, 2, 1};
+    const int want_rec[4] = {1, 0, 1, 1}, want_rep[4] = {0, 1, 0, 0};
+    struct omni_tensor got[4];
+    struct omni_pipeline *p;
+    setenv("OMNI_CUDA_GRAPHS", "1", 1);
+    OK(omni_pipeline_load(&p, "pipelines/t2i-tiny.yaml", &o, &err));
+    for (int i = 0; i < 4; i++) {
+        int rec = -1, rep = -1;
+        tiny_t2i(p, seeds[i], &got[i], &rec, &rep);
+        printf("tiny t2i request %d (seed %llu): graphs recorded %d, replayed %d\n", i,
+               (unsigned long long)seeds[i], rec, rep);
+        ck_assert_msg(rec == want_rec[i] && rep == want_rep[i],
+                      "request %d (seed %llu): recorded %d, replayed %d; expected %d, %d", i,
+                      (unsigned long long)seeds[i], rec, rep, want_rec[i], want_rep[i]);
+    }
+    omni_pipeline_free(p);
+    setenv("OMNI_CUDA_GRAPHS", "0", 1);
+    OK(omni_pipeline_load(&p, "pipelines/t2i-tiny.yaml", &o, &err));
+    for (int i = 0; i < 4; i++) {
+        struct omni_tensor want;
+        int rec = -1, rep = -1;
+        tiny_t2i(p, seeds[i], &want, &rec, &rep);
+        ck_assert_int_eq(rec + rep, 0);
+        ck_assert_int_eq(omni_tensor_numel(&want), omni_tensor_numel(&got[i]));
+        ck_assert_msg(!memcmp(omni_tensor_data(&want), omni_tensor_data(&got[i]),
+                              omni_tensor_nbytes(&want)),
+                      "request %d (seed %llu): codes differ between graphs and eager", i,
+                      (unsigned long long)seeds[i]);
+        omni_tensor_release(&want);
+        omni_tensor_release(&got[i]);
+    }
+    omni_pipeline_free(p);
+    unsetenv("OMNI_CUDA_GRAPHS");
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("cuda_stages");
@@ -528,6 +594,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_vision_towers_projector_and_vq_on_cuda_match_cpu);
     tcase_add_test(t, test_t2i_full_size_cuda_f32_matches_cpu_f32);
     tcase_add_test(t, test_mmu_full_size_cuda_f32_matches_cpu_f32);
+    tcase_add_test(t, test_loop_graph_is_replayed_across_requests);
     suite_add_tcase(s, t);
     return s;
 }

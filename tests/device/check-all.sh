@@ -29,7 +29,7 @@ if [ "${BENCH_S:-150}" != 0 ]; then
 fi
 if [ "${PIPE_S:-120}" != 0 ]; then
   timeout "${PIPE_S:-120}" tests/device/pipelines.sh "$BENCH_DIR" > /dev/null 2>&1
-  echo "pipelines: rc=$?"; grep -h "captured\|rc=\|identical" "$OUT/pipelines.log" | head -20
+  echo "pipelines: rc=$?"; grep -h "captured\|replay\|rc=\|identical\|DIFFER\|equal" "$OUT/pipelines.log" | head -24
 fi
 if [ "${NCU_S:-120}" != 0 ] && command -v ncu > /dev/null; then
   for c in mmu_16k t2i_b16; do

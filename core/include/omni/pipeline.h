@@ -102,6 +102,10 @@ struct omni_run_stats {
     int64_t steps;
 };
 OMNI_API void omni_request_stats(const struct omni_request *r, struct omni_run_stats *st);
+/* Of the last run: how many runs of CUDA-graph loop stages were recorded, and how many
+ * replayed a graph recorded for an earlier request without recording (their stages'
+ * graph_key and buffers matched). Either may be NULL. */
+OMNI_API void omni_request_graph_stats(const struct omni_request *r, int *recorded, int *replayed);
 
 #ifdef __cplusplus
 }

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define OMNI_ABI_MAJOR 1
-#define OMNI_ABI_MINOR 1
+#define OMNI_ABI_MINOR 2
 
 #define OMNI_PLUGIN_ENTRY_SYMBOL "omni_plugin_entry"
 
@@ -158,7 +158,9 @@ struct omni_adapter_ops {
     /* The task this adapter serves ("mmu"), or "" for every task. */
     const char *(*task)(struct omni_stage *adapter);
     /* y[M, N] += term(x[M, K]) for linear `target` of layer `layer` on the
-     * devices of x and y. */
+     * devices of x and y. Inside a graph-safe host stage's loop call this is
+     * captured in a CUDA graph that later requests may replay: device memory it
+     * uses must stay valid while the adapter lives. */
     int (*apply)(struct omni_stage *adapter, const char *target, int layer,
                  const struct omni_tensor *x, struct omni_tensor *y, struct omni_error *err);
     /* Optional (ABI minor 1; check size): when apply() adds a low-rank term
@@ -199,6 +201,17 @@ struct omni_stage_ops {
      * (a position table's rows); the executor ends the loop before passing
      * that bound, in eager and in CUDA-graph mode alike. */
     int (*max_position)(struct omni_stage *s, int64_t *max_position);
+    /* Optional (ABI minor 2), for OMNI_PLUGIN_GRAPH_SAFE stages: what this request's loop
+     * call bakes into captured GPU work apart from its io tensors and ctx's device
+     * counters, as words key[0 .. *n) (at most max): the device addresses of the state and
+     * scratch it uses, and every per-request value that reaches a kernel argument (seed,
+     * options, the adapters of ctx->task, ...). Two requests whose loop calls give the same
+     * words, with the same inputs, outputs and batch, queue the same work: the executor
+     * then replays the graph it captured for the first instead of recording the step again.
+     * Called after the request's first loop call (the state is sized). Non-OK, or no op:
+     * the executor records the step for every request. */
+    int (*graph_key)(struct omni_stage *s, void *state, const struct omni_run_ctx *ctx,
+                     uint64_t *key, int max, int *n);
 };
 
 enum omni_plugin_flags {
@@ -208,6 +221,13 @@ enum omni_plugin_flags {
      * ctx->step_dev: the executor may capture them once in a CUDA graph and
      * replay it for every token. */
     OMNI_PLUGIN_GRAPH_SAFE = 1u << 0,
+    /* A request state (state_new) may serve later requests of the same ctx->batch in
+     * turn: the stage's first call of a request (the prefill, ctx->position 0) starts
+     * from what a new state would hold. The executor keeps the states of a small-batch
+     * request whose loop ran as a CUDA graph for the next request, so that the buffers
+     * the graph reads stay where they were and the graph is replayed without recording
+     * (see graph_key). */
+    OMNI_PLUGIN_STATE_REUSABLE = 1u << 1,
 };
 
 struct omni_plugin_desc {
@@ -265,6 +285,20 @@ OMNI_API int omni_plugin_open(const char *file, const struct omni_plugin_desc **
                               struct omni_error *err);
 /* The search path, ':'-separated. */
 OMNI_API const char *omni_plugin_search_path(char *buf, size_t size);
+
+/* For graph_key: append v to key (at most max words, *n so far); 0 when it is full. */
+static inline int omni_key_put(uint64_t *key, int max, int *n, uint64_t v)
+{
+    if (*n >= max)
+        return 0;
+    key[(*n)++] = v;
+    return 1;
+}
+/* A buffer's device address as a key word (0 for none). */
+static inline uint64_t omni_key_buf(const struct omni_buffer *b)
+{
+    return b ? (uint64_t)(uintptr_t)omni_buffer_data(b) : 0;
+}
 
 /* Helpers for stage code. */
 /* Check one input: dtype mask, ndim, and dims (-1 = any); message names the
