@@ -297,6 +297,36 @@ END_TEST
 /* Every (weight steps in flight, warps per block) configuration of the tensor-core GEMV
  * gives the CPU result on the OmniMamba shapes; each one's time per call is printed
  * (weights rotate over 8 copies, more than L2 holds), for tuning the automatic choice. */
+/* The GEMV in the configuration now in force: y (from weight copy `first`, output NaN
+ * first) against the CPU's hy, then the time of 64 calls rotating over the 8 weight copies
+ * wv (wbytes each) */
+static void check_and_time(const char *what, struct omni_tensor *dy, const struct omni_tensor *dx,
+                           const struct omni_tensor *wv, int first, const struct omni_tensor *hy,
+                           double wbytes)
+{
+    struct omni_error e = {0};
+    cudaStream_t st = (cudaStream_t)omni_cuda_stream(CT_DEV);
+    cudaEvent_t t0, t1;
+    CT_CUDA(cudaEventCreate(&t0));
+    CT_CUDA(cudaEventCreate(&t1));
+    CT_CUDA(cudaMemset(omni_tensor_data(dy), 0xff, (size_t)omni_tensor_nbytes(dy)));
+    ck_assert_int_eq(omni_op_decode_gemv(dy, dx, &wv[first], NULL, 1.0f, NULL, &e), OMNI_OK);
+    ct_sync();
+    ct_cmp_dev(what, dy, hy, 1e-4);
+    const int reps = 64;
+    CT_CUDA(cudaEventRecord(t0, st));
+    for (int r = 0; r < reps; r++)
+        ck_assert_int_eq(omni_op_decode_gemv(dy, dx, &wv[r % 8], NULL, 1.0f, NULL, &e), OMNI_OK);
+    CT_CUDA(cudaEventRecord(t1, st));
+    ct_sync();
+    float ms = 0.0f;
+    CT_CUDA(cudaEventElapsedTime(&ms, t0, t1));
+    const double us_call = 1e3 * ms / reps;
+    printf("%s: %.2f us/call, %.2f TB/s of weights\n", what, us_call, wbytes / (us_call * 1e6));
+    CT_CUDA(cudaEventDestroy(t0));
+    CT_CUDA(cudaEventDestroy(t1));
+}
+
 static void sweep(int64_t M, int64_t N, int64_t K, const char *name)
 {
     struct omni_error e = {0};
@@ -318,10 +348,6 @@ static void sweep(int64_t M, int64_t N, int64_t K, const char *name)
         wv[c].offset = dw8.offset + (int64_t)(c * wb);
     }
     ck_assert_int_eq(omni_op_decode_gemv(&hy, &hx, &hw, NULL, 1.0f, NULL, &e), OMNI_OK);
-    cudaStream_t st = (cudaStream_t)omni_cuda_stream(CT_DEV);
-    cudaEvent_t t0, t1;
-    CT_CUDA(cudaEventCreate(&t0));
-    CT_CUDA(cudaEventCreate(&t1));
     static const int us[2] = {4, 8}, nws[5] = {0, 2, 4, 8, 16};
     for (int rt = 1; rt <= 2; rt++)
     for (int i = 0; i < 2; i++)
@@ -330,52 +356,20 @@ static void sweep(int64_t M, int64_t N, int64_t K, const char *name)
                 continue; /* two tiles run at most 8 warps; FMA rows have no tiles */
             omni__dec_tc_config(nws[j], us[i]);
             omni__dec_tc_tiles(rt);
-            CT_CUDA(cudaMemset(omni_tensor_data(&dy), 0xff, (size_t)(M * N) * 4));
-            ck_assert_int_eq(omni_op_decode_gemv(&dy, &dx, &wv[j % 8], NULL, 1.0f, NULL, &e), OMNI_OK);
-            ct_sync();
             char what[96];
             snprintf(what, sizeof what, "gemv %s M=%lld u=%d nw=%d tiles=%d", name, (long long)M,
                      rt == 2 ? 4 : us[i], nws[j], rt);
-            ct_cmp_dev(what, &dy, &hy, 1e-4);
-            const int reps = 64;
-            CT_CUDA(cudaEventRecord(t0, st));
-            for (int r = 0; r < reps; r++)
-                ck_assert_int_eq(omni_op_decode_gemv(&dy, &dx, &wv[r % 8], NULL, 1.0f, NULL, &e),
-                                 OMNI_OK);
-            CT_CUDA(cudaEventRecord(t1, st));
-            ct_sync();
-            float ms = 0.0f;
-            CT_CUDA(cudaEventElapsedTime(&ms, t0, t1));
-            const double us_call = 1e3 * ms / reps;
-            printf("%s: %.2f us/call, %.2f TB/s of weights\n", what, us_call,
-                   (double)wb / (us_call * 1e6));
+            check_and_time(what, &dy, &dx, wv, j % 8, &hy, (double)wb);
         }
     omni__dec_tc_config(0, 0);
     omni__dec_tc_tiles(0);
     if (M >= 3) { /* the cuBLAS route, forced */
         omni__dec_gemv_flags(32);
-        CT_CUDA(cudaMemset(omni_tensor_data(&dy), 0xff, (size_t)(M * N) * 4));
-        ck_assert_int_eq(omni_op_decode_gemv(&dy, &dx, &wv[1], NULL, 1.0f, NULL, &e), OMNI_OK);
-        ct_sync();
         char what[96];
         snprintf(what, sizeof what, "gemv %s M=%lld cublas", name, (long long)M);
-        ct_cmp_dev(what, &dy, &hy, 1e-4);
-        const int reps = 64;
-        CT_CUDA(cudaEventRecord(t0, st));
-        for (int r = 0; r < reps; r++)
-            ck_assert_int_eq(omni_op_decode_gemv(&dy, &dx, &wv[r % 8], NULL, 1.0f, NULL, &e),
-                             OMNI_OK);
-        CT_CUDA(cudaEventRecord(t1, st));
-        ct_sync();
-        float ms = 0.0f;
-        CT_CUDA(cudaEventElapsedTime(&ms, t0, t1));
-        const double us_call = 1e3 * ms / reps;
-        printf("%s: %.2f us/call, %.2f TB/s of weights\n", what, us_call,
-               (double)wb / (us_call * 1e6));
+        check_and_time(what, &dy, &dx, wv, 1, &hy, (double)wb);
         omni__dec_gemv_flags(0);
     }
-    CT_CUDA(cudaEventDestroy(t0));
-    CT_CUDA(cudaEventDestroy(t1));
     rel2(&hx, &dx), rel2(&hy, &dy);
     kt_release(&hw);
     omni_tensor_release(&dw8);
