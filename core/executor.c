@@ -1311,7 +1311,15 @@ static int finish_tokens(struct run *R, struct omni_error *err)
 static int keep_limit(void)
 {
     const char *e = getenv("OMNI_KEEP_LOOP_STATES");
-    return e && *e ? atoi(e) : 2;
+    if (!e || !*e)
+        return 2;
+    char *end;
+    const long v = strtol(e, &end, 10);
+    if (*end || v < 0 || v > 1 << 20) {
+        OMNI_LOG(OMNI_LOG_WARN, "OMNI_KEEP_LOOP_STATES='%s' is not a batch size (0 or more): using 2", e);
+        return 2;
+    }
+    return (int)v;
 }
 
 /* End stage s's request state: kept for the next request of this batch when s ran in a
