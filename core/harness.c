@@ -170,26 +170,33 @@ static int ensure_state(struct omni_harness *h, struct omni_run_ctx *ctx, struct
     return rc;
 }
 
-static int call(struct omni_harness *h, int is_step, struct omni_error *err)
+/* The context of the next call (step: loop iteration h->step + 1), or of the
+ * last step (step -2: for graph_key). The batch is the first pushed input's. */
+static struct omni_run_ctx harness_ctx(const struct omni_harness *h, int is_step)
 {
-    const struct omni_stage_ops *o = h->si.plugin->desc->ops;
     int batch = 1;
     for (int i = 0; i < h->n_in; i++)
         if (h->in[i].buf && h->in[i].ndim > 0) {
             batch = (int)h->in[i].shape[0];
             break;
         }
-    struct omni_run_ctx ctx = {
-        .size = sizeof ctx,
+    return (struct omni_run_ctx){
+        .size = sizeof(struct omni_run_ctx),
         .task = h->task,
         .position = h->position,
-        .step = is_step ? h->step + 1 : -1,
+        .step = is_step == 2 ? h->step : is_step ? h->step + 1 : -1,
         .seed = h->seed,
         .batch = batch,
         .options = h->options ? &h->options_view : NULL,
         .position_dev = h->position_dev,
         .step_dev = h->step_dev,
     };
+}
+
+static int call(struct omni_harness *h, int is_step, struct omni_error *err)
+{
+    const struct omni_stage_ops *o = h->si.plugin->desc->ops;
+    struct omni_run_ctx ctx = harness_ctx(h, is_step);
     const char *prev_tag = omni__alloc_tag_set(h->si.name); /* OMNI_CUDA_MEMLOG */
     int rc = ensure_state(h, &ctx, err);
     if (rc) {
@@ -215,6 +222,29 @@ static int call(struct omni_harness *h, int is_step, struct omni_error *err)
 
 int omni_harness_forward(struct omni_harness *h, struct omni_error *err) { return call(h, 0, err); }
 int omni_harness_step(struct omni_harness *h, struct omni_error *err) { return call(h, 1, err); }
+
+int omni_harness_graph_key(struct omni_harness *h, uint64_t *key, int max, int *n,
+                           struct omni_error *err)
+{
+    const struct omni_stage_ops *o = h->si.plugin->desc->ops;
+    *n = 0;
+    if (!OMNI__HAS_OP(o, graph_key))
+        return omni_error_set(err, OMNI_EINVAL, "stage '%s' (%s): the plugin has no graph_key op",
+                              h->si.name, h->si.plugin->desc->name);
+    if (!h->have_state)
+        return omni_error_set(err, OMNI_EINVAL,
+                              "stage '%s': graph_key before any call (no request state yet)",
+                              h->si.name);
+    const struct omni_run_ctx ctx = harness_ctx(h, 2);
+    int m = 0;
+    if (o->graph_key(h->si.stage, h->state, &ctx, key, max, &m) || m < 0 || m > max)
+        return omni_error_set(err, OMNI_EINVAL,
+                              "stage '%s': graph_key failed (the key does not fit %d words, or "
+                              "the state is not sized)",
+                              h->si.name, max);
+    *n = m;
+    return OMNI_OK;
+}
 
 void omni_harness_reset_state(struct omni_harness *h)
 {

@@ -37,6 +37,7 @@
 
 #include "mamba2.h"
 #include "omni/ops/decode.h"
+#include "omni/ops/fill.h"
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -584,22 +585,19 @@ static int m2_state_new(struct omni_stage *st, const struct omni_run_ctx *ctx, v
     return OMNI_OK;
 }
 
-/* Zero both states (a prefill from scratch). New buffers are zero-filled,
- * so off the host the buffers are replaced instead of written. */
+/* Zero both states (a prefill from scratch), in place: the buffers keep their
+ * addresses, which a kept loop graph names. */
 int m2_state_zero(struct m2_stage *s, struct m2_state *x, struct omni_error *err)
 {
     if (!x->dirty)
         return OMNI_OK;
-    if (x->conv.device.type == OMNI_DEVICE_CPU) {
-        memset(omni_tensor_data(&x->conv), 0, omni_tensor_nbytes(&x->conv));
-        memset(omni_tensor_data(&x->ssm), 0, omni_tensor_nbytes(&x->ssm));
-        x->dirty = 0;
-        return OMNI_OK;
-    }
-    int64_t B = x->batch;
-    omni_tensor_release(&x->conv);
-    omni_tensor_release(&x->ssm);
-    return m2_state_alloc(s, x, B, err);
+    int rc = omni_op_zero(&x->conv, err);
+    if (!rc)
+        rc = omni_op_zero(&x->ssm, err);
+    if (rc)
+        return omni_error_prefix(err, "stage '%s': clearing the request state: ", s->name);
+    x->dirty = 0;
+    return OMNI_OK;
 }
 
 /* Make sure scratch holds `rows` rows and the output `out_elems` elements. */
@@ -608,6 +606,9 @@ int m2_scratch(struct m2_stage *s, struct m2_state *x, int64_t rows, int64_t out
 {
     const struct m2_dims *d = &s->dim;
     if (rows > x->cap_rows) {
+        /* whole blocks of 64 rows, so that a next request's prompt a few tokens longer
+         * finds the buffers (and the kept loop graph that names them) where they were */
+        rows = (rows + 63) / 64 * 64;
         const int64_t width[SC_COUNT] = {
             [SC_RESID] = d->d_model, [SC_NORMED] = d->d_model, [SC_ZXBCDT] = s->d_in_proj,
             [SC_XBC] = s->conv_dim,  [SC_Y] = d->d_inner,      [SC_YN] = d->d_inner,

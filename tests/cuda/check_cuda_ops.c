@@ -682,6 +682,63 @@ START_TEST(test_context_reports_card_and_memory)
 }
 END_TEST
 
+/* omni_op_zero on the device against its CPU twin: random bits (f32, bf16, i32) end as
+ * zero bytes at the same address, a view at an offset clears only its own elements, and
+ * the guard bytes after the data stay. */
+START_TEST(test_zero_matches_cpu_in_place)
+{
+    struct omni_error e = {0};
+    static const int dts[3] = {OMNI_DTYPE_F32, OMNI_DTYPE_BF16, OMNI_DTYPE_I32};
+    static const int64_t ns[3] = {1031, 4097, 65536 + 3};
+    for (int i = 0; i < 3; i++) {
+        struct omni_tensor h, d, hz, dz;
+        pair(&h, &d, dts[i] == OMNI_DTYPE_I32 ? OMNI_DTYPE_F32 : dts[i], 1, 1, SH(ns[i]));
+        if (dts[i] == OMNI_DTYPE_I32) { /* the same bits, seen as i32 */
+            h.dtype = d.dtype = OMNI_DTYPE_I32;
+        }
+        void *before = omni_tensor_data(&d);
+        /* the middle third as a view: the CPU twin clears the same elements of h */
+        const int64_t lo = ns[i] / 3, len = ns[i] / 3;
+        const size_t es = omni_dtype_size(dts[i]);
+        ck_assert_int_eq(omni_tensor_view(&hz, h.buf, h.offset + lo * (int64_t)es, dts[i], 1,
+                                          SH(len), &e), OMNI_OK);
+        ck_assert_int_eq(omni_tensor_view(&dz, d.buf, d.offset + lo * (int64_t)es, dts[i], 1,
+                                          SH(len), &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_zero(&hz, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_zero(&dz, &e), OMNI_OK);
+        ct_sync();
+        struct omni_tensor got;
+        ct_down(&got, &d);
+        ck_assert_ptr_eq(omni_tensor_data(&d), before);
+        ck_assert_msg(memcmp(omni_tensor_data(&got), omni_tensor_data(&h), (size_t)ns[i] * es) == 0,
+                      "dtype %d: the device bytes differ from the CPU twin's", dts[i]);
+        const unsigned char *gb = omni_tensor_data(&got);
+        for (int64_t k = 0; k < ns[i] * (int64_t)es; k++) {
+            const int inside = k >= lo * (int64_t)es && k < (lo + len) * (int64_t)es;
+            if (inside)
+                ck_assert_msg(gb[k] == 0, "dtype %d: byte %lld of the view is %#x", dts[i],
+                              (long long)k, gb[k]);
+        }
+        ct_guard_check(&d, "omni_op_zero (view)");
+        /* the whole tensor */
+        ck_assert_int_eq(omni_op_zero(&d, &e), OMNI_OK);
+        ck_assert_int_eq(omni_op_zero(&h, &e), OMNI_OK);
+        ct_sync();
+        kt_release(&got);
+        ct_down(&got, &d);
+        ck_assert_msg(memcmp(omni_tensor_data(&got), omni_tensor_data(&h), (size_t)ns[i] * es) == 0,
+                      "dtype %d: the whole tensor is not zero", dts[i]);
+        for (int64_t k = 0; k < ns[i] * (int64_t)es; k++)
+            ck_assert(((const unsigned char *)omni_tensor_data(&got))[k] == 0);
+        ct_guard_check(&d, "omni_op_zero");
+        kt_release(&got);
+        omni_tensor_release(&hz);
+        omni_tensor_release(&dz);
+        rel2(&h, &d);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("cuda_ops");
@@ -702,6 +759,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_attention_matches_cpu_on_fused_qkv_views);
     tcase_add_test(t, test_conv2d_groupnorm_upsample_match_cpu);
     tcase_add_test(t, test_patch_embed_concat_l2norm_vq_nearest_match_cpu);
+    tcase_add_test(t, test_zero_matches_cpu_in_place);
     suite_add_tcase(s, t);
     return s;
 }

@@ -179,6 +179,36 @@ START_TEST(test_mamba2_decode_step_replays_as_a_cuda_graph)
         cmp_out("mamba2 step replayed from a CUDA graph", omni_harness_pull(g, "hidden"),
                 omni_harness_pull(c, "hidden"), 1e-4);
     }
+    /* the next request (a prefill of 11 from position 0) clears the state in place: the
+     * graph_key words stay, and the same graph replays its steps */
+    uint64_t k0[256], k1[256];
+    int n0 = 0, n1 = 0;
+    OK(omni_harness_graph_key(g, k0, 256, &n0, &err));
+    omni_harness_set_position(c, 0);
+    omni_harness_set_position(g, 0);
+    rand_ids(&ids, 2, 11, 300);
+    push2(c, g, "ids", &ids);
+    omni_tensor_release(&ids);
+    OK(omni_harness_forward(c, &err));
+    OK(omni_harness_forward(g, &err));
+    cmp_out("mamba2 prefill of the next request", omni_harness_pull(g, "hidden"),
+            omni_harness_pull(c, "hidden"), 1e-4);
+    OK(omni_harness_push(g, "ids", &dstep, &err));
+    OK(omni_harness_graph_key(g, k1, 256, &n1, &err));
+    ck_assert_int_eq(n1, n0);
+    for (int i = 0; i < n0; i++)
+        ck_assert_msg(k1[i] == k0[i], "graph_key word %d of %d moved at the next prefill: %#llx, was %#llx",
+                      i, n0, (unsigned long long)k1[i], (unsigned long long)k0[i]);
+    for (int k = 0; k < 3; k++) {
+        for (int b = 0; b < 2; b++)
+            ((int32_t *)omni_tensor_data(&hstep))[b] = (int32_t)(tu_rng_u64(&R) % 300u);
+        CT_CUDA(cudaMemcpy(omni_tensor_data(&dstep), omni_tensor_data(&hstep), 8, cudaMemcpyHostToDevice));
+        CT_CUDA(cudaGraphLaunch(exec, s));
+        OK(omni_harness_push(c, "ids", &hstep, &err));
+        OK(omni_harness_step(c, &err));
+        cmp_out("mamba2 step of the next request replayed from the first one's graph",
+                omni_harness_pull(g, "hidden"), omni_harness_pull(c, "hidden"), 1e-4);
+    }
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
     omni_tensor_release(&hstep);

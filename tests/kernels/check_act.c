@@ -1,5 +1,6 @@
 /* tests/kernels/check_act.c - silu, softplus and mul on the CPU: hand-worked
- * values, the softplus branches, a PyTorch fixture, views and errors. */
+ * values, the softplus branches, a PyTorch fixture, views and errors; the
+ * in-place zero fill (omni_op_zero). */
 #include "ktest.h"
 
 START_TEST(test_silu_hand_worked)
@@ -103,6 +104,55 @@ START_TEST(test_act_rejects_wrong_dtype_and_shape)
 }
 END_TEST
 
+START_TEST(test_zero_in_place_any_dtype_and_views)
+{
+    struct omni_tensor t32, t16, ti, whole, mid, empty;
+    struct omni_error e;
+    struct tu_rng r;
+    tu_rng_seed(&r, 0x2e60);
+    /* f32 (3,5), bf16 (7): 14 bytes, i32 (2,3): start as random bits, end as 0 bytes at
+     * the same address; kt_release checks the canaries on both sides */
+    float *p32 = kt_tensorv(&t32, OMNI_DTYPE_F32, 2, (int64_t)3, (int64_t)5);
+    uint16_t *p16 = kt_tensorv(&t16, OMNI_DTYPE_BF16, 1, (int64_t)7);
+    int32_t *pi = kt_tensorv(&ti, OMNI_DTYPE_I32, 2, (int64_t)2, (int64_t)3);
+    kt_fill(&r, &t32, 0.5f, 2.0f);
+    for (int i = 0; i < 7; i++)
+        p16[i] = (uint16_t)(0x3f80 + i);
+    for (int i = 0; i < 6; i++)
+        pi[i] = -1 - i;
+    ck_assert_int_eq(omni_op_zero(&t32, &e), OMNI_OK);
+    ck_assert_int_eq(omni_op_zero(&t16, &e), OMNI_OK);
+    ck_assert_int_eq(omni_op_zero(&ti, &e), OMNI_OK);
+    ck_assert_ptr_eq(omni_tensor_data(&t32), p32);
+    for (int i = 0; i < 15; i++)
+        ck_assert_msg(p32[i] == 0.0f && !signbit(p32[i]), "f32 element %d is %g", i, p32[i]);
+    for (int i = 0; i < 7; i++)
+        ck_assert_uint_eq(p16[i], 0);
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(pi[i], 0);
+    /* a view at an offset clears its elements only: 1..10, view [3, 7) -> 1 2 3 0 0 0 0 8 9 10 */
+    float *pw = kt_tensorv(&whole, OMNI_DTYPE_F32, 1, (int64_t)10);
+    for (int i = 0; i < 10; i++)
+        pw[i] = (float)(i + 1);
+    ck_assert_int_eq(omni_tensor_view(&mid, whole.buf, 3 * sizeof(float), OMNI_DTYPE_F32, 1,
+                                      (const int64_t[]){4}, &e), OMNI_OK);
+    ck_assert_int_eq(omni_op_zero(&mid, &e), OMNI_OK);
+    static const float want[10] = {1, 2, 3, 0, 0, 0, 0, 8, 9, 10};
+    for (int i = 0; i < 10; i++)
+        ck_assert_msg(pw[i] == want[i], "element %d: %g, expected %g", i, pw[i], want[i]);
+    /* empty: nothing to do */
+    kt_tensorv(&empty, OMNI_DTYPE_F32, 2, (int64_t)0, (int64_t)4);
+    ck_assert_int_eq(omni_op_zero(&empty, &e), OMNI_OK);
+    /* refused: a strided view, NULL */
+    struct omni_tensor cols = kt_slice_last(&t32, 1, 2);
+    KT_ASSERT_ERR(omni_op_zero(&cols, &e), e, OMNI_EINVAL, "omni_op_zero", "t (shape [3,2]",
+                  "must be contiguous");
+    KT_ASSERT_ERR(omni_op_zero(NULL, &e), e, OMNI_EINVAL, "omni_op_zero: t is NULL");
+    kt_release(&t32), kt_release(&t16), kt_release(&ti), omni_tensor_release(&mid);
+    kt_release(&whole), kt_release(&empty);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("act");
@@ -113,6 +163,7 @@ int main(void)
     tcase_add_test(tc, test_softplus_matches_pytorch_fixture);
     tcase_add_test(tc, test_mul_and_activations_on_strided_views);
     tcase_add_test(tc, test_act_rejects_wrong_dtype_and_shape);
+    tcase_add_test(tc, test_zero_in_place_any_dtype_and_views);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -600,6 +600,74 @@ START_TEST(test_steps_after_prefill_equal_longer_prefill)
 }
 END_TEST
 
+/* A state serves the next request in place (what the executor does when it keeps a
+ * loop graph): a new prefill from position 0 clears the state without moving it, and
+ * scratch grown in blocks of 64 rows stays put for a prompt a few tokens longer, so the
+ * stage's graph_key words are the same; the request then computes what a fresh stage
+ * does. A prompt past the block changes the key (cap_rows is one of its words). */
+START_TEST(test_next_request_reuses_the_state_in_place)
+{
+    long live = omni_buffer_live_count();
+    struct tu_rng r;
+    tu_rng_seed(&r, 0x5eed);
+    int32_t v[80];
+    for (int i = 0; i < 80; i++)
+        v[i] = (int32_t)(tu_rng_u64(&r) % 300);
+    struct lm a, fresh;
+    lm_open(&a, "model.safetensors", "chunk_size: 8", NULL, 1);
+    lm_task(&a, "t2i");
+    uint64_t k1[256], k2[256], k3[256];
+    int n1 = 0, n2 = 0, n3 = 0;
+    struct omni_tensor p1, p2, p3, one;
+    make_ids(&p1, 1, 29, v);
+    make_ids(&p2, 1, 33, v + 40);
+    make_ids(&p3, 1, 70, v + 5);
+    make_ids(&one, 1, 1, v + 79);
+    lm_hidden(&a, &p1, 0);
+    lm_hidden(&a, &one, 1);
+    OK(omni_harness_graph_key(a.bb, k1, 256, &n1, &err));
+    ck_assert_int_gt(n1, 4);
+    /* request 2: prefill of 33 from position 0, then a step */
+    omni_harness_set_position(a.bb, 0);
+    lm_logits(&a, &p2, 0);
+    float got[2][VOC];
+    memcpy(got[0], lm_logits(&a, &one, 1), sizeof got[0]);
+    OK(omni_harness_graph_key(a.bb, k2, 256, &n2, &err));
+    ck_assert_int_eq(n2, n1);
+    for (int i = 0; i < n1; i++)
+        ck_assert_msg(k2[i] == k1[i], "graph_key word %d of %d moved: %#llx, was %#llx", i, n1,
+                      (unsigned long long)k2[i], (unsigned long long)k1[i]);
+    lm_open(&fresh, "model.safetensors", "chunk_size: 8", NULL, 1);
+    lm_task(&fresh, "t2i");
+    lm_logits(&fresh, &p2, 0);
+    memcpy(got[1], lm_logits(&fresh, &one, 1), sizeof got[1]);
+    for (int i = 0; i < VOC; i++)
+        ck_assert_msg(got[0][i] == got[1][i], "logit %d after the reused state: %g, fresh %g", i,
+                      got[0][i], got[1][i]);
+    /* request 3: 70 rows pass the 64-row block */
+    omni_harness_set_position(a.bb, 0);
+    lm_hidden(&a, &p3, 0);
+    lm_hidden(&a, &one, 1);
+    OK(omni_harness_graph_key(a.bb, k3, 256, &n3, &err));
+    ck_assert_int_eq(n3, n1);
+    ck_assert_msg(memcmp(k3, k1, sizeof(uint64_t) * (size_t)n1) != 0,
+                  "the key did not change when the scratch grew");
+    /* errors: a stage without graph_key, a stage before any call */
+    struct omni_harness *h;
+    OK(omni_harness_new(&h, "mamba2", NULL, &err));
+    omni_error_clear(&err);
+    ck_assert_int_eq(omni_harness_graph_key(h, k3, 256, &n3, &err), OMNI_EINVAL);
+    ck_assert_msg(strstr(err.msg, "before any call") != NULL, "%s", err.msg);
+    ck_assert_int_eq(n3, 0);
+    omni_harness_free(h);
+    lm_free(&a);
+    lm_free(&fresh);
+    omni_tensor_release(&p1), omni_tensor_release(&p2), omni_tensor_release(&p3);
+    omni_tensor_release(&one);
+    TU_ASSERT_NO_LEAK(live);
+}
+END_TEST
+
 /* A prefill continued from the state (ctx->position > 0) equals one prefill:
  * splits inside the conv window (1, 3), at a chunk edge (8) and elsewhere. */
 START_TEST(test_chunked_prefill_continues_from_state)
@@ -1150,6 +1218,7 @@ static Suite *mamba2_suite(void)
     tcase_set_timeout(c, 60);
     tcase_add_test(c, test_steps_after_prefill_equal_longer_prefill);
     tcase_add_test(c, test_chunked_prefill_continues_from_state);
+    tcase_add_test(c, test_next_request_reuses_the_state_in_place);
     tcase_add_test(c, test_lora_from_separate_file);
     tcase_add_test(c, test_no_task_and_detach_give_base_model);
     tcase_add_test(c, test_text_tiny_pipeline_matches_stages);

@@ -51,6 +51,11 @@ OMNI_API int omni_harness_push_text(struct omni_harness *h, const char *port, co
 /* Run forward (or step), creating the per-request state on first use. */
 OMNI_API int omni_harness_forward(struct omni_harness *h, struct omni_error *err);
 OMNI_API int omni_harness_step(struct omni_harness *h, struct omni_error *err);
+/* The stage's graph_key words for its last loop call (see plugin.h): what a
+ * captured step bakes in. OMNI_EINVAL (and *n = 0) when the plugin has no
+ * graph_key op, before any call, or when the op fails or the key passes max. */
+OMNI_API int omni_harness_graph_key(struct omni_harness *h, uint64_t *key, int max, int *n,
+                                    struct omni_error *err);
 /* Drop the request state (a new one is made by the next call). */
 OMNI_API void omni_harness_reset_state(struct omni_harness *h);
 /* Output of the last call. (transfer none) NULL when the port is unknown or empty. */

@@ -9,6 +9,7 @@
 #include "omni/ops/attention.h"
 #include "omni/ops/conv2d.h"
 #include "omni/ops/embed.h"
+#include "omni/ops/fill.h"
 #include "omni/ops/gelu.h"
 #include "omni/ops/groupnorm.h"
 #include "omni/ops/image.h"
