@@ -38,8 +38,8 @@ else echo "mmu: graphs on/off output DIFFERS" >> "$LOG"; fail=1; fi
 if cmp /tmp/t2i-two-batch0.png /tmp/t2i-1.png >> "$LOG" 2>&1 && cmp /tmp/t2i-two-batch1.png /tmp/t2i-p2.png >> "$LOG" 2>&1
 then echo "t2i: two requests in one process equal their single runs" >> "$LOG"
 else echo "t2i: two requests in one process DIFFER from their single runs" >> "$LOG"; fail=1; fi
-# the first request pays the capture once: the second (same batch, a prompt of another
-# length) replays the graph the first recorded (-vv logs which key word differed if not)
+# the first request pays the capture once: the second (same batch, another prompt)
+# replays the graph the first recorded (-vv logs which key word differed if not)
 if grep -q "replaying the CUDA graph" "$LOG"; then echo "t2i: the second request replayed the first one's loop graph" >> "$LOG"
 else echo "t2i: the second request re-recorded the loop graph (FAIL; -vv logs which key word differed)" >> "$LOG"; fail=1; fi
 grep -c "^rc=[1-9]" "$LOG" > /dev/null && fail=1
