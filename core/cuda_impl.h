@@ -87,6 +87,18 @@ struct omni__cuda_deverr *omni__cuda_deverr(void);
  * OMNI_CUDA_MEMLOG; NULL leaves it out of the log). */
 void omni__cuda_account(int device_index, long long delta, const void *ptr);
 
+/* Reserved-address device memory (core/vmm.c): reserve a range of at least `bytes` on
+ * device `dev` (*size: rounded up to the driver's granularity), back it with pages
+ * (map; *handle names them) and hand them back (unmap: the address stays reserved,
+ * its contents are lost), release the range (free, after unmap). Failures return a
+ * status and say why in why[n]: OMNI_EDEVICE when the driver or the device lacks
+ * virtual memory management, OMNI_ENOMEM when no memory is left. The caller makes sure
+ * that no queued work touches the pages it unmaps. */
+int omni__vmm_reserve(int dev, size_t bytes, void **ptr, size_t *size, char *why, size_t n);
+int omni__vmm_map(int dev, void *ptr, size_t size, unsigned long long *handle, char *why, size_t n);
+void omni__vmm_unmap(void *ptr, size_t size, unsigned long long handle);
+void omni__vmm_free(void *ptr, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

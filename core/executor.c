@@ -1305,9 +1305,11 @@ static int finish_tokens(struct run *R, struct omni_error *err)
     return OMNI_OK;
 }
 
-/* Largest batch whose loop states are kept for the next request (OMNI_KEEP_LOOP_STATES;
- * 0: never). Default 2: MMU and single images. At T2I batch 16 the backbone's states
- * are 1.6 GB, which the VQ decoder of the after phase would otherwise have to itself. */
+/* Largest batch whose loop states are kept whole for the next request
+ * (OMNI_KEEP_LOOP_STATES; 0: no state is kept). Default 2: MMU and single images. Above
+ * it a state is kept only parked (its plugin's state_park hands its memory back and
+ * keeps its addresses): at T2I batch 16 the backbone's states are 1.6 GB, which the VQ
+ * decoder of the after phase should have for itself. */
 static int keep_limit(void)
 {
     const char *e = getenv("OMNI_KEEP_LOOP_STATES");
@@ -1323,26 +1325,35 @@ static int keep_limit(void)
 }
 
 /* End stage s's request state: kept for the next request of this batch when s ran in a
- * CUDA graph of the loop, its plugin declares its states reusable, the batch is within
- * keep_limit and no state is kept for s yet (the device is idle first: the next request
- * may run on another thread's stream); freed otherwise. */
+ * CUDA graph of the loop, its plugin declares its states reusable, keep_limit is not 0
+ * and no state is kept for s yet (the device is idle first: the next request may run on
+ * another thread's stream). Over keep_limit the plugin parks the state first (state_park:
+ * its memory handed back, its addresses kept); without that op, or when it fails, and in
+ * every other case the state is freed. */
 static void state_release(struct run *R, int s)
 {
     struct omni_pipeline *p = R->p;
     const struct omni_plugin_desc *d = R->spec->stages[s].plugin->desc;
+    const struct omni_stage_ops *o = d->ops;
     const int *order = R->spec->order[OMNI__PHASE_LOOP];
     struct omni_device dev = {-1, 0};
     for (int q = 0; q < R->n_runs; q++)
         for (int i = 0; i < R->runs[q].count; i++)
             if (order[R->runs[q].first + i] == s)
                 dev = R->runs[q].dev;
+    const int limit = keep_limit(), park = R->batch > limit;
     int kept = 0;
     if (p->parked && dev.type >= 0 && R->r->graphs_recorded + R->r->graphs_replayed > 0 &&
-        R->batch <= keep_limit() && d->size >= sizeof(struct omni_plugin_desc) &&
-        (d->flags & OMNI_PLUGIN_STATE_REUSABLE) && R->spec->stages[s].process < 0) {
+        limit > 0 && (!park || OMNI__HAS_OP(o, state_park)) &&
+        d->size >= sizeof(struct omni_plugin_desc) && (d->flags & OMNI_PLUGIN_STATE_REUSABLE) &&
+        R->spec->stages[s].process < 0) {
         struct omni_error e;
         omni_error_clear(&e);
-        if (omni__graph_sync(dev, &e) == OMNI_OK) {
+        int rc = omni__graph_sync(dev, &e);
+        if (!rc && park && (rc = o->state_park(p->stages[s].stage, R->states[s], &e)))
+            OMNI_LOG(OMNI_LOG_DEBUG, "stage '%s': its request state of batch %d is not kept: %s",
+                     p->stages[s].name, R->batch, e.msg);
+        if (!rc) {
             pthread_mutex_lock(&p->graph_mu);
             if (!p->parked[s].state) {
                 p->parked[s] = (struct parked){.state = R->states[s], .batch = R->batch};
@@ -1351,7 +1362,6 @@ static void state_release(struct run *R, int s)
             pthread_mutex_unlock(&p->graph_mu);
         }
     }
-    const struct omni_stage_ops *o = d->ops;
     if (!kept && OMNI__HAS_OP(o, state_free))
         o->state_free(p->stages[s].stage, R->states[s]);
     R->states[s] = NULL;

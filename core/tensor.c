@@ -20,6 +20,11 @@ struct omni_buffer {
     size_t size;
     void (*free_fn)(void *user);
     void *user;
+    /* reserved-address device memory (omni_buffer_new_reserved): 0 none, 1 with its
+     * pages, 2 pages handed back; vsize bytes reserved, vhandle the pages */
+    int vmm;
+    size_t vsize;
+    unsigned long long vhandle;
 };
 
 static atomic_long live_buffers;
@@ -132,6 +137,111 @@ struct omni_buffer *omni_buffer_new(struct omni_device dev, size_t nbytes, struc
     return b;
 }
 
+struct omni_buffer *omni_buffer_new_reserved(struct omni_device dev, size_t nbytes,
+                                             struct omni_error *err)
+{
+#ifdef OMNI_HAVE_CUDA
+    if (dev.type != OMNI_DEVICE_CPU) {
+        struct omni_buffer *b = calloc(1, sizeof *b);
+        if (!b) {
+            omni_error_set(err, OMNI_ENOMEM, "out of memory allocating a buffer descriptor");
+            return NULL;
+        }
+        int prev = 0, rc;
+        char why[256] = "";
+        cudaGetDevice(&prev);
+        cudaError_t ce = cudaSetDevice(dev.index);
+        if (ce == cudaSuccess)
+            ce = cudaFree(NULL); /* the device's primary context, current */
+        if (ce != cudaSuccess) {
+            cudaGetLastError();
+            cudaSetDevice(prev);
+            free(b);
+            omni_error_set(err, OMNI_ECUDA, "cuda:%d: %s", dev.index, cudaGetErrorString(ce));
+            return NULL;
+        }
+        rc = omni__vmm_reserve(dev.index, nbytes, &b->data, &b->vsize, why, sizeof why);
+        if (rc == OMNI_EDEVICE) { /* no virtual memory management: a plain buffer */
+            cudaSetDevice(prev);
+            free(b);
+            return omni_buffer_new(dev, nbytes, err);
+        }
+        if (!rc) {
+            rc = omni__vmm_map(dev.index, b->data, b->vsize, &b->vhandle, why, sizeof why);
+            if (rc)
+                omni__vmm_free(b->data, b->vsize);
+        }
+        if (!rc && (ce = cudaMemset(b->data, 0, b->vsize)) != cudaSuccess) {
+            cudaGetLastError();
+            omni__vmm_unmap(b->data, b->vsize, b->vhandle);
+            omni__vmm_free(b->data, b->vsize);
+            snprintf(why, sizeof why, "cudaMemset: %s", cudaGetErrorString(ce));
+            rc = OMNI_ECUDA;
+        }
+        cudaSetDevice(prev);
+        if (rc) {
+            free(b);
+            omni_error_set(err, rc, "reserved device memory of %zu bytes on cuda:%d: %s", nbytes,
+                           dev.index, why);
+            return NULL;
+        }
+        b->kind = OMNI_BUFFER_CUDA;
+        b->vmm = 1;
+        omni__cuda_account(dev.index, (long long)b->vsize, b->data);
+        atomic_init(&b->refs, 1);
+        b->dev = dev;
+        b->size = nbytes;
+        atomic_fetch_add(&live_buffers, 1);
+        return b;
+    }
+#endif
+    return omni_buffer_new(dev, nbytes, err);
+}
+
+int omni_buffer_drop_pages(struct omni_buffer *b)
+{
+#ifdef OMNI_HAVE_CUDA
+    if (b && b->vmm == 1) {
+        int prev = 0;
+        cudaGetDevice(&prev);
+        cudaSetDevice(b->dev.index);
+        omni__vmm_unmap(b->data, b->vsize, b->vhandle);
+        cudaSetDevice(prev);
+        b->vmm = 2;
+        omni__cuda_account(b->dev.index, -(long long)b->vsize, b->data);
+        return 1;
+    }
+#else
+    (void)b;
+#endif
+    return 0;
+}
+
+int omni_buffer_restore_pages(struct omni_buffer *b, struct omni_error *err)
+{
+#ifdef OMNI_HAVE_CUDA
+    if (b && b->vmm == 2) {
+        char why[256] = "";
+        int prev = 0;
+        cudaGetDevice(&prev);
+        cudaSetDevice(b->dev.index);
+        int rc = omni__vmm_map(b->dev.index, b->data, b->vsize, &b->vhandle, why, sizeof why);
+        cudaSetDevice(prev);
+        if (rc)
+            return omni_error_set(err, rc, "memory for %zu reserved bytes on cuda:%d: %s", b->vsize,
+                                  b->dev.index, why);
+        b->vmm = 1;
+        omni__cuda_account(b->dev.index, (long long)b->vsize, b->data);
+    }
+#else
+    (void)b;
+    (void)err;
+#endif
+    return OMNI_OK;
+}
+
+int omni_buffer_has_pages(const struct omni_buffer *b) { return b && b->vmm != 2; }
+
 struct omni_buffer *omni_buffer_wrap(struct omni_device dev, void *data, size_t nbytes, int kind,
                                      void (*free_fn)(void *user), void *user,
                                      struct omni_error *err)
@@ -167,6 +277,19 @@ void omni_buffer_unref(struct omni_buffer *b)
         b->free_fn(b->user);
     } else if (b->kind == OMNI_BUFFER_HOST) {
         free(b->data);
+    } else if (b->kind == OMNI_BUFFER_CUDA && b->vmm) {
+#ifdef OMNI_HAVE_CUDA
+        int prev = 0;
+        cudaGetDevice(&prev);
+        cudaSetDevice(b->dev.index);
+        cudaDeviceSynchronize(); /* as cudaFree: queued work may still use the pages */
+        if (b->vmm == 1) {
+            omni__vmm_unmap(b->data, b->vsize, b->vhandle);
+            omni__cuda_account(b->dev.index, -(long long)b->vsize, b->data);
+        }
+        omni__vmm_free(b->data, b->vsize);
+        cudaSetDevice(prev);
+#endif
     } else if (b->kind == OMNI_BUFFER_CUDA) {
 #ifdef OMNI_HAVE_CUDA
         cudaFree(b->data);

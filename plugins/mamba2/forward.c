@@ -206,6 +206,8 @@ static int m2_run(struct omni_stage *st, void *state, struct omni_io *io, int is
     }
     /* a prefill from scratch: the scan takes its zero state without reading it */
     const int from_zero = !is_step && (!io->ctx || io->ctx->position <= 0);
+    if ((rc = m2_state_unpark(s, x, from_zero, err)))
+        return rc;
     if (from_zero) {
         if ((rc = m2_state_zero(s, x, err)))
             return rc;

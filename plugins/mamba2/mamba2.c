@@ -540,21 +540,36 @@ static void m2_state_free(struct omni_stage *st, void *state)
     free(x);
 }
 
+/* A zero-filled contiguous tensor in memory that can be handed back while its address
+ * stays (the request state, which a kept loop graph names). */
+static int m2_reserved(struct omni_tensor *t, int dtype, int ndim, const int64_t *shape,
+                       struct omni_device dev, struct omni_error *err)
+{
+    size_t bytes = omni_dtype_size(dtype);
+    for (int i = 0; i < ndim; i++)
+        bytes *= (size_t)shape[i];
+    struct omni_buffer *b = omni_buffer_new_reserved(dev, bytes, err);
+    if (!b)
+        return err && err->status ? err->status : OMNI_ENOMEM;
+    int rc = omni_tensor_view(t, b, 0, dtype, ndim, shape, err);
+    omni_buffer_unref(b);
+    return rc;
+}
+
 int m2_state_alloc(struct m2_stage *s, struct m2_state *x, int64_t B,
                           struct omni_error *err)
 {
     const struct m2_dims *d = &s->dim;
     const int64_t sh_conv[4] = {d->n_layer, B, s->conv_dim, d->d_conv};
     const int64_t sh_ssm[5] = {d->n_layer, B, d->nheads, d->headdim, d->d_state};
-    int rc = omni_tensor_alloc(&x->conv, OMNI_DTYPE_F32, 4, sh_conv, s->base.device, err);
+    const struct omni_device dev = s->base.device;
+    int rc = m2_reserved(&x->conv, OMNI_DTYPE_F32, 4, sh_conv, dev, err);
     if (!rc)
-        rc = omni_tensor_alloc(&x->ssm, s->sdtype, 5, sh_ssm, s->base.device, err);
-    if (!rc && s->sdtype != OMNI_DTYPE_F32 && !x->ssm32.buf)
-        rc = omni_tensor_alloc(&x->ssm32, OMNI_DTYPE_F32, 4, sh_ssm + 1, s->base.device, err);
-    if (!rc && x->ssm32.buf && x->ssm32.shape[0] != B) { /* another batch size */
+        rc = m2_reserved(&x->ssm, s->sdtype, 5, sh_ssm, dev, err);
+    if (!rc && x->ssm32.buf && x->ssm32.shape[0] != B) /* another batch size */
         omni_tensor_release(&x->ssm32);
-        rc = omni_tensor_alloc(&x->ssm32, OMNI_DTYPE_F32, 4, sh_ssm + 1, s->base.device, err);
-    }
+    if (!rc && s->sdtype != OMNI_DTYPE_F32 && !x->ssm32.buf)
+        rc = m2_reserved(&x->ssm32, OMNI_DTYPE_F32, 4, sh_ssm + 1, dev, err);
     if (rc) {
         omni_tensor_release(&x->conv);
         omni_tensor_release(&x->ssm);
@@ -564,6 +579,48 @@ int m2_state_alloc(struct m2_stage *s, struct m2_state *x, int64_t B,
     }
     x->batch = B;
     x->dirty = 0;
+    x->parked = 0;
+    return OMNI_OK;
+}
+
+/* Kept by the executor for a later request of a large batch: the state buffers hand
+ * their memory back and keep their addresses (what the kept loop graph names); scratch
+ * and output, a few rows each, stay. */
+static int m2_state_park(struct omni_stage *st, void *state, struct omni_error *err)
+{
+    (void)st;
+    (void)err;
+    struct m2_state *x = state;
+    if (!x || x->parked || !x->conv.buf)
+        return OMNI_OK;
+    omni_buffer_drop_pages(x->conv.buf);
+    omni_buffer_drop_pages(x->ssm.buf);
+    if (x->ssm32.buf)
+        omni_buffer_drop_pages(x->ssm32.buf);
+    x->parked = 1;
+    x->dirty = 1; /* undefined contents once the memory is back */
+    return OMNI_OK;
+}
+
+int m2_state_unpark(struct m2_stage *s, struct m2_state *x, int from_zero,
+                    struct omni_error *err)
+{
+    if (!x->parked)
+        return OMNI_OK;
+    if (!from_zero)
+        return omni_error_set(err, OMNI_ESTATE,
+                              "stage '%s': the request state was parked for a new request: the "
+                              "next call must be a prefill from position 0",
+                              s->name);
+    int rc = omni_buffer_restore_pages(x->conv.buf, err);
+    if (!rc)
+        rc = omni_buffer_restore_pages(x->ssm.buf, err);
+    if (!rc && x->ssm32.buf)
+        rc = omni_buffer_restore_pages(x->ssm32.buf, err);
+    if (rc)
+        return omni_error_prefix(err, "stage '%s': taking the parked request state back: ",
+                                 s->name);
+    x->parked = 0;
     return OMNI_OK;
 }
 
@@ -695,6 +752,7 @@ static const struct omni_stage_ops m2_ops = {
     .step = m2_step,
     .attach = m2_attach,
     .graph_key = m2_graph_key,
+    .state_park = m2_state_park,
 };
 
 static const struct omni_plugin_desc m2_desc = {

@@ -64,6 +64,7 @@ struct m2_state {
     struct omni_tensor ssm32; /* (B, H, P, N) f32: one layer's state while a 16-bit state is
                                * scanned or stepped op by op; unallocated for an f32 state */
     int dirty;               /* states hold something other than zeros */
+    int parked;              /* conv/ssm/ssm32 handed their memory back (m2_state_park) */
     int64_t cap_rows;
     struct omni_buffer *scratch[SC_COUNT];
     int64_t out_cap;         /* elements of out */
@@ -78,6 +79,10 @@ void m2_buf_view(struct omni_tensor *v, struct omni_buffer *buf, struct omni_dev
                         int ndim, const int64_t *shape);
 int m2_state_alloc(struct m2_stage *s, struct m2_state *x, int64_t B,
                           struct omni_error *err);
+/* A parked state takes its memory again (at the same addresses) for a prefill from
+ * position 0; OMNI_ESTATE for any other call. */
+int m2_state_unpark(struct m2_stage *s, struct m2_state *x, int from_zero,
+                    struct omni_error *err);
 int m2_state_zero(struct m2_stage *s, struct m2_state *x, struct omni_error *err);
 int m2_scratch(struct m2_stage *s, struct m2_state *x, int64_t rows, int64_t out_elems,
                       struct omni_error *err);

@@ -214,6 +214,7 @@ static const struct omni_stage_ops smp_ops = {
     .state_new = smp_state_new,
     .state_free = smp_state_free,
     .graph_key = smp_graph_key,
+    .state_park = omni_state_park_keep, /* a few rows: kept as they are */
 };
 
 static const struct omni_plugin_desc smp_desc = {

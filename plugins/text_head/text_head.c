@@ -263,6 +263,7 @@ static const struct omni_stage_ops th_ops = {
     .state_new = th_state_new,
     .state_free = th_state_free,
     .graph_key = th_graph_key,
+    .state_park = omni_state_park_keep, /* a few rows: kept as they are */
 };
 
 static const struct omni_plugin_desc th_desc = {

@@ -314,6 +314,7 @@ static const struct omni_stage_ops te_ops = {
     .state_new = te_state_new,
     .state_free = te_state_free,
     .graph_key = te_graph_key,
+    .state_park = omni_state_park_keep, /* a few rows: kept as they are */
 };
 
 static const struct omni_plugin_desc te_desc = {

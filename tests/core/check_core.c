@@ -197,6 +197,34 @@ START_TEST(test_log_goes_to_the_installed_sink_only)
 }
 END_TEST
 
+/* On the host a reserved buffer is a plain zero-filled one: it has no pages to drop, so
+ * dropping keeps its memory and contents, and restoring is a no-op. */
+START_TEST(test_reserved_buffer_on_the_host_keeps_its_memory)
+{
+    long before = omni_buffer_live_count();
+    struct omni_error err;
+    struct omni_buffer *b = omni_buffer_new_reserved(OMNI_CPU, 100, &err);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(omni_buffer_size(b), 100);
+    ck_assert_int_eq(omni_buffer_kind(b), OMNI_BUFFER_HOST);
+    unsigned char *p = omni_buffer_data(b);
+    for (int i = 0; i < 100; i++) {
+        ck_assert_uint_eq(p[i], 0);
+        p[i] = (unsigned char)(i * 7 + 1);
+    }
+    ck_assert_int_eq(omni_buffer_drop_pages(b), 0);
+    ck_assert_int_eq(omni_buffer_has_pages(b), 1);
+    ck_assert_int_eq(omni_buffer_restore_pages(b, &err), OMNI_OK);
+    ck_assert_ptr_eq(omni_buffer_data(b), p);
+    for (int i = 0; i < 100; i++)
+        ck_assert_uint_eq(p[i], (unsigned char)(i * 7 + 1));
+    ck_assert_int_eq(omni_buffer_drop_pages(NULL), 0);
+    ck_assert_int_eq(omni_buffer_has_pages(NULL), 0);
+    omni_buffer_unref(b);
+    TU_ASSERT_NO_LEAK(before);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("core");
@@ -207,6 +235,7 @@ int main(void)
     tcase_add_test(tc, test_bf16_conversion_rounds_to_nearest_even);
     tcase_add_test(tc, test_dtype_names_and_sizes);
     tcase_add_test(tc, test_tensor_alloc_view_and_release);
+    tcase_add_test(tc, test_reserved_buffer_on_the_host_keeps_its_memory);
     tcase_add_test(tc, test_tensor_view_bounds_checked);
     tcase_add_test(tc, test_cuda_device_without_cuda_is_a_clear_error);
     tcase_add_test(tc, test_arena_alignment_and_reset);

@@ -739,6 +739,70 @@ START_TEST(test_zero_matches_cpu_in_place)
 }
 END_TEST
 
+/* A reserved buffer hands its memory back and takes it again at the same address: the
+ * accounting follows, and a CUDA graph recorded on it before replays correctly after. */
+START_TEST(test_reserved_buffer_drops_and_restores_pages_under_a_graph)
+{
+    struct omni_error e = {0};
+    const int64_t n = (1 << 20) + 3;
+    struct omni_tensor hx, dx, want, y;
+    pair(&hx, &dx, OMNI_DTYPE_F32, 2, 1, SH(n));
+    kt_tensor(&want, OMNI_DTYPE_F32, 1, SH(n));
+    ck_assert_int_eq(omni_op_gelu(&want, &hx, &e), OMNI_OK);
+    ct_sync();
+    const size_t used0 = omni_cuda_memory_used(CT_DEV);
+    struct omni_buffer *b = omni_buffer_new_reserved(CT_DEV, (size_t)n * 4, &e);
+    ck_assert_msg(b != NULL, "%s", e.msg);
+    const size_t used1 = omni_cuda_memory_used(CT_DEV);
+    ck_assert_msg(used1 >= used0 + (size_t)n * 4, "used %zu -> %zu", used0, used1);
+    ck_assert_int_eq(omni_tensor_view(&y, b, 0, OMNI_DTYPE_F32, 1, SH(n), &e), OMNI_OK);
+    omni_buffer_unref(b);
+    struct omni_tensor h;
+    ct_down(&h, &y); /* zero-filled */
+    for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(kt_f(&h)[i] == 0.0f, "element %lld of a new reserved buffer is %g",
+                      (long long)i, kt_f(&h)[i]);
+    kt_release(&h);
+    cudaStream_t s = (cudaStream_t)omni_cuda_stream(CT_DEV);
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
+    CT_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    int rc = omni_op_gelu(&y, &dx, &e);
+    CT_CUDA(cudaStreamEndCapture(s, &graph));
+    ck_assert_msg(rc == OMNI_OK, "gelu under capture: %s", e.msg);
+    CT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+    CT_CUDA(cudaGraphLaunch(exec, s));
+    ct_sync();
+    ct_down(&h, &y); /* no guard after a reserved buffer: compared as is */
+    ct_cmp("gelu into a reserved buffer (graph)", kt_f(&h), kt_f(&want), (size_t)n, 1e-5);
+    kt_release(&h);
+    void *addr = omni_tensor_data(&y);
+    ck_assert_int_eq(omni_buffer_drop_pages(y.buf), 1);
+    ck_assert_int_eq(omni_buffer_has_pages(y.buf), 0);
+    const size_t used2 = omni_cuda_memory_used(CT_DEV);
+    ck_assert_msg(used2 + (size_t)n * 4 <= used1, "dropping the pages: used %zu -> %zu", used1, used2);
+    ck_assert_int_eq(omni_buffer_drop_pages(y.buf), 0); /* nothing left to drop */
+    ck_assert_int_eq(omni_buffer_restore_pages(y.buf, &e), OMNI_OK);
+    ck_assert_int_eq(omni_buffer_has_pages(y.buf), 1);
+    ck_assert_ptr_eq(omni_tensor_data(&y), addr);
+    ck_assert_uint_eq(omni_cuda_memory_used(CT_DEV), used1);
+    ck_assert_int_eq(omni_op_zero(&y, &e), OMNI_OK);
+    CT_CUDA(cudaGraphLaunch(exec, s));
+    ct_sync();
+    ct_down(&h, &y); /* no guard after a reserved buffer: compared as is */
+    ct_cmp("gelu into the restored pages (the same graph)", kt_f(&h), kt_f(&want), (size_t)n, 1e-5);
+    kt_release(&h);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    /* freed with its pages dropped: the accounting returns to where it was */
+    ck_assert_int_eq(omni_buffer_drop_pages(y.buf), 1);
+    omni_tensor_release(&y);
+    ck_assert_uint_eq(omni_cuda_memory_used(CT_DEV), used0);
+    rel2(&hx, &dx);
+    kt_release(&want);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("cuda_ops");
@@ -760,6 +824,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_conv2d_groupnorm_upsample_match_cpu);
     tcase_add_test(t, test_patch_embed_concat_l2norm_vq_nearest_match_cpu);
     tcase_add_test(t, test_zero_matches_cpu_in_place);
+    tcase_add_test(t, test_reserved_buffer_drops_and_restores_pages_under_a_graph);
     suite_add_tcase(s, t);
     return s;
 }

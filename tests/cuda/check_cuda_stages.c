@@ -548,12 +548,20 @@ END_TEST
 
 /* One request of the tiny T2I pipeline (15 loop steps, top-k sampling with `seed`): its
  * codes (host copy) and graph counts. */
-static void tiny_t2i(struct omni_pipeline *p, uint64_t seed, struct omni_tensor *codes, int *rec,
-                     int *rep)
+/* A request of `batch` captions (1 to 3) on the tiny T2I pipeline. */
+static void tiny_t2i_batch(struct omni_pipeline *p, int batch, uint64_t seed,
+                           struct omni_tensor *codes, int *rec, int *rep)
 {
+    static const char *const caps[3] = {"A bed in a bedroom between two lamps.",
+                                        "A red bicycle leaning on a wall.",
+                                        "A bowl of fruit on a wooden table."};
     struct omni_request *r = omni_request_new(p);
     ck_assert_ptr_nonnull(r);
-    OK(omni_request_set_text(r, "prompt", "A bed in a bedroom between two lamps.", &err));
+    ck_assert(batch >= 1 && batch <= 3);
+    if (batch == 1)
+        OK(omni_request_set_text(r, "prompt", caps[0], &err));
+    else
+        OK(omni_request_set_texts(r, "prompt", caps, batch, &err));
     omni_request_set_seed(r, seed);
     OK(omni_request_set_option(r, "sampler.top_k=5", &err));
     OK(omni_request_set_option(r, "sampler.temperature=0.9", &err));
@@ -568,11 +576,71 @@ static void tiny_t2i(struct omni_pipeline *p, uint64_t seed, struct omni_tensor 
     omni_request_free(r);
 }
 
+static void tiny_t2i(struct omni_pipeline *p, uint64_t seed, struct omni_tensor *codes, int *rec,
+                     int *rep)
+{
+    tiny_t2i_batch(p, 1, seed, codes, rec, rep);
+}
+
 /* The loop's CUDA graph across requests (the tiny T2I pipeline on cuda:0, batch 1: the loop
  * stages' states are kept between requests): a request with the settings of the one before
  * replays the graph that one recorded, without recording; another seed records again (the
  * sampler bakes it), and so does the seed after it; every request's codes equal the same
  * request run eagerly (OMNI_CUDA_GRAPHS=0) on a fresh pipeline. */
+/* Over OMNI_KEEP_LOOP_STATES (2 here) the loop states are kept parked: the backbone's
+ * state memory goes back to the device between requests (less in use than with the
+ * states kept whole), and the next request of that batch still replays the graph and
+ * gives what it gives eagerly. */
+START_TEST(test_parked_loop_states_give_memory_back_and_replay)
+{
+    const struct omni_pipeline_options o = {.size = sizeof o, .device = "cuda:0"};
+    struct omni_tensor got[2][2], want;
+    size_t used[2];
+    setenv("OMNI_CUDA_GRAPHS", "1", 1);
+    for (int whole = 0; whole < 2; whole++) {
+        struct omni_pipeline *p;
+        setenv("OMNI_KEEP_LOOP_STATES", whole ? "8" : "2", 1);
+        OK(omni_pipeline_load(&p, "pipelines/t2i-tiny.yaml", &o, &err));
+        for (int i = 0; i < 2; i++) {
+            int rec = -1, rep = -1;
+            tiny_t2i_batch(p, 3, 7, &got[whole][i], &rec, &rep);
+            ct_sync();
+            if (i == 0)
+                used[whole] = omni_cuda_memory_used(CT_DEV);
+            printf("tiny t2i batch 3, states kept %s, request %d: graphs recorded %d, replayed "
+                   "%d; %zu bytes in use after the first\n",
+                   whole ? "whole" : "parked", i, rec, rep, used[whole]);
+            ck_assert_msg(rec == (i == 0) && rep == (i == 1),
+                          "states kept %s, request %d: recorded %d, replayed %d",
+                          whole ? "whole" : "parked", i, rec, rep);
+        }
+        omni_pipeline_free(p);
+    }
+    /* the tiny backbone's conv and ssm states: at least one page each (2 MiB on the H200) */
+    ck_assert_msg(used[0] + ((size_t)2 << 20) <= used[1],
+                  "parked states use %zu bytes of device memory, whole ones %zu", used[0], used[1]);
+    setenv("OMNI_CUDA_GRAPHS", "0", 1);
+    unsetenv("OMNI_KEEP_LOOP_STATES");
+    struct omni_pipeline *p;
+    OK(omni_pipeline_load(&p, "pipelines/t2i-tiny.yaml", &o, &err));
+    int rec = -1, rep = -1;
+    tiny_t2i_batch(p, 3, 7, &want, &rec, &rep);
+    ck_assert_int_eq(rec + rep, 0);
+    for (int whole = 0; whole < 2; whole++)
+        for (int i = 0; i < 2; i++) {
+            ck_assert_int_eq(omni_tensor_numel(&want), omni_tensor_numel(&got[whole][i]));
+            ck_assert_msg(!memcmp(omni_tensor_data(&want), omni_tensor_data(&got[whole][i]),
+                                  omni_tensor_nbytes(&want)),
+                          "states kept %s, request %d: codes differ from eager",
+                          whole ? "whole" : "parked", i);
+            omni_tensor_release(&got[whole][i]);
+        }
+    omni_tensor_release(&want);
+    omni_pipeline_free(p);
+    unsetenv("OMNI_CUDA_GRAPHS");
+}
+END_TEST
+
 START_TEST(test_loop_graph_is_replayed_across_requests)
 {
     const struct omni_pipeline_options o = {.size = sizeof o, .device = "cuda:0"};
@@ -625,6 +693,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_t2i_full_size_cuda_f32_matches_cpu_f32);
     tcase_add_test(t, test_mmu_full_size_cuda_f32_matches_cpu_f32);
     tcase_add_test(t, test_loop_graph_is_replayed_across_requests);
+    tcase_add_test(t, test_parked_loop_states_give_memory_back_and_replay);
     suite_add_tcase(s, t);
     return s;
 }

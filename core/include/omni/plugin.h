@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define OMNI_ABI_MAJOR 1
-#define OMNI_ABI_MINOR 2
+#define OMNI_ABI_MINOR 3
 
 #define OMNI_PLUGIN_ENTRY_SYMBOL "omni_plugin_entry"
 
@@ -212,6 +212,14 @@ struct omni_stage_ops {
      * the executor records the step for every request. */
     int (*graph_key)(struct omni_stage *s, void *state, const struct omni_run_ctx *ctx,
                      uint64_t *key, int max, int *n);
+    /* Optional (ABI minor 3), for OMNI_PLUGIN_STATE_REUSABLE stages: the executor keeps
+     * this state for a later request at a batch over OMNI_KEEP_LOOP_STATES (e.g. T2I
+     * batch 16), the device idle. Give back what memory the state can while keeping every
+     * address graph_key reports (omni_buffer_drop_pages on buffers made with
+     * omni_buffer_new_reserved); the state's next call is a prefill from position 0,
+     * which takes the memory again. A state that holds little may do nothing. Non-OK,
+     * or no op: the executor frees the state instead. */
+    int (*state_park)(struct omni_stage *s, void *state, struct omni_error *err);
 };
 
 enum omni_plugin_flags {
@@ -223,9 +231,10 @@ enum omni_plugin_flags {
     OMNI_PLUGIN_GRAPH_SAFE = 1u << 0,
     /* A request state (state_new) may serve later requests of the same ctx->batch in
      * turn: the stage's first call of a request (the prefill, ctx->position 0) starts
-     * from what a new state would hold. The executor keeps the states of a small-batch
-     * request whose loop ran as a CUDA graph for the next request, so that the buffers
-     * the graph reads stay where they were and the graph is replayed without recording
+     * from what a new state would hold. The executor keeps the states of a request
+     * whose loop ran as a CUDA graph for the next request (whole up to a batch of
+     * OMNI_KEEP_LOOP_STATES, parked above it: see state_park), so that the buffers the
+     * graph reads stay where they were and the graph is replayed without recording
      * (see graph_key). */
     OMNI_PLUGIN_STATE_REUSABLE = 1u << 1,
 };
@@ -285,6 +294,16 @@ OMNI_API int omni_plugin_open(const char *file, const struct omni_plugin_desc **
                               struct omni_error *err);
 /* The search path, ':'-separated. */
 OMNI_API const char *omni_plugin_search_path(char *buf, size_t size);
+
+/* state_park for a stage whose request state holds little (a few rows of output):
+ * kept as it is. */
+static inline int omni_state_park_keep(struct omni_stage *s, void *state, struct omni_error *err)
+{
+    (void)s;
+    (void)state;
+    (void)err;
+    return OMNI_OK;
+}
 
 /* For graph_key: append v to key (at most max words, *n so far); 0 when it is full. */
 static inline int omni_key_put(uint64_t *key, int max, int *n, uint64_t v)

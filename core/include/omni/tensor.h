@@ -56,6 +56,24 @@ struct omni_buffer; /* opaque, refcounted */
 /* New zero-filled buffer of nbytes on dev. (transfer full) */
 OMNI_API struct omni_buffer *omni_buffer_new(struct omni_device dev, size_t nbytes,
                                              struct omni_error *err);
+/* New zero-filled buffer of nbytes on dev whose memory can be handed back while its
+ * address stays reserved (CUDA virtual memory management): for request state that a
+ * kept CUDA graph names. On the host, or on a device without virtual memory
+ * management, a plain omni_buffer_new buffer (whose pages cannot be dropped).
+ * (transfer full) */
+OMNI_API struct omni_buffer *omni_buffer_new_reserved(struct omni_device dev, size_t nbytes,
+                                                      struct omni_error *err);
+/* Hand the device memory behind a reserved buffer back; its address stays reserved and
+ * its contents are lost: touch it only after omni_buffer_restore_pages. The caller makes
+ * sure that no queued work uses it. 1 when memory was handed back, 0 when b has none to
+ * give (a plain or host buffer keeps its memory and contents). */
+OMNI_API int omni_buffer_drop_pages(struct omni_buffer *b);
+/* Back a buffer whose pages were dropped with memory again, at the same address, with
+ * undefined contents (no-op for any other buffer). OMNI_ENOMEM when the device has no
+ * memory left (the buffer stays without pages). */
+OMNI_API int omni_buffer_restore_pages(struct omni_buffer *b, struct omni_error *err);
+/* 0 while b's pages are dropped, else 1. */
+OMNI_API int omni_buffer_has_pages(const struct omni_buffer *b);
 /* Wrap foreign memory; free_fn(user) runs when the last reference goes.
  * (transfer full) */
 OMNI_API struct omni_buffer *omni_buffer_wrap(struct omni_device dev, void *data, size_t nbytes,
