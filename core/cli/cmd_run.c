@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "omni/cuda.h"
+
+#define RUN_MAX_DEV 16 /* devices whose memory a request reports */
 
 static void help(FILE *f)
 {
@@ -251,6 +254,8 @@ int omni_cmd_run(int argc, char **argv)
     status = 0;
     int n_requests = (n_rows + batch - 1) / batch;
     for (int q = 0; q < n_requests && !status; q++) {
+        for (int d = 0; d < RUN_MAX_DEV; d++) /* the request's own peak */
+            omni_cuda_memory_reset_peak((struct omni_device){OMNI_DEVICE_CUDA, d});
         struct omni_request *r = omni_request_new(p);
         if (!r) {
             fprintf(stderr, "omni run: error: out of memory\n");
@@ -345,6 +350,13 @@ int omni_cmd_run(int argc, char **argv)
             omni_request_stats(r, &st);
             fprintf(stderr, "omni: prefill %.1f ms, loop %.1f ms (%lld steps%s), after %.1f ms\n", st.prefill_ms,
                     st.loop_ms, (long long)st.steps, "", st.after_ms);
+            for (int d = 0; d < RUN_MAX_DEV; d++) {
+                const struct omni_device dv = {OMNI_DEVICE_CUDA, d};
+                const size_t peak = omni_cuda_memory_peak(dv);
+                if (peak)
+                    fprintf(stderr, "omni: cuda:%d memory held by omni: peak %.2f GiB during the request, %.2f GiB after it\n",
+                            d, (double)peak / (1 << 30), (double)omni_cuda_memory_used(dv) / (1 << 30));
+            }
             if (dump)
                 fprintf(stderr, "omni: wrote %s\n", dump);
         }

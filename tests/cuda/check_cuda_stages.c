@@ -137,6 +137,23 @@ END_TEST
 /* The decode step allocates nothing and never waits for the device: it can
  * be captured once in a CUDA graph and replayed with new inputs written into
  * the same device buffer, matching the CPU stage step by step. */
+/* n steps of 2 random ids: the CUDA harness g by replaying exec (which reads its ids
+ * from dstep), the CPU harness c by stepping; the hidden outputs agree. */
+static void replay_steps(struct omni_harness *c, struct omni_harness *g, cudaGraphExec_t exec,
+                         cudaStream_t s, struct omni_tensor *hstep, struct omni_tensor *dstep,
+                         int n, const char *what)
+{
+    for (int k = 0; k < n; k++) {
+        for (int b = 0; b < 2; b++)
+            ((int32_t *)omni_tensor_data(hstep))[b] = (int32_t)(tu_rng_u64(&R) % 300u);
+        CT_CUDA(cudaMemcpy(omni_tensor_data(dstep), omni_tensor_data(hstep), 8, cudaMemcpyHostToDevice));
+        CT_CUDA(cudaGraphLaunch(exec, s));
+        OK(omni_harness_push(c, "ids", hstep, &err));
+        OK(omni_harness_step(c, &err));
+        cmp_out(what, omni_harness_pull(g, "hidden"), omni_harness_pull(c, "hidden"), 1e-4);
+    }
+}
+
 START_TEST(test_mamba2_decode_step_replays_as_a_cuda_graph)
 {
     char path[1024];
@@ -169,16 +186,7 @@ START_TEST(test_mamba2_decode_step_replays_as_a_cuda_graph)
     CT_CUDA(cudaStreamEndCapture(s, &graph));
     ck_assert_msg(rc == OMNI_OK, "step under capture: %s", err.msg);
     CT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-    for (int k = 0; k < 6; k++) {
-        for (int b = 0; b < 2; b++)
-            ((int32_t *)omni_tensor_data(&hstep))[b] = (int32_t)(tu_rng_u64(&R) % 300u);
-        CT_CUDA(cudaMemcpy(omni_tensor_data(&dstep), omni_tensor_data(&hstep), 8, cudaMemcpyHostToDevice));
-        CT_CUDA(cudaGraphLaunch(exec, s));
-        OK(omni_harness_push(c, "ids", &hstep, &err));
-        OK(omni_harness_step(c, &err));
-        cmp_out("mamba2 step replayed from a CUDA graph", omni_harness_pull(g, "hidden"),
-                omni_harness_pull(c, "hidden"), 1e-4);
-    }
+    replay_steps(c, g, exec, s, &hstep, &dstep, 6, "mamba2 step replayed from a CUDA graph");
     /* the next request (a prefill of 11 from position 0) clears the state in place: the
      * graph_key words stay, and the same graph replays its steps */
     uint64_t k0[256], k1[256];
@@ -199,16 +207,8 @@ START_TEST(test_mamba2_decode_step_replays_as_a_cuda_graph)
     for (int i = 0; i < n0; i++)
         ck_assert_msg(k1[i] == k0[i], "graph_key word %d of %d moved at the next prefill: %#llx, was %#llx",
                       i, n0, (unsigned long long)k1[i], (unsigned long long)k0[i]);
-    for (int k = 0; k < 3; k++) {
-        for (int b = 0; b < 2; b++)
-            ((int32_t *)omni_tensor_data(&hstep))[b] = (int32_t)(tu_rng_u64(&R) % 300u);
-        CT_CUDA(cudaMemcpy(omni_tensor_data(&dstep), omni_tensor_data(&hstep), 8, cudaMemcpyHostToDevice));
-        CT_CUDA(cudaGraphLaunch(exec, s));
-        OK(omni_harness_push(c, "ids", &hstep, &err));
-        OK(omni_harness_step(c, &err));
-        cmp_out("mamba2 step of the next request replayed from the first one's graph",
-                omni_harness_pull(g, "hidden"), omni_harness_pull(c, "hidden"), 1e-4);
-    }
+    replay_steps(c, g, exec, s, &hstep, &dstep, 3,
+                 "mamba2 step of the next request replayed from the first one's graph");
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
     omni_tensor_release(&hstep);

@@ -29,11 +29,12 @@ done
 printf 'a red bicycle leaning on a wall\na bowl of fruit on a table\n' > /tmp/two-prompts.txt
 V="-v -v" run t2i-two 1 pipelines/t2i.yaml --prompts /tmp/two-prompts.txt --batch 1 -o /tmp/t2i-two.png
 run t2i-p2 0 pipelines/t2i.yaml --prompt "a bowl of fruit on a table" -o /tmp/t2i-p2.png
-# two requests of batch 2 over OMNI_KEEP_LOOP_STATES=1: the states are kept parked (memory
-# handed back, addresses kept) and the second request replays; graphs on and off agree
-printf 'a red bicycle leaning on a wall\na bowl of fruit on a table\na lighthouse at dusk\na cat on a sofa\n' > /tmp/four-prompts.txt
+# two requests of batch 16, over OMNI_KEEP_LOOP_STATES (default 2): the states are kept
+# parked between them (memory handed back, addresses kept) and the second request replays;
+# graphs on and off give the same 32 images
+for i in $(seq 1 32); do echo "a watercolor of $i red apples in a blue bowl"; done > /tmp/b16-prompts.txt
 for g in 1 0; do
-  OMNI_KEEP_LOOP_STATES=1 run t2i-park $g pipelines/t2i.yaml --prompts /tmp/four-prompts.txt --batch 2 -o /tmp/t2i-park-$g.png
+  run t2i-b16 $g pipelines/t2i.yaml --prompts /tmp/b16-prompts.txt --batch 16 -o /tmp/t2i-b16-$g.png
 done
 # graphs on and off must agree (greedy, same seed): exit 1 when they do not
 fail=0
@@ -46,16 +47,15 @@ then echo "t2i: two requests in one process equal their single runs" >> "$LOG"
 else echo "t2i: two requests in one process DIFFER from their single runs" >> "$LOG"; fail=1; fi
 # the first request pays the capture once: the second (same batch, another prompt)
 # replays the graph the first recorded (-vv logs which key word differed if not)
-if grep -q "replaying the CUDA graph" "$LOG"; then echo "t2i: the second request replayed the first one's loop graph" >> "$LOG"
+if sed -n '/^-- t2i-two OMNI_CUDA_GRAPHS=1/,/^rc=/p' "$LOG" | grep -q "replaying the CUDA graph"; then echo "t2i: the second request replayed the first one's loop graph" >> "$LOG"
 else echo "t2i: the second request re-recorded the loop graph (FAIL; -vv logs which key word differed)" >> "$LOG"; fail=1; fi
-n_park=$(sed -n '/^-- t2i-park OMNI_CUDA_GRAPHS=1/,/^rc=/p' "$LOG" | grep -c "replaying the CUDA graph")
-if [ "$n_park" = 1 ]; then echo "t2i batch 2, parked states: the second request replayed the first one's loop graph" >> "$LOG"
-else echo "t2i batch 2, parked states: $n_park replays instead of 1 (FAIL)" >> "$LOG"; fail=1; fi
-park_same=1
-for f in /tmp/t2i-park-0-batch*.png; do cmp "$f" "${f/park-0/park-1}" >> "$LOG" 2>&1 || park_same=0; done
-ls /tmp/t2i-park-0-batch*.png > /dev/null 2>&1 || park_same=0
-if [ $park_same = 1 ]; then echo "t2i batch 2, parked states: graphs on/off PNGs identical" >> "$LOG"
-else echo "t2i batch 2, parked states: graphs on/off PNGs DIFFER (or missing)" >> "$LOG"; fail=1; fi
+n_park=$(sed -n '/^-- t2i-b16 OMNI_CUDA_GRAPHS=1/,/^rc=/p' "$LOG" | grep -c "replaying the CUDA graph")
+if [ "$n_park" = 1 ]; then echo "t2i batch 16, parked states: the second request replayed the first one's loop graph" >> "$LOG"
+else echo "t2i batch 16, parked states: $n_park replays instead of 1 (FAIL)" >> "$LOG"; fail=1; fi
+park_same=1 n_png=0
+for f in /tmp/t2i-b16-0-batch*.png; do [ -e "$f" ] || continue; n_png=$((n_png + 1)); cmp "$f" "${f/b16-0/b16-1}" >> "$LOG" 2>&1 || park_same=0; done
+if [ $park_same = 1 ] && [ $n_png = 32 ]; then echo "t2i batch 16, parked states: graphs on/off PNGs identical (32)" >> "$LOG"
+else echo "t2i batch 16, parked states: graphs on/off PNGs DIFFER or missing ($n_png of 32)" >> "$LOG"; fail=1; fi
 grep -c "^rc=[1-9]" "$LOG" > /dev/null && fail=1
-grep -h "prefill\|captured\|graph\|stopped\|rc=\|DIFFER\|equal\|replay" "$LOG" | head -40
+grep -h "prefill\|captured\|graph\|stopped\|rc=\|DIFFER\|equal\|replay\|memory held" "$LOG" | head -60
 exit $fail
