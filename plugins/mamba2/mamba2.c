@@ -583,9 +583,26 @@ int m2_state_alloc(struct m2_stage *s, struct m2_state *x, int64_t B,
     return OMNI_OK;
 }
 
-/* Kept by the executor for a later request of a large batch: the state buffers hand
- * their memory back and keep their addresses (what the kept loop graph names); scratch
- * and output, a few rows each, stay. */
+/* The buffers of a state that a parked state hands back: the states, and the scratch
+ * and output buffers large enough to be reserved (the others are no-ops). */
+static int m2_parkable(struct m2_state *x, struct omni_buffer **b)
+{
+    int n = 0;
+    b[n++] = x->conv.buf;
+    b[n++] = x->ssm.buf;
+    if (x->ssm32.buf)
+        b[n++] = x->ssm32.buf;
+    for (int i = 0; i < SC_COUNT; i++)
+        if (x->scratch[i])
+            b[n++] = x->scratch[i];
+    if (x->out)
+        b[n++] = x->out;
+    return n;
+}
+
+/* Kept by the executor for a later request of a large batch: the state buffers (and the
+ * large scratch) hand their memory back and keep their addresses (what the kept loop
+ * graph names). */
 static int m2_state_park(struct omni_stage *st, void *state, struct omni_error *err)
 {
     (void)st;
@@ -593,10 +610,10 @@ static int m2_state_park(struct omni_stage *st, void *state, struct omni_error *
     struct m2_state *x = state;
     if (!x || x->parked || !x->conv.buf)
         return OMNI_OK;
-    omni_buffer_drop_pages(x->conv.buf);
-    omni_buffer_drop_pages(x->ssm.buf);
-    if (x->ssm32.buf)
-        omni_buffer_drop_pages(x->ssm32.buf);
+    struct omni_buffer *b[3 + SC_COUNT + 1];
+    const int n = m2_parkable(x, b);
+    for (int i = 0; i < n; i++)
+        omni_buffer_drop_pages(b[i]);
     x->parked = 1;
     x->dirty = 1; /* undefined contents once the memory is back */
     return OMNI_OK;
@@ -612,11 +629,11 @@ int m2_state_unpark(struct m2_stage *s, struct m2_state *x, int from_zero,
                               "stage '%s': the request state was parked for a new request: the "
                               "next call must be a prefill from position 0",
                               s->name);
-    int rc = omni_buffer_restore_pages(x->conv.buf, err);
-    if (!rc)
-        rc = omni_buffer_restore_pages(x->ssm.buf, err);
-    if (!rc && x->ssm32.buf)
-        rc = omni_buffer_restore_pages(x->ssm32.buf, err);
+    struct omni_buffer *b[3 + SC_COUNT + 1];
+    const int n = m2_parkable(x, b);
+    int rc = OMNI_OK;
+    for (int i = 0; i < n && !rc; i++)
+        rc = omni_buffer_restore_pages(b[i], err);
     if (rc)
         return omni_error_prefix(err, "stage '%s': taking the parked request state back: ",
                                  s->name);
@@ -657,6 +674,16 @@ int m2_state_zero(struct m2_stage *s, struct m2_state *x, struct omni_error *err
     return OMNI_OK;
 }
 
+/* A scratch or output buffer: a large one (a prefill's rows) in memory that a parked
+ * state can hand back (m2_state_park), a small one plain (reserved memory comes in pages
+ * of 2 MiB). */
+static struct omni_buffer *m2_scratch_buffer(struct omni_device dev, size_t bytes,
+                                             struct omni_error *err)
+{
+    return bytes >= ((size_t)16 << 20) ? omni_buffer_new_reserved(dev, bytes, err)
+                                       : omni_buffer_new(dev, bytes, err);
+}
+
 /* Make sure scratch holds `rows` rows and the output `out_elems` elements. */
 int m2_scratch(struct m2_stage *s, struct m2_state *x, int64_t rows, int64_t out_elems,
                       struct omni_error *err)
@@ -675,8 +702,8 @@ int m2_scratch(struct m2_stage *s, struct m2_state *x, int64_t rows, int64_t out
         for (int i = 0; i < SC_COUNT; i++) {
             if (x->scratch[i])
                 omni_buffer_unref(x->scratch[i]);
-            x->scratch[i] = omni_buffer_new(s->base.device,
-                                            (size_t)(rows * width[i]) * sizeof(float), err);
+            x->scratch[i] = m2_scratch_buffer(s->base.device,
+                                              (size_t)(rows * width[i]) * sizeof(float), err);
             if (!x->scratch[i]) {
                 x->cap_rows = 0;
                 return omni_error_prefix(err, "stage '%s': scratch for %lld rows: ", s->name,
@@ -688,7 +715,7 @@ int m2_scratch(struct m2_stage *s, struct m2_state *x, int64_t rows, int64_t out
     if (out_elems > x->out_cap) {
         if (x->out)
             omni_buffer_unref(x->out);
-        x->out = omni_buffer_new(s->base.device, (size_t)out_elems * sizeof(float), err);
+        x->out = m2_scratch_buffer(s->base.device, (size_t)out_elems * sizeof(float), err);
         if (!x->out) {
             x->out_cap = 0;
             return omni_error_prefix(err, "stage '%s': output buffer: ", s->name);
