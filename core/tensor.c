@@ -83,6 +83,16 @@ int omni_cuda_device_count(void)
 #endif
 }
 
+/* A new buffer's last step: one reference, counted live. */
+static struct omni_buffer *buffer_live(struct omni_buffer *b, struct omni_device dev, size_t nbytes)
+{
+    atomic_init(&b->refs, 1);
+    b->dev = dev;
+    b->size = nbytes;
+    atomic_fetch_add(&live_buffers, 1);
+    return b;
+}
+
 struct omni_buffer *omni_buffer_new(struct omni_device dev, size_t nbytes, struct omni_error *err)
 {
     struct omni_buffer *b = calloc(1, sizeof *b);
@@ -130,11 +140,7 @@ struct omni_buffer *omni_buffer_new(struct omni_device dev, size_t nbytes, struc
         return NULL;
 #endif
     }
-    atomic_init(&b->refs, 1);
-    b->dev = dev;
-    b->size = nbytes;
-    atomic_fetch_add(&live_buffers, 1);
-    return b;
+    return buffer_live(b, dev, nbytes);
 }
 
 struct omni_buffer *omni_buffer_new_reserved(struct omni_device dev, size_t nbytes,
@@ -188,11 +194,7 @@ struct omni_buffer *omni_buffer_new_reserved(struct omni_device dev, size_t nbyt
         b->kind = OMNI_BUFFER_CUDA;
         b->vmm = 1;
         omni__cuda_account(dev.index, (long long)b->vsize, b->data);
-        atomic_init(&b->refs, 1);
-        b->dev = dev;
-        b->size = nbytes;
-        atomic_fetch_add(&live_buffers, 1);
-        return b;
+        return buffer_live(b, dev, nbytes);
     }
 #endif
     return omni_buffer_new(dev, nbytes, err);
